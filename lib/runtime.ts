@@ -1,0 +1,98 @@
+// Process-wide facts and settings: versions, CUDA, threads, seeds.
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { binding, packageRoot } from './native';
+import { Device } from './device';
+
+export interface VersionInfo {
+  torchline: string;
+  libtorch: string;
+  /** How the build found LibTorch (one of the four ways in the README). */
+  libtorchSource: string;
+  cxx11Abi: boolean;
+  cuda: { compiled: boolean; available: boolean; deviceCount: number; runtime: string | null; cudnn: string | null };
+  blas: { compiled: string; loaded: string | null };
+  mkldnn: boolean;
+  openmp: boolean;
+  threads: { intraOp: number; cores: number };
+}
+
+function packageVersion(): string {
+  const pkg = JSON.parse(fs.readFileSync(path.join(packageRoot, 'package.json'), 'utf8'));
+  return pkg.version;
+}
+
+/** What this build of torchline runs on. */
+export function version(): VersionInfo {
+  const b = binding.buildInfo();
+  return {
+    torchline: packageVersion(),
+    libtorch: b.libtorch,
+    libtorchSource: b.libtorchSource,
+    cxx11Abi: b.cxx11Abi,
+    cuda: {
+      compiled: b.cudaCompiled,
+      available: cuda.isAvailable(),
+      deviceCount: cuda.deviceCount(),
+      runtime: b.cudaRuntime || null,
+      cudnn: b.cudnn || null,
+    },
+    blas: { compiled: b.blasCompiled, loaded: b.blasLoaded || null },
+    mkldnn: b.mkldnn,
+    openmp: b.openmp,
+    threads: { intraOp: getNumThreads(), cores: binding.availableCores() },
+  };
+}
+
+/** LibTorch's full build configuration (at::show_config()). */
+export function buildConfig(): string {
+  return binding.buildInfo().config;
+}
+
+export const cuda = {
+  /** True when this LibTorch has CUDA and a GPU is usable. */
+  isAvailable(): boolean {
+    return binding.cudaIsAvailable();
+  },
+  deviceCount(): number {
+    return binding.cudaDeviceCount();
+  },
+  /** Why CUDA is or is not usable, in words (what `torchline doctor` prints). */
+  explain(): string {
+    const b = binding.buildInfo();
+    if (!b.cudaCompiled) {
+      return 'not usable: this torchline was built against a CPU-only LibTorch; rebuild against a CUDA LibTorch (see README "Using a GPU")';
+    }
+    const n = binding.cudaDeviceCount();
+    if (n === 0) return 'not usable: LibTorch has CUDA but sees no GPU (no device, or the NVIDIA driver is missing)';
+    return `usable: ${n} device(s), CUDA runtime ${b.cudaRuntime || '?'}, cuDNN ${b.cudnn || 'none'}`;
+  },
+};
+
+/** The seed's get_device(): CUDA when available, else CPU. */
+export function defaultDevice(): Device {
+  return cuda.isAvailable() ? new Device('cuda', 0) : new Device('cpu');
+}
+
+/** Seeds LibTorch's generators (CPU and every GPU), as torch.manual_seed. */
+export function manualSeed(seed: number | bigint): void {
+  if (typeof seed === 'number' && (!Number.isSafeInteger(seed) || seed < 0)) {
+    throw new RangeError(`seed must be a non-negative safe integer, got ${seed}`);
+  }
+  if (typeof seed !== 'number' && typeof seed !== 'bigint') throw new TypeError('seed must be a number or bigint');
+  binding.manualSeed(seed);
+}
+
+/**
+ * LibTorch intra-op threads. The default is the number of cores this process
+ * may use (LibTorch itself defaults to 1 on many Linux machines), unless
+ * TORCHLINE_NUM_THREADS or OMP_NUM_THREADS is set.
+ */
+export function setNumThreads(n: number): void {
+  if (typeof n !== 'number') throw new TypeError('setNumThreads needs a number');
+  binding.setNumThreads(n);
+}
+
+export function getNumThreads(): number {
+  return binding.getNumThreads();
+}

@@ -1,0 +1,17 @@
+// Per-environment state of the addon (constructors other files need).
+#pragma once
+#include <napi.h>
+
+namespace tl {
+
+struct AddonData {
+  Napi::FunctionReference tensorCtor;
+};
+
+AddonData& addonData(Napi::Env env);
+
+// Each concern registers its functions on the exports object.
+void InitRuntime(Napi::Env env, Napi::Object exports);
+void InitTensorFunctions(Napi::Env env, Napi::Object exports);
+
+}  // namespace tl

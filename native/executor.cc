@@ -1,0 +1,103 @@
+#include "executor.h"
+
+#include "common.h"
+
+#include <ATen/Parallel.h>
+
+namespace tl {
+
+namespace {
+
+struct Pending {
+  Napi::Promise::Deferred deferred;
+  Job job;
+  Finisher finish;
+  std::exception_ptr error;
+  napi_threadsafe_function tsfn = nullptr;
+};
+
+// Runs on the JS thread once the job is done.
+void settle(napi_env rawEnv, napi_value, void*, void* data) {
+  auto* p = static_cast<Pending*>(data);
+  if (rawEnv != nullptr) {
+    Napi::Env env(rawEnv);
+    Napi::HandleScope scope(env);
+    if (p->error) {
+      p->deferred.Reject(currentErrorAsJs(env, p->error).Value());
+    } else {
+      try {
+        p->deferred.Resolve(p->finish(env));
+      } catch (...) {
+        p->deferred.Reject(currentErrorAsJs(env, std::current_exception()).Value());
+      }
+    }
+  }
+  delete p;
+}
+
+}  // namespace
+
+Executor::Executor(std::string name) : name_(std::move(name)), thread_([this] { loop(); }) {}
+
+Executor::~Executor() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    stop_ = true;
+  }
+  cv_.notify_all();
+  if (thread_.joinable()) thread_.join();
+}
+
+void Executor::loop() {
+  for (;;) {
+    std::function<void()> task;
+    {
+      std::unique_lock<std::mutex> lock(mu_);
+      cv_.wait(lock, [this] { return stop_ || !queue_.empty(); });
+      if (stop_ && queue_.empty()) return;
+      task = std::move(queue_.front());
+      queue_.pop_front();
+    }
+    // OpenMP thread counts are per thread: pick up the current setNumThreads().
+    at::init_num_threads();
+    task();
+  }
+}
+
+Napi::Promise Executor::submit(Napi::Env env, Job job) {
+  auto* p = new Pending{Napi::Promise::Deferred::New(env), std::move(job), nullptr, nullptr, nullptr};
+  Napi::Promise promise = p->deferred.Promise();
+  // The thread-safe function keeps the event loop alive while the job is
+  // pending, so Node does not exit with a step in flight.
+  napi_status st = napi_create_threadsafe_function(env, nullptr, nullptr, Napi::String::New(env, name_), 0, 1,
+                                                   nullptr, nullptr, nullptr, settle, &p->tsfn);
+  if (st != napi_ok) {
+    delete p;
+    throw Napi::Error::New(env, "torchline: cannot create a thread-safe function");
+  }
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    queue_.push_back([p] {
+      try {
+        p->finish = p->job();
+      } catch (...) {
+        p->error = std::current_exception();
+      }
+      p->job = nullptr;  // free captured tensors on the worker, before the hop back
+      napi_threadsafe_function tsfn = p->tsfn;
+      if (napi_call_threadsafe_function(tsfn, p, napi_tsfn_blocking) != napi_ok) delete p;
+      napi_release_threadsafe_function(tsfn, napi_tsfn_release);
+    });
+  }
+  cv_.notify_one();
+  return promise;
+}
+
+Executor& Executor::shared() {
+  // Deliberately leaked: joining a worker from a static destructor at process
+  // exit races LibTorch's own static teardown.
+  static Executor* ex = new Executor("torchline:step");
+  return *ex;
+}
+
+}  // namespace tl

@@ -1,0 +1,46 @@
+// Long native work (training steps, evaluation, big tensor ops) runs on
+// dedicated threads, never on the JS thread and never on the libuv pool, so a
+// multi-second step cannot starve fs reads or sharp decodes. Results come back
+// to JS through a thread-safe function that settles a Promise.
+#pragma once
+#include <napi.h>
+
+#include <condition_variable>
+#include <deque>
+#include <functional>
+#include <mutex>
+#include <string>
+#include <thread>
+
+namespace tl {
+
+// What a job hands back to the JS thread: builds the resolved value there.
+using Finisher = std::function<Napi::Value(Napi::Env)>;
+// The work itself; runs on the executor's thread and may throw.
+using Job = std::function<Finisher()>;
+
+class Executor {
+ public:
+  explicit Executor(std::string name);
+  ~Executor();
+  Executor(const Executor&) = delete;
+  Executor& operator=(const Executor&) = delete;
+
+  // Queues the job in FIFO order and returns a Promise for its result.
+  // A job that throws rejects the Promise with the translated error.
+  Napi::Promise submit(Napi::Env env, Job job);
+
+  // The process-wide executor used when no model-specific one is given.
+  static Executor& shared();
+
+ private:
+  void loop();
+  std::string name_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::deque<std::function<void()>> queue_;
+  bool stop_ = false;
+  std::thread thread_;
+};
+
+}  // namespace tl

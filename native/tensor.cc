@@ -1,0 +1,251 @@
+#include "tensor.h"
+
+#include "addon.h"
+#include "executor.h"
+
+#include <cstring>
+
+namespace tl {
+
+namespace {
+
+// Host bytes a tensor keeps alive. CUDA memory is not V8's concern (it does
+// not grow the heap the GC is sized by), so only CPU storage is reported.
+int64_t hostBytes(const torch::Tensor& t) {
+  if (!t.defined() || !t.device().is_cpu()) return 0;
+  return static_cast<int64_t>(t.storage().nbytes());
+}
+
+size_t typedArrayElementSize(napi_typedarray_type t) {
+  switch (t) {
+    case napi_int8_array:
+    case napi_uint8_array:
+    case napi_uint8_clamped_array:
+      return 1;
+    case napi_int16_array:
+    case napi_uint16_array:
+      return 2;
+    case napi_int32_array:
+    case napi_uint32_array:
+    case napi_float32_array:
+      return 4;
+    default:
+      return 8;
+  }
+}
+
+}  // namespace
+
+void TensorHandle::Init(Napi::Env env, Napi::Object exports) {
+  Napi::Function ctor = DefineClass(env, "TensorHandle",
+                                    {
+                                        InstanceMethod<&TensorHandle::Shape>("shape"),
+                                        InstanceMethod<&TensorHandle::Dtype>("dtype"),
+                                        InstanceMethod<&TensorHandle::Device>("device"),
+                                        InstanceMethod<&TensorHandle::Nbytes>("nbytes"),
+                                        InstanceMethod<&TensorHandle::Disposed>("disposed"),
+                                        InstanceMethod<&TensorHandle::ToArrayBuffer>("toArrayBuffer"),
+                                        InstanceMethod<&TensorHandle::To>("to"),
+                                        InstanceMethod<&TensorHandle::Item>("item"),
+                                        InstanceMethod<&TensorHandle::Dispose>("dispose"),
+                                    });
+  addonData(env).tensorCtor = Napi::Persistent(ctor);
+  exports.Set("TensorHandle", ctor);
+}
+
+// JS calls new TensorHandle(typedArray, shape, dtype): a copy of the data.
+// C++ calls it with a single External<torch::Tensor> to adopt a tensor.
+TensorHandle::TensorHandle(const Napi::CallbackInfo& info) : Napi::ObjectWrap<TensorHandle>(info) {
+  Napi::Env env = info.Env();
+  TL_GUARD_BEGIN
+  if (info.Length() == 1 && info[0].IsExternal()) {
+    set(*info[0].As<Napi::External<torch::Tensor>>().Data());
+    return;
+  }
+  if (info.Length() < 1 || !info[0].IsTypedArray())
+    throw ArgError("Tensor data must be a TypedArray");
+  auto arr = info[0].As<Napi::TypedArray>();
+  auto shape = argShape(info, 1, "shape");
+  auto dtype = dtypeFromName(argString(info, 2, "dtype"));
+  int64_t numel = 1;
+  for (auto d : shape) numel *= d;
+  size_t elem = typedArrayElementSize(arr.TypedArrayType());
+  if (static_cast<int64_t>(arr.ElementLength()) != numel)
+    throw std::invalid_argument("data has " + std::to_string(arr.ElementLength()) + " elements but shape " +
+                                shapeString(shape) + " needs " + std::to_string(numel));
+  if (static_cast<int64_t>(elem) != c10::elementSize(dtype))
+    throw ArgError("a " + std::to_string(elem * 8) + "-bit TypedArray cannot hold dtype " + dtypeName(dtype));
+  auto out = torch::empty(shape, torch::TensorOptions().dtype(dtype));
+  if (numel > 0) {
+    auto* src = static_cast<uint8_t*>(arr.ArrayBuffer().Data()) + arr.ByteOffset();
+    std::memcpy(out.data_ptr(), src, numel * elem);
+  }
+  set(out);
+  TL_GUARD_END(env)
+}
+
+TensorHandle::~TensorHandle() { release(); }
+
+void TensorHandle::set(torch::Tensor t) {
+  tensor_ = std::move(t);
+  reported_ = hostBytes(tensor_);
+  if (reported_) Napi::MemoryManagement::AdjustExternalMemory(Env(), reported_);
+}
+
+void TensorHandle::release() {
+  if (reported_) Napi::MemoryManagement::AdjustExternalMemory(Env(), -reported_);
+  reported_ = 0;
+  tensor_ = torch::Tensor();
+  disposed_ = true;
+}
+
+const torch::Tensor& TensorHandle::live() const {
+  if (disposed_) throw std::runtime_error("tensor was disposed");
+  return tensor_;
+}
+
+Napi::Object TensorHandle::New(Napi::Env env, torch::Tensor t) {
+  auto ext = Napi::External<torch::Tensor>::New(env, &t);
+  return addonData(env).tensorCtor.New({ext});
+}
+
+bool TensorHandle::IsHandle(Napi::Value v) {
+  if (!v.IsObject()) return false;
+  return v.As<Napi::Object>().InstanceOf(addonData(v.Env()).tensorCtor.Value());
+}
+
+torch::Tensor TensorHandle::From(Napi::Value v, const char* name) {
+  // Accept the TS Tensor wrapper too: it keeps its handle in `handle`.
+  if (v.IsObject() && !IsHandle(v)) {
+    Napi::Value inner = v.As<Napi::Object>().Get("handle");
+    if (IsHandle(inner)) v = inner;
+  }
+  if (!IsHandle(v)) throw ArgError(std::string(name) + " must be a Tensor");
+  return Napi::ObjectWrap<TensorHandle>::Unwrap(v.As<Napi::Object>())->live();
+}
+
+Napi::Value TensorHandle::Shape(const Napi::CallbackInfo& info) {
+  TL_GUARD_BEGIN
+  auto sizes = live().sizes();
+  auto arr = Napi::Array::New(info.Env(), sizes.size());
+  for (size_t i = 0; i < sizes.size(); i++) arr.Set(i, Napi::Number::New(info.Env(), sizes[i]));
+  return arr;
+  TL_GUARD_END(info.Env())
+}
+
+Napi::Value TensorHandle::Dtype(const Napi::CallbackInfo& info) {
+  TL_GUARD_BEGIN
+  return Napi::String::New(info.Env(), dtypeName(live().scalar_type()));
+  TL_GUARD_END(info.Env())
+}
+
+Napi::Value TensorHandle::Device(const Napi::CallbackInfo& info) {
+  TL_GUARD_BEGIN
+  return Napi::String::New(info.Env(), live().device().str());
+  TL_GUARD_END(info.Env())
+}
+
+Napi::Value TensorHandle::Nbytes(const Napi::CallbackInfo& info) {
+  TL_GUARD_BEGIN
+  const auto& t = live();
+  return Napi::Number::New(info.Env(), static_cast<double>(t.numel() * t.element_size()));
+  TL_GUARD_END(info.Env())
+}
+
+Napi::Value TensorHandle::Disposed(const Napi::CallbackInfo& info) {
+  return Napi::Boolean::New(info.Env(), disposed_);
+}
+
+// A copy of the elements, row-major, in a fresh ArrayBuffer (the JS side picks
+// the TypedArray view from the dtype).
+Napi::Value TensorHandle::ToArrayBuffer(const Napi::CallbackInfo& info) {
+  TL_GUARD_BEGIN
+  auto t = live().to(torch::kCPU).contiguous();
+  size_t n = t.numel() * t.element_size();
+  auto buf = Napi::ArrayBuffer::New(info.Env(), n);
+  if (n) std::memcpy(buf.Data(), t.data_ptr(), n);
+  return buf;
+  TL_GUARD_END(info.Env())
+}
+
+Napi::Value TensorHandle::To(const Napi::CallbackInfo& info) {
+  TL_GUARD_BEGIN
+  auto device = deviceFromString(argString(info, 0, "device"));
+  bool nonBlocking = info.Length() > 1 && info[1].ToBoolean().Value();
+  return New(info.Env(), live().to(device, nonBlocking));
+  TL_GUARD_END(info.Env())
+}
+
+Napi::Value TensorHandle::Item(const Napi::CallbackInfo& info) {
+  TL_GUARD_BEGIN
+  const auto& t = live();
+  if (t.numel() != 1)
+    throw std::invalid_argument("item() needs a tensor with one element, got shape " + shapeString(t.sizes()));
+  return Napi::Number::New(info.Env(), t.item<double>());
+  TL_GUARD_END(info.Env())
+}
+
+Napi::Value TensorHandle::Dispose(const Napi::CallbackInfo& info) {
+  release();
+  return info.Env().Undefined();
+}
+
+// ---- a few ops, sync and on the step executor ------------------------------
+
+namespace {
+
+Napi::Value Matmul(const Napi::CallbackInfo& info) {
+  TL_GUARD_BEGIN
+  auto a = TensorHandle::From(info[0], "a");
+  auto b = TensorHandle::From(info[1], "b");
+  return TensorHandle::New(info.Env(), torch::matmul(a, b));
+  TL_GUARD_END(info.Env())
+}
+
+// matmul repeated `times` times off the JS thread: the smallest real "step",
+// used to prove the event loop keeps running while native work is in flight.
+Napi::Value MatmulAsync(const Napi::CallbackInfo& info) {
+  TL_GUARD_BEGIN
+  auto a = TensorHandle::From(info[0], "a");
+  auto b = TensorHandle::From(info[1], "b");
+  int64_t times = info.Length() > 2 ? argInt(info, 2, "times") : 1;
+  if (times < 1) throw std::invalid_argument("times must be >= 1");
+  return Executor::shared().submit(info.Env(), [a, b, times]() -> Finisher {
+    torch::NoGradGuard noGrad;
+    torch::Tensor r;
+    for (int64_t i = 0; i < times; i++) r = torch::matmul(a, b);
+    return [r](Napi::Env env) -> Napi::Value { return TensorHandle::New(env, r); };
+  });
+  TL_GUARD_END(info.Env())
+}
+
+Napi::Value Full(const Napi::CallbackInfo& info) {
+  TL_GUARD_BEGIN
+  auto shape = argShape(info, 0, "shape");
+  double value = argNumber(info, 1, "value");
+  auto dtype = dtypeFromName(argString(info, 2, "dtype"));
+  auto device = deviceFromString(argString(info, 3, "device"));
+  return TensorHandle::New(info.Env(), torch::full(shape, value, torch::TensorOptions().dtype(dtype).device(device)));
+  TL_GUARD_END(info.Env())
+}
+
+Napi::Value Randn(const Napi::CallbackInfo& info) {
+  TL_GUARD_BEGIN
+  auto shape = argShape(info, 0, "shape");
+  auto dtype = dtypeFromName(argString(info, 1, "dtype"));
+  auto device = deviceFromString(argString(info, 2, "device"));
+  return TensorHandle::New(info.Env(), torch::randn(shape, torch::TensorOptions().dtype(dtype).device(device)));
+  TL_GUARD_END(info.Env())
+}
+
+}  // namespace
+
+void InitTensorFunctions(Napi::Env env, Napi::Object exports) {
+  TensorHandle::Init(env, exports);
+  exports.Set("matmul", Napi::Function::New<Matmul>(env, "matmul"));
+  exports.Set("matmulAsync", Napi::Function::New<MatmulAsync>(env, "matmulAsync"));
+  exports.Set("full", Napi::Function::New<Full>(env, "full"));
+  exports.Set("randn", Napi::Function::New<Randn>(env, "randn"));
+}
+
+}  // namespace tl

@@ -1,0 +1,44 @@
+// The JS-visible tensor handle. A handle owns one torch::Tensor; its size is
+// reported to V8 so the GC knows how much native memory a small JS object
+// keeps alive, and dispose() frees it at once.
+#pragma once
+#include "common.h"
+
+namespace tl {
+
+class TensorHandle : public Napi::ObjectWrap<TensorHandle> {
+ public:
+  static void Init(Napi::Env env, Napi::Object exports);
+  // Wraps a tensor made in C++ into a new JS handle.
+  static Napi::Object New(Napi::Env env, torch::Tensor t);
+  // The tensor behind a JS handle; throws TypeError for anything else and
+  // Error for a disposed handle.
+  static torch::Tensor From(Napi::Value v, const char* name);
+  static bool IsHandle(Napi::Value v);
+
+  explicit TensorHandle(const Napi::CallbackInfo& info);
+  ~TensorHandle() override;
+
+ private:
+  void set(torch::Tensor t);
+  void release();
+  const torch::Tensor& live() const;
+
+  Napi::Value Shape(const Napi::CallbackInfo& info);
+  Napi::Value Dtype(const Napi::CallbackInfo& info);
+  Napi::Value Device(const Napi::CallbackInfo& info);
+  Napi::Value Nbytes(const Napi::CallbackInfo& info);
+  Napi::Value Disposed(const Napi::CallbackInfo& info);
+  Napi::Value ToArrayBuffer(const Napi::CallbackInfo& info);
+  Napi::Value To(const Napi::CallbackInfo& info);
+  Napi::Value Dispose(const Napi::CallbackInfo& info);
+  Napi::Value Item(const Napi::CallbackInfo& info);
+
+  torch::Tensor tensor_;
+  int64_t reported_ = 0;
+  bool disposed_ = false;
+};
+
+void InitTensorFunctions(Napi::Env env, Napi::Object exports);
+
+}  // namespace tl
