@@ -14,3 +14,7 @@ export {
   getNumThreads,
 } from './runtime';
 export type { VersionInfo } from './runtime';
+export * from './models';
+export * from './optim';
+export { trainStep, evalStep, CrossEntropyLoss, backends } from './train/step';
+export type { Batch, StepOptions, StepResult, EvalResult } from './train/step';

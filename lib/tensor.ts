@@ -116,6 +116,11 @@ export class Tensor {
     return this.handle.nbytes();
   }
 
+  /** Whether autograd tracks this tensor (true for trainable parameters). */
+  get requiresGrad(): boolean {
+    return this.handle.requiresGrad();
+  }
+
   get disposed(): boolean {
     return this.handle.disposed();
   }

@@ -10,6 +10,9 @@ static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   env.SetInstanceData(new tl::AddonData());
   tl::InitRuntime(env, exports);
   tl::InitTensorFunctions(env, exports);
+  tl::InitModels(env, exports);
+  tl::InitOptim(env, exports);
+  tl::InitTrain(env, exports);
   return exports;
 }
 

@@ -6,6 +6,8 @@ namespace tl {
 
 struct AddonData {
   Napi::FunctionReference tensorCtor;
+  Napi::FunctionReference modelCtor;
+  Napi::FunctionReference optimizerCtor;
 };
 
 AddonData& addonData(Napi::Env env);
@@ -13,5 +15,8 @@ AddonData& addonData(Napi::Env env);
 // Each concern registers its functions on the exports object.
 void InitRuntime(Napi::Env env, Napi::Object exports);
 void InitTensorFunctions(Napi::Env env, Napi::Object exports);
+void InitModels(Napi::Env env, Napi::Object exports);
+void InitOptim(Napi::Env env, Napi::Object exports);
+void InitTrain(Napi::Env env, Napi::Object exports);
 
 }  // namespace tl

@@ -17,6 +17,10 @@ Napi::Error currentErrorAsJs(Napi::Env env, std::exception_ptr err) {
     return e;
   } catch (const ArgError& e) {
     return Napi::TypeError::New(env, e.what());
+  } catch (const CodedError& e) {
+    auto err = Napi::Error::New(env, e.what());
+    err.Set("code", Napi::String::New(env, e.code));
+    return err;
   } catch (const c10::Error& e) {
     return Napi::Error::New(env, errorMessage(e));
   } catch (const std::bad_alloc&) {

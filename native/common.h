@@ -15,6 +15,13 @@ struct ArgError : std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
+// An error with a stable `code` property in JS (e.g. ERR_NONFINITE_LOSS), for
+// failures callers are expected to handle rather than just print.
+struct CodedError : std::runtime_error {
+  CodedError(std::string code, const std::string& msg) : std::runtime_error(msg), code(std::move(code)) {}
+  std::string code;
+};
+
 // The message of a c10::Error without LibTorch's C++ backtrace.
 std::string errorMessage(const c10::Error& e);
 

@@ -12,6 +12,7 @@ struct Pending {
   Napi::Promise::Deferred deferred;
   Job job;
   Finisher finish;
+  std::function<void()> settled;
   std::exception_ptr error;
   napi_threadsafe_function tsfn = nullptr;
 };
@@ -22,6 +23,7 @@ void settle(napi_env rawEnv, napi_value, void*, void* data) {
   if (rawEnv != nullptr) {
     Napi::Env env(rawEnv);
     Napi::HandleScope scope(env);
+    if (p->settled) p->settled();
     if (p->error) {
       p->deferred.Reject(currentErrorAsJs(env, p->error).Value());
     } else {
@@ -64,14 +66,15 @@ void Executor::loop() {
   }
 }
 
-Napi::Promise Executor::submit(Napi::Env env, Job job) {
-  auto* p = new Pending{Napi::Promise::Deferred::New(env), std::move(job), nullptr, nullptr, nullptr};
+Napi::Promise Executor::submit(Napi::Env env, Job job, std::function<void()> settled) {
+  auto* p = new Pending{Napi::Promise::Deferred::New(env), std::move(job), nullptr, std::move(settled), nullptr, nullptr};
   Napi::Promise promise = p->deferred.Promise();
   // The thread-safe function keeps the event loop alive while the job is
   // pending, so Node does not exit with a step in flight.
   napi_status st = napi_create_threadsafe_function(env, nullptr, nullptr, Napi::String::New(env, name_), 0, 1,
                                                    nullptr, nullptr, nullptr, settle, &p->tsfn);
   if (st != napi_ok) {
+    if (p->settled) p->settled();
     delete p;
     throw Napi::Error::New(env, "torchline: cannot create a thread-safe function");
   }

@@ -28,7 +28,9 @@ class Executor {
 
   // Queues the job in FIFO order and returns a Promise for its result.
   // A job that throws rejects the Promise with the translated error.
-  Napi::Promise submit(Napi::Env env, Job job);
+  // `settled`, if given, runs on the JS thread before the Promise settles,
+  // whether the job succeeded or not (release busy flags, references).
+  Napi::Promise submit(Napi::Env env, Job job, std::function<void()> settled = nullptr);
 
   // The process-wide executor used when no model-specific one is given.
   static Executor& shared();

@@ -47,6 +47,7 @@ void TensorHandle::Init(Napi::Env env, Napi::Object exports) {
                                         InstanceMethod<&TensorHandle::ToArrayBuffer>("toArrayBuffer"),
                                         InstanceMethod<&TensorHandle::To>("to"),
                                         InstanceMethod<&TensorHandle::Item>("item"),
+                                        InstanceMethod<&TensorHandle::RequiresGrad>("requiresGrad"),
                                         InstanceMethod<&TensorHandle::Dispose>("dispose"),
                                     });
   addonData(env).tensorCtor = Napi::Persistent(ctor);
@@ -54,12 +55,12 @@ void TensorHandle::Init(Napi::Env env, Napi::Object exports) {
 }
 
 // JS calls new TensorHandle(typedArray, shape, dtype): a copy of the data.
-// C++ calls it with a single External<torch::Tensor> to adopt a tensor.
+// C++ calls it with (External<torch::Tensor>, owned) to adopt a tensor.
 TensorHandle::TensorHandle(const Napi::CallbackInfo& info) : Napi::ObjectWrap<TensorHandle>(info) {
   Napi::Env env = info.Env();
   TL_GUARD_BEGIN
-  if (info.Length() == 1 && info[0].IsExternal()) {
-    set(*info[0].As<Napi::External<torch::Tensor>>().Data());
+  if (info.Length() == 2 && info[0].IsExternal()) {
+    set(*info[0].As<Napi::External<torch::Tensor>>().Data(), info[1].ToBoolean().Value());
     return;
   }
   if (info.Length() < 1 || !info[0].IsTypedArray())
@@ -80,15 +81,15 @@ TensorHandle::TensorHandle(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Te
     auto* src = static_cast<uint8_t*>(arr.ArrayBuffer().Data()) + arr.ByteOffset();
     std::memcpy(out.data_ptr(), src, numel * elem);
   }
-  set(out);
+  set(out, true);
   TL_GUARD_END(env)
 }
 
 TensorHandle::~TensorHandle() { release(); }
 
-void TensorHandle::set(torch::Tensor t) {
+void TensorHandle::set(torch::Tensor t, bool owned) {
   tensor_ = std::move(t);
-  reported_ = hostBytes(tensor_);
+  reported_ = owned ? hostBytes(tensor_) : 0;
   if (reported_) Napi::MemoryManagement::AdjustExternalMemory(Env(), reported_);
 }
 
@@ -104,9 +105,9 @@ const torch::Tensor& TensorHandle::live() const {
   return tensor_;
 }
 
-Napi::Object TensorHandle::New(Napi::Env env, torch::Tensor t) {
+Napi::Object TensorHandle::New(Napi::Env env, torch::Tensor t, bool owned) {
   auto ext = Napi::External<torch::Tensor>::New(env, &t);
-  return addonData(env).tensorCtor.New({ext});
+  return addonData(env).tensorCtor.New({ext, Napi::Boolean::New(env, owned)});
 }
 
 bool TensorHandle::IsHandle(Napi::Value v) {
@@ -182,6 +183,12 @@ Napi::Value TensorHandle::Item(const Napi::CallbackInfo& info) {
   if (t.numel() != 1)
     throw std::invalid_argument("item() needs a tensor with one element, got shape " + shapeString(t.sizes()));
   return Napi::Number::New(info.Env(), t.item<double>());
+  TL_GUARD_END(info.Env())
+}
+
+Napi::Value TensorHandle::RequiresGrad(const Napi::CallbackInfo& info) {
+  TL_GUARD_BEGIN
+  return Napi::Boolean::New(info.Env(), live().requires_grad());
   TL_GUARD_END(info.Env())
 }
 

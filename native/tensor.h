@@ -9,8 +9,9 @@ namespace tl {
 class TensorHandle : public Napi::ObjectWrap<TensorHandle> {
  public:
   static void Init(Napi::Env env, Napi::Object exports);
-  // Wraps a tensor made in C++ into a new JS handle.
-  static Napi::Object New(Napi::Env env, torch::Tensor t);
+  // Wraps a tensor made in C++ into a new JS handle. `owned` = false for
+  // aliases of memory someone else already reports (a model's parameters).
+  static Napi::Object New(Napi::Env env, torch::Tensor t, bool owned = true);
   // The tensor behind a JS handle; throws TypeError for anything else and
   // Error for a disposed handle.
   static torch::Tensor From(Napi::Value v, const char* name);
@@ -20,7 +21,7 @@ class TensorHandle : public Napi::ObjectWrap<TensorHandle> {
   ~TensorHandle() override;
 
  private:
-  void set(torch::Tensor t);
+  void set(torch::Tensor t, bool owned);
   void release();
   const torch::Tensor& live() const;
 
@@ -33,6 +34,7 @@ class TensorHandle : public Napi::ObjectWrap<TensorHandle> {
   Napi::Value To(const Napi::CallbackInfo& info);
   Napi::Value Dispose(const Napi::CallbackInfo& info);
   Napi::Value Item(const Napi::CallbackInfo& info);
+  Napi::Value RequiresGrad(const Napi::CallbackInfo& info);
 
   torch::Tensor tensor_;
   int64_t reported_ = 0;

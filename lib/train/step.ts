@@ -1,0 +1,82 @@
+// One optimisation or evaluation step on a batch, run natively on the model's
+// own thread; resolves with plain numbers.
+import { binding } from '../native';
+import { Tensor } from '../tensor';
+import type { Module } from '../models/module';
+import type { Optimizer } from '../optim/optimizer';
+
+/** nn.CrossEntropyLoss (mean reduction) with optional label smoothing. */
+export class CrossEntropyLoss {
+  readonly labelSmoothing: number;
+  constructor(options: { labelSmoothing?: number } = {}) {
+    const ls = options.labelSmoothing ?? 0;
+    if (!(ls >= 0 && ls <= 1)) throw new RangeError(`labelSmoothing must be in [0, 1], got ${ls}`);
+    this.labelSmoothing = ls;
+  }
+}
+
+export interface Batch {
+  /** float32 [N, 3, H, W], normalised. */
+  images: Tensor;
+  /** int64 [N] class indices. */
+  labels: Tensor;
+}
+
+export interface StepOptions {
+  lossFn?: CrossEntropyLoss;
+  /** Clip the gradients' total L2 norm to this value (torch.nn.utils.clip_grad_norm_). */
+  clipGradNorm?: number;
+  /** Mixed precision: 'fp16' (CUDA, with dynamic loss scaling) or 'bf16'. */
+  amp?: 'fp16' | 'bf16' | false;
+}
+
+export interface StepResult {
+  /** Mean loss over the batch. */
+  loss: number;
+  correct1: number;
+  correct5: number;
+  n: number;
+  /** Total gradient norm before clipping (when clipGradNorm is set). */
+  gradNorm?: number;
+  /** false when fp16 loss scaling found inf/nan gradients and skipped the update. */
+  stepped: boolean;
+}
+
+export interface EvalResult extends StepResult {
+  /** Top-1 class per sample. */
+  predictions: Int32Array;
+}
+
+function nativeOptions(o: StepOptions): object {
+  return { labelSmoothing: o.lossFn?.labelSmoothing ?? 0, clipGradNorm: o.clipGradNorm ?? 0, amp: o.amp || 'off' };
+}
+
+function checkBatch(batch: Batch): void {
+  if (!batch || !(batch.images instanceof Tensor) || !(batch.labels instanceof Tensor)) {
+    throw new TypeError('batch must be { images: Tensor, labels: Tensor }');
+  }
+}
+
+/**
+ * zero_grad -> forward -> loss -> backward -> (clip) -> optimizer.step, off the JS thread.
+ * A non-finite loss rejects with an Error whose code is 'ERR_NONFINITE_LOSS'; the weights are untouched.
+ */
+export function trainStep(model: Module, optimizer: Optimizer, batch: Batch, options: StepOptions = {}): Promise<StepResult> {
+  checkBatch(batch);
+  return binding.trainStep(model.handle, optimizer.handle, batch.images.handle, batch.labels.handle, nativeOptions(options));
+}
+
+/** Forward and loss without gradients; the model's train/eval mode is left as it is (call eval() first). */
+export function evalStep(model: Module, batch: Batch, options: Omit<StepOptions, 'clipGradNorm'> = {}): Promise<EvalResult> {
+  checkBatch(batch);
+  return binding.evalStep(model.handle, batch.images.handle, batch.labels.handle, nativeOptions(options));
+}
+
+export const backends = {
+  cudnn: {
+    /** cudnn.benchmark: pick the fastest convolution algorithms for fixed input sizes. */
+    setBenchmark(enabled: boolean): void {
+      binding.setCudnnBenchmark(enabled);
+    },
+  },
+};

@@ -1,0 +1,51 @@
+// torchvision's ResNet (v1.5: the stride sits on the 3x3 conv) with
+// torchvision's module names, so state_dict keys match 1:1
+// (conv1, bn1, layer1.0.conv1, layer1.0.downsample.0, fc, ...).
+#pragma once
+#include <torch/torch.h>
+
+namespace tl {
+
+struct ResNetOptions {
+  int depth = 50;  // 18, 34, 50, 101, 152
+  int64_t numClasses = 1000;
+  bool zeroInitResidual = false;
+};
+
+struct BasicBlockImpl : torch::nn::Module {
+  static constexpr int64_t expansion = 1;
+  BasicBlockImpl(int64_t inplanes, int64_t planes, int64_t stride, torch::nn::Sequential downsample);
+  torch::Tensor forward(torch::Tensor x);
+  torch::nn::Conv2d conv1{nullptr}, conv2{nullptr};
+  torch::nn::BatchNorm2d bn1{nullptr}, bn2{nullptr};
+  torch::nn::Sequential downsample{nullptr};
+};
+TORCH_MODULE(BasicBlock);
+
+struct BottleneckImpl : torch::nn::Module {
+  static constexpr int64_t expansion = 4;
+  BottleneckImpl(int64_t inplanes, int64_t planes, int64_t stride, torch::nn::Sequential downsample);
+  torch::Tensor forward(torch::Tensor x);
+  torch::nn::Conv2d conv1{nullptr}, conv2{nullptr}, conv3{nullptr};
+  torch::nn::BatchNorm2d bn1{nullptr}, bn2{nullptr}, bn3{nullptr};
+  torch::nn::Sequential downsample{nullptr};
+};
+TORCH_MODULE(Bottleneck);
+
+struct ResNetImpl : torch::nn::Module {
+  explicit ResNetImpl(const ResNetOptions& options);
+  torch::Tensor forward(torch::Tensor x);
+  // Swaps `fc` for a freshly initialised Linear with `numClasses` outputs
+  // (the seed's `model.fc = nn.Linear(model.fc.in_features, n)`).
+  void replaceHead(int64_t numClasses);
+  int64_t numClasses() const { return fc->options.out_features(); }
+
+  ResNetOptions options;
+  torch::nn::Conv2d conv1{nullptr};
+  torch::nn::BatchNorm2d bn1{nullptr};
+  torch::nn::Sequential layer1{nullptr}, layer2{nullptr}, layer3{nullptr}, layer4{nullptr};
+  torch::nn::Linear fc{nullptr};
+};
+TORCH_MODULE(ResNet);
+
+}  // namespace tl

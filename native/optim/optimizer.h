@@ -1,0 +1,38 @@
+// torch::optim optimizers (Adam, AdamW, SGD) with parameter groups, exposed to
+// JS with torch.optim's option names. Also holds the fp16 GradScaler state,
+// since scaling belongs to the optimizer step it guards.
+#pragma once
+#include <memory>
+
+#include "common.h"
+
+namespace tl {
+
+class OptimizerHandle : public Napi::ObjectWrap<OptimizerHandle> {
+ public:
+  static void Init(Napi::Env env, Napi::Object exports);
+  static OptimizerHandle* From(Napi::Value v, const char* name);
+  explicit OptimizerHandle(const Napi::CallbackInfo& info);
+
+  torch::optim::Optimizer& optimizer() { return *opt_; }
+  const std::string& kind() const { return kind_; }
+
+  // Dynamic loss scaling for fp16 autocast (torch.cuda.amp.GradScaler's
+  // defaults: init 2^16, growth 2 every 2000 clean steps, backoff 0.5).
+  torch::Tensor scale, growthTracker;
+  double growthFactor = 2.0, backoffFactor = 0.5;
+  int64_t growthInterval = 2000;
+
+ private:
+  Napi::Value Groups(const Napi::CallbackInfo& info);
+  Napi::Value SetGroupOption(const Napi::CallbackInfo& info);
+  Napi::Value ZeroGrad(const Napi::CallbackInfo& info);
+  Napi::Value State(const Napi::CallbackInfo& info);
+  Napi::Value LoadState(const Napi::CallbackInfo& info);
+  Napi::Value ScalerState(const Napi::CallbackInfo& info);
+
+  std::unique_ptr<torch::optim::Optimizer> opt_;
+  std::string kind_;
+};
+
+}  // namespace tl
