@@ -14,3 +14,26 @@ export {
   getNumThreads,
 } from './runtime';
 export type { VersionInfo } from './runtime';
+// Storage (GCS and local): `import { storage } from 'torchline'` or the named exports.
+export * as storage from './storage';
+export {
+  Location,
+  createStorage,
+  listPartitioned,
+  download,
+  upload,
+  UploadQueue,
+  startGcsEmulator,
+} from './storage';
+export type {
+  LocationLike,
+  ListOptions,
+  FileRow,
+  FilePartition,
+  PartitionedListing,
+  DownloadOptions,
+  DownloadResult,
+  UploadOptions,
+  UploadResult,
+  GcsEmulator,
+} from './storage';
