@@ -18,3 +18,26 @@ export * from './models';
 export * from './optim';
 export { trainStep, evalStep, CrossEntropyLoss, backends } from './train/step';
 export type { Batch, StepOptions, StepResult, EvalResult } from './train/step';
+// Storage (GCS and local): `import { storage } from 'torchline'` or the named exports.
+export * as storage from './storage';
+export {
+  Location,
+  createStorage,
+  listPartitioned,
+  download,
+  upload,
+  UploadQueue,
+  startGcsEmulator,
+} from './storage';
+export type {
+  LocationLike,
+  ListOptions,
+  FileRow,
+  FilePartition,
+  PartitionedListing,
+  DownloadOptions,
+  DownloadResult,
+  UploadOptions,
+  UploadResult,
+  GcsEmulator,
+} from './storage';

@@ -1,0 +1,250 @@
+// Verified upload of files or a folder (checkpoints) to a GCS prefix, and a
+// background queue for uploading while training goes on. Each file's MD5 and
+// CRC32C are computed first and sent with the object (GCS rejects a
+// mismatching upload), then compared with what the server stored. Files whose
+// remote copy already has the same MD5 are skipped, so re-running an
+// interrupted folder upload resumes it; large files use the resumable
+// protocol, whose in-flight retries the client library handles.
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import type { Storage } from '@google-cloud/storage';
+import { createStorage, isRetryableError, StorageError, statusOf, toStorageError } from './client';
+import { Location, type LocationLike } from './location';
+import { mapLimit, sleep } from './pool';
+import { fileDigests } from './verify';
+import { Progress, type TransferProgress } from './progress';
+
+export interface UploadOptions {
+  storage?: Storage;
+  /** Uploads in flight (default 8). */
+  concurrency?: number;
+  /** Attempts after the first for one file (default 6). */
+  maxRetries?: number;
+  /** First backoff delay in ms (default 250), doubled per attempt with jitter, capped at 20 s. */
+  retryDelayMs?: number;
+  /** Files at least this large use a resumable upload (default 8 MiB). */
+  resumableThreshold?: number;
+  /** Skip files whose remote object already has the same MD5 (default true). */
+  skipExisting?: boolean;
+  /** Content type for every object (default: guessed by the client from the name). */
+  contentType?: string;
+  /** Progress on stderr when it is a TTY (default), a callback, or false. */
+  progress?: boolean | ((p: TransferProgress) => void);
+}
+
+export interface UploadedFile {
+  /** Local path. */
+  path: string;
+  /** gs://bucket/object. */
+  uri: string;
+  size: number;
+  md5Hash: string;
+  crc32c: string;
+  status: 'uploaded' | 'skipped';
+}
+
+export interface UploadResult {
+  files: UploadedFile[];
+  uploaded: number;
+  skipped: number;
+  bytes: number;
+  ms: number;
+}
+
+export class UploadError extends StorageError {
+  constructor(readonly failures: { path: string; error: Error }[]) {
+    super(`${failures.length} file(s) failed to upload: ${failures.slice(0, 3).map((f) => f.error.message).join('; ')}`);
+    this.name = 'UploadError';
+  }
+}
+
+/** Local files under `src` (a file or a folder) with their object names relative to the prefix. */
+async function collect(src: string): Promise<{ file: string; rel: string }[]> {
+  const abs = path.resolve(src);
+  const st = await fs.promises.stat(abs).catch((e) => {
+    throw new Error(`upload: ${abs} does not exist (${(e as NodeJS.ErrnoException).code})`);
+  });
+  if (st.isFile()) return [{ file: abs, rel: path.basename(abs) }];
+  if (!st.isDirectory()) throw new Error(`upload: ${abs} is neither a file nor a folder`);
+  const out: { file: string; rel: string }[] = [];
+  const walk = async (dir: string, rel: string) => {
+    for (const e of await fs.promises.readdir(dir, { withFileTypes: true })) {
+      const p = path.join(dir, e.name);
+      const r = rel ? `${rel}/${e.name}` : e.name;
+      const t = e.isSymbolicLink() ? await fs.promises.stat(p).catch(() => undefined) : e;
+      if (t?.isDirectory()) await walk(p, r);
+      else if (t?.isFile()) out.push({ file: p, rel: r });
+    }
+  };
+  await walk(abs, '');
+  return out.sort((a, b) => (a.rel < b.rel ? -1 : 1));
+}
+
+/**
+ * Uploads a file, or a folder's files (keeping their relative paths), below
+ * the prefix `dest`: `upload('ckpt', 'gs://b/run1')` puts ckpt/e2.pt at
+ * gs://b/run1/e2.pt.
+ */
+export async function upload(src: string, dest: LocationLike, opts: UploadOptions = {}): Promise<UploadResult> {
+  const t0 = performance.now();
+  const loc = Location.parse(dest);
+  if (!loc.isGcs) throw new TypeError(`upload: the destination must be a gs:// location, got ${loc}`);
+  const files = await collect(src);
+  const storage = opts.storage ?? createStorage();
+  const sizes = await Promise.all(files.map((f) => fs.promises.stat(f.file).then((s) => s.size)));
+  const progress = new Progress(`upload ${loc}`, files.length, sizes.reduce((a, b) => a + b, 0), opts.progress);
+  const result: UploadResult = { files: [], uploaded: 0, skipped: 0, bytes: 0, ms: 0 };
+  const failures: { path: string; error: Error }[] = [];
+  await mapLimit(files, Math.max(1, opts.concurrency ?? 8), async (f) => {
+    try {
+      const r = await uploadOne(storage, f.file, loc.bucket, loc.dirPrefix + f.rel, opts);
+      result.files.push(r);
+      if (r.status === 'uploaded') {
+        result.uploaded++;
+        result.bytes += r.size;
+      } else result.skipped++;
+      progress.add(1, r.size);
+    } catch (err) {
+      failures.push({ path: f.file, error: err as Error });
+    }
+  }).finally(() => progress.done());
+  result.ms = performance.now() - t0;
+  if (failures.length) throw new UploadError(failures);
+  return result;
+}
+
+/** Uploads one local file to exactly gs://bucket/name, verified; retried on transient errors. */
+export async function uploadOne(storage: Storage, file: string, bucketName: string, name: string, opts: UploadOptions = {}): Promise<UploadedFile> {
+  const uri = `gs://${bucketName}/${name}`;
+  const bucket = storage.bucket(bucketName);
+  const maxRetries = opts.maxRetries ?? 6;
+  const base = opts.retryDelayMs ?? 250;
+  for (let attempt = 0; ; attempt++) {
+    try {
+      const local = await fileDigests(file);
+      if (opts.skipExisting ?? true) {
+        const remote = await bucket
+          .file(name)
+          .getMetadata()
+          .then(([m]) => m)
+          .catch((e) => {
+            if (statusOf(e) === 404) return undefined;
+            throw e;
+          });
+        if (remote && remote.md5Hash === local.md5Hash && Number(remote.size) === local.size) {
+          return { path: file, uri, size: local.size, md5Hash: local.md5Hash, crc32c: local.crc32c, status: 'skipped' };
+        }
+      }
+      const [obj] = await bucket.upload(file, {
+        destination: name,
+        resumable: local.size >= (opts.resumableThreshold ?? 8 * 1024 * 1024),
+        // We verify against our own digests below (and the server checks the ones we send).
+        validation: false,
+        metadata: {
+          md5Hash: local.md5Hash,
+          crc32c: local.crc32c,
+          ...(opts.contentType ? { contentType: opts.contentType } : {}),
+        },
+      });
+      const m = obj.metadata;
+      const sameMd5 = m.md5Hash ? m.md5Hash === local.md5Hash : true;
+      const sameCrc = m.crc32c ? m.crc32c === local.crc32c : true;
+      if (!sameMd5 || !sameCrc || Number(m.size) !== local.size) {
+        // The file changed while uploading, or bytes were damaged: try again.
+        throw Object.assign(new StorageError(`${uri}: stored object does not match ${file} (size/md5/crc32c)`), { retryable: true });
+      }
+      return { path: file, uri, size: local.size, md5Hash: local.md5Hash, crc32c: local.crc32c, status: 'uploaded' };
+    } catch (err) {
+      if (attempt >= maxRetries || !isRetryableError(err)) throw toStorageError(err, `uploading ${file} to ${uri}`);
+      await sleep(Math.min(20_000, base * 2 ** attempt) * (0.5 + Math.random()));
+    }
+  }
+}
+
+/**
+ * A background upload queue: `add()` returns at once and the upload runs
+ * while the caller goes on (e.g. training); `flush()` waits for everything
+ * added so far and throws an UploadError for the ones that failed.
+ */
+export class UploadQueue {
+  private readonly loc: Location;
+  private readonly storage: Storage;
+  private readonly queue: { file: string; name: string; resolve: (u: UploadedFile) => void; reject: (e: Error) => void }[] = [];
+  private running = 0;
+  private inflight = new Set<Promise<unknown>>();
+  private failures: { path: string; error: Error }[] = [];
+  private done: UploadedFile[] = [];
+  private closed = false;
+
+  constructor(
+    dest: LocationLike,
+    private readonly opts: UploadOptions = {},
+  ) {
+    this.loc = Location.parse(dest);
+    if (!this.loc.isGcs) throw new TypeError(`UploadQueue: the destination must be a gs:// location, got ${this.loc}`);
+    this.storage = opts.storage ?? createStorage();
+  }
+
+  /** Files queued or uploading. */
+  get pending(): number {
+    return this.queue.length + this.running;
+  }
+
+  /**
+   * Queues a local file; `name` is its object name below the prefix (default:
+   * its base name). The returned promise settles with this file's result;
+   * failures are also reported by the next flush().
+   */
+  add(file: string, name?: string): Promise<UploadedFile> {
+    if (this.closed) return Promise.reject(new Error('UploadQueue is closed'));
+    const objectName = this.loc.dirPrefix + (name ?? path.basename(file)).replace(/^\/+/, '');
+    const p = new Promise<UploadedFile>((resolve, reject) => {
+      this.queue.push({ file: path.resolve(file), name: objectName, resolve, reject });
+    });
+    p.catch(() => {}); // reported by flush(); callers need not await add()
+    this.pump();
+    return p;
+  }
+
+  private pump(): void {
+    const limit = Math.max(1, this.opts.concurrency ?? 2);
+    while (this.running < limit && this.queue.length) {
+      const job = this.queue.shift()!;
+      this.running++;
+      const t = uploadOne(this.storage, job.file, this.loc.bucket, job.name, this.opts)
+        .then(
+          (r) => {
+            this.done.push(r);
+            job.resolve(r);
+          },
+          (e: Error) => {
+            this.failures.push({ path: job.file, error: e });
+            job.reject(e);
+          },
+        )
+        .finally(() => {
+          this.running--;
+          this.inflight.delete(t);
+          this.pump();
+        });
+      this.inflight.add(t);
+    }
+  }
+
+  /** Waits until everything added so far is uploaded; throws UploadError listing failures since the last flush. */
+  async flush(): Promise<UploadedFile[]> {
+    while (this.queue.length || this.inflight.size) await Promise.race([...this.inflight]);
+    const failures = this.failures;
+    const done = this.done;
+    this.failures = [];
+    this.done = [];
+    if (failures.length) throw new UploadError(failures);
+    return done;
+  }
+
+  /** flush(), then refuse further add()s. */
+  async close(): Promise<UploadedFile[]> {
+    this.closed = true;
+    return this.flush();
+  }
+}
