@@ -14,3 +14,6 @@ export {
   getNumThreads,
 } from './runtime';
 export type { VersionInfo } from './runtime';
+export * as checkpoint from './checkpoint';
+export { load, save, safetensors, CheckpointManager, CheckpointError, UnsafePickleError } from './checkpoint';
+export type { StateDict } from './checkpoint';
