@@ -110,6 +110,13 @@ const STORAGE_GLOBALS = new Map<PyGlobal, StorageKind>(Object.entries(STORAGES).
 export interface LoadOptions {
   /** Check each entry's CRC-32 (default true; catches bit rot and truncation). */
   verifyCrc?: boolean;
+  /**
+   * Views of one storage become separate tensors here (copies), so a small
+   * hostile file could name one big storage a thousand times. Loading stops
+   * when the tensors would exceed this many times the storages' bytes
+   * (default 4; plus 64 MiB of slack).
+   */
+  maxExpansion?: number;
 }
 
 function isContiguous(size: number[], stride: number[]): boolean {
@@ -184,17 +191,33 @@ function readArchive(zip: ZipReader, options: LoadOptions): unknown {
 
   // Create tensors storage by storage, so only one raw storage is held at a time.
   const byStorage = new Map<StorageRef, TensorRef[]>();
-  const collect = (v: unknown, seen: Set<object>) => {
-    if (v === null || typeof v !== 'object' || seen.has(v)) return;
+  // Iterative: a hostile pickle may nest deeper than the JS stack.
+  const seen = new Set<object>();
+  const todo: unknown[] = [root];
+  while (todo.length) {
+    const v = todo.pop();
+    if (v === null || typeof v !== 'object' || seen.has(v)) continue;
     seen.add(v);
     if (v instanceof TensorRef) {
       const list = byStorage.get(v.storage) ?? [];
       list.push(v);
       byStorage.set(v.storage, list);
-    } else if (Array.isArray(v) || v instanceof Set) for (const x of v) collect(x, seen);
-    else if (v instanceof Map) for (const [k, x] of v) collect(k, seen), collect(x, seen);
-  };
-  collect(root, new Set());
+    } else if (Array.isArray(v) || v instanceof Set) for (const x of v) todo.push(x);
+    else if (v instanceof Map) for (const [k, x] of v) todo.push(k, x);
+  }
+  let storageBytes = 0;
+  let tensorBytes = 0;
+  for (const [s, refs] of byStorage) {
+    storageBytes += s.numel * s.kind.size;
+    for (const t of refs) tensorBytes += t.size.reduce((a, b) => a * b, 1) * s.kind.size;
+  }
+  const limit = (options.maxExpansion ?? 4) * storageBytes + 64 * 2 ** 20;
+  if (tensorBytes > limit)
+    throw new CheckpointError(
+      `${name}: the tensors would take ${tensorBytes} bytes from ${storageBytes} bytes of storage ` +
+        '(many views of the same storage); refusing (raise options.maxExpansion if the file is trusted)',
+      { file: name },
+    );
   const tensors = new Map<TensorRef, Tensor>();
   try {
     for (const [s, refs] of byStorage) {
