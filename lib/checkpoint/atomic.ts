@@ -29,14 +29,19 @@ function fsyncDir(dir: string): void {
   }
 }
 
-/** Writes `file` atomically; `write` streams the content into the sink. */
-export function atomicWriteWith(file: string, write: (sink: ByteSink) => void): void {
+/**
+ * Writes `file` atomically; `write` streams the content into the sink.
+ * `durable: false` skips the two fsyncs: still atomic for a crashed process,
+ * but a power cut may then leave the old file or an empty one.
+ */
+export function atomicWriteWith(file: string, write: (sink: ByteSink) => void, options: { durable?: boolean } = {}): void {
+  const durable = options.durable ?? true;
   const tmp = tempName(file);
   const fd = fs.openSync(tmp, 'wx', 0o644);
   let ok = false;
   try {
     write(fdSink(fd));
-    fs.fsyncSync(fd);
+    if (durable) fs.fsyncSync(fd);
     ok = true;
   } finally {
     fs.closeSync(fd);
@@ -48,7 +53,7 @@ export function atomicWriteWith(file: string, write: (sink: ByteSink) => void): 
     fs.rmSync(tmp, { force: true });
     throw err;
   }
-  fsyncDir(path.dirname(path.resolve(file)));
+  if (durable) fsyncDir(path.dirname(path.resolve(file)));
 }
 
 export function atomicWriteFile(file: string, data: Uint8Array | string): void {

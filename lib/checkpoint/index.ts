@@ -1,6 +1,6 @@
 // Checkpoints PyTorch can read: torch.save/torch.load files, safetensors,
 // crash-safe saving and a folder manager that keeps the last K plus the best.
-export { load, save, serialize } from './torch-save';
+export { load, loadAsync, save, serialize } from './torch-save';
 export type { StateDict, LoadOptions, SaveOptions } from './torch-save';
 export * as safetensors from './safetensors';
 export { CheckpointError, UnsafePickleError } from './errors';

@@ -3,7 +3,8 @@
 // then the raw little-endian data. No code paths at all, but the header is
 // still hostile input: every offset, size and overlap is checked before a
 // byte is read, as the reference implementation does.
-import { Tensor, DType, TypedArray } from '../tensor';
+import { Tensor, DType } from '../tensor';
+import { allocStorage, viewOf, bytesOf } from './native-io';
 import { CheckpointError } from './errors';
 import { ByteSource, bufferSource, fileSource, memorySink, ByteSink } from './zip';
 import { atomicWriteWith } from './atomic';
@@ -11,17 +12,17 @@ import type { StateDict } from './torch-save';
 
 const MAX_HEADER = 100 * 1024 * 1024;
 
-const KINDS: Record<string, { dtype: DType; size: number; array: new (b: ArrayBuffer) => TypedArray }> = {
-  F32: { dtype: 'float32', size: 4, array: Float32Array },
-  F64: { dtype: 'float64', size: 8, array: Float64Array },
-  F16: { dtype: 'float16', size: 2, array: Uint16Array },
-  BF16: { dtype: 'bfloat16', size: 2, array: Uint16Array },
-  I64: { dtype: 'int64', size: 8, array: BigInt64Array },
-  I32: { dtype: 'int32', size: 4, array: Int32Array },
-  I16: { dtype: 'int16', size: 2, array: Int16Array },
-  I8: { dtype: 'int8', size: 1, array: Int8Array },
-  U8: { dtype: 'uint8', size: 1, array: Uint8Array },
-  BOOL: { dtype: 'bool', size: 1, array: Uint8Array },
+const KINDS: Record<string, { dtype: DType; size: number }> = {
+  F32: { dtype: 'float32', size: 4 },
+  F64: { dtype: 'float64', size: 8 },
+  F16: { dtype: 'float16', size: 2 },
+  BF16: { dtype: 'bfloat16', size: 2 },
+  I64: { dtype: 'int64', size: 8 },
+  I32: { dtype: 'int32', size: 4 },
+  I16: { dtype: 'int16', size: 2 },
+  I8: { dtype: 'int8', size: 1 },
+  U8: { dtype: 'uint8', size: 1 },
+  BOOL: { dtype: 'bool', size: 1 },
 };
 const CODE_OF = new Map<DType, string>(Object.entries(KINDS).map(([c, k]) => [k.dtype, c]));
 
@@ -98,9 +99,13 @@ export function loadWithMetadata(file: string | Uint8Array): { tensors: StateDic
     const { entries, metadata, dataStart } = parseHeader(src);
     for (const e of entries) {
       const kind = KINDS[e.code];
-      const ab = new ArrayBuffer(e.end - e.begin);
-      src.readInto(dataStart + e.begin, new Uint8Array(ab));
-      tensors.set(e.name, Tensor.from(new kind.array(ab), e.shape, { dtype: kind.dtype }));
+      const numel = (e.end - e.begin) / kind.size;
+      // Read straight into the tensor's memory.
+      const { handle, bytes } = allocStorage(numel, kind.dtype);
+      src.readInto(dataStart + e.begin, bytes);
+      const stride = new Array<number>(e.shape.length);
+      for (let i = e.shape.length - 1, st = 1; i >= 0; i--) (stride[i] = st), (st *= e.shape[i]);
+      tensors.set(e.name, viewOf(handle, e.shape, stride, 0));
     }
     return { tensors, metadata };
   } catch (err) {
@@ -142,10 +147,7 @@ function write(sink: ByteSink, tensors: ReadonlyMap<string, Tensor> | Record<str
   h.writeBigUInt64LE(BigInt(Buffer.byteLength(json)));
   sink.write(h);
   sink.write(Buffer.from(json, 'utf8'));
-  for (const [, t] of list) {
-    const a = t.toTypedArray();
-    sink.write(new Uint8Array(a.buffer, a.byteOffset, a.byteLength));
-  }
+  for (const [, t] of list) sink.write(bytesOf(t));
 }
 
 export function serialize(tensors: ReadonlyMap<string, Tensor> | Record<string, Tensor>, metadata?: Record<string, string>): Buffer {

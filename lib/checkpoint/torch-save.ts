@@ -6,10 +6,12 @@
 // accepts tensors, storages, OrderedDict and plain containers and refuses
 // every other global, so a malicious .pth cannot run code. Tensors are
 // created on the CPU whatever device they were saved from.
-import { Tensor, DType, TypedArray } from '../tensor';
+import { Tensor, DType } from '../tensor';
 import { CheckpointError } from './errors';
 import { Pickler, PickledTensor, pyGlobal, PyGlobal, Unpickler, markTensorLike } from './pickle';
-import { ByteSource, bufferSource, fileSource, ZipReader, ZipWriter, ByteSink, memorySink } from './zip';
+import * as fs from 'node:fs';
+import { ByteSource, bufferSource, fileSource, ZipReader, ZipWriter, ZipEntry, ByteSink, memorySink } from './zip';
+import { allocStorage, viewOf, bytesOf } from './native-io';
 import { atomicWriteWith } from './atomic';
 
 /** A model's parameters and buffers by name, in order (PyTorch's state_dict). */
@@ -18,21 +20,20 @@ export type StateDict = Map<string, Tensor>;
 interface StorageKind {
   dtype: DType;
   size: number;
-  array: new (b: ArrayBuffer, off?: number, len?: number) => TypedArray;
 }
 
 /** torch's legacy typed-storage names (still what torch.save writes) -> dtype. */
 const STORAGES: Record<string, StorageKind> = {
-  FloatStorage: { dtype: 'float32', size: 4, array: Float32Array },
-  DoubleStorage: { dtype: 'float64', size: 8, array: Float64Array },
-  HalfStorage: { dtype: 'float16', size: 2, array: Uint16Array },
-  BFloat16Storage: { dtype: 'bfloat16', size: 2, array: Uint16Array },
-  LongStorage: { dtype: 'int64', size: 8, array: BigInt64Array },
-  IntStorage: { dtype: 'int32', size: 4, array: Int32Array },
-  ShortStorage: { dtype: 'int16', size: 2, array: Int16Array },
-  CharStorage: { dtype: 'int8', size: 1, array: Int8Array },
-  ByteStorage: { dtype: 'uint8', size: 1, array: Uint8Array },
-  BoolStorage: { dtype: 'bool', size: 1, array: Uint8Array },
+  FloatStorage: { dtype: 'float32', size: 4 },
+  DoubleStorage: { dtype: 'float64', size: 8 },
+  HalfStorage: { dtype: 'float16', size: 2 },
+  BFloat16Storage: { dtype: 'bfloat16', size: 2 },
+  LongStorage: { dtype: 'int64', size: 8 },
+  IntStorage: { dtype: 'int32', size: 4 },
+  ShortStorage: { dtype: 'int16', size: 2 },
+  CharStorage: { dtype: 'int8', size: 1 },
+  ByteStorage: { dtype: 'uint8', size: 1 },
+  BoolStorage: { dtype: 'bool', size: 1 },
 };
 const STORAGE_OF_DTYPE = new Map<DType, string>(Object.entries(STORAGES).map(([name, k]) => [k.dtype, name]));
 
@@ -110,46 +111,18 @@ const STORAGE_GLOBALS = new Map<PyGlobal, StorageKind>(Object.entries(STORAGES).
 export interface LoadOptions {
   /** Check each entry's CRC-32 (default true; catches bit rot and truncation). */
   verifyCrc?: boolean;
-  /**
-   * Views of one storage become separate tensors here (copies), so a small
-   * hostile file could name one big storage a thousand times. Loading stops
-   * when the tensors would exceed this many times the storages' bytes
-   * (default 4; plus 64 MiB of slack).
-   */
-  maxExpansion?: number;
 }
 
-function isContiguous(size: number[], stride: number[]): boolean {
-  let expect = 1;
-  for (let i = size.length - 1; i >= 0; i--) {
-    if (size[i] !== 1 && stride[i] !== expect) return false;
-    expect *= size[i];
-  }
-  return true;
+interface Parsed {
+  up: Unpickler;
+  root: unknown;
+  /** Each storage with its entry and the tensors viewing it, in file order. */
+  storages: { ref: StorageRef; entry: ZipEntry; views: TensorRef[] }[];
+  prefix: string;
 }
 
-/** Copies a strided view out of a storage, row-major. */
-function gather(src: TypedArray, t: TensorRef, numel: number): TypedArray {
-  const Ctor = src.constructor as new (n: number) => TypedArray;
-  const out = new Ctor(numel);
-  const nd = t.size.length;
-  const idx = new Array(nd).fill(0);
-  let p = t.offset;
-  for (let i = 0; i < numel; i++) {
-    (out as any)[i] = (src as any)[p];
-    for (let d = nd - 1; d >= 0; d--) {
-      if (++idx[d] < t.size[d]) {
-        p += t.stride[d];
-        break;
-      }
-      p -= (t.size[d] - 1) * t.stride[d];
-      idx[d] = 0;
-    }
-  }
-  return out;
-}
-
-function readArchive(zip: ZipReader, options: LoadOptions): unknown {
+/** Everything but the storage bytes: the pickle, checked against the archive. */
+function parseArchive(zip: ZipReader, options: LoadOptions): Parsed {
   const name = zip.source.name;
   const pkls = [...zip.entries.keys()].filter((n) => /^[^/]+\/data\.pkl$/.test(n));
   if (pkls.length !== 1)
@@ -165,7 +138,7 @@ function readArchive(zip: ZipReader, options: LoadOptions): unknown {
     const [, type, key, location, numel] = pid;
     const kind = STORAGE_GLOBALS.get(type as PyGlobal);
     if (!kind) {
-      const tn = typeof type === 'object' && type && 'name' in type ? String((type as PyGlobal).name) : String(type);
+      const tn = typeof type === 'object' && type && 'name' in type ? `${(type as PyGlobal).module}.${(type as PyGlobal).name}` : String(type);
       throw new CheckpointError(`${name}: storage type '${tn}' is not supported (complex/quantized dtypes are not)`, { file: name });
     }
     if (typeof key !== 'string' || !/^[A-Za-z0-9_.-]+$/.test(key) || key.includes('..'))
@@ -189,9 +162,9 @@ function readArchive(zip: ZipReader, options: LoadOptions): unknown {
   const up = new Unpickler(pkl, { globals: GLOBALS, persistentLoad, name: `${name}: ${pkls[0]}` });
   const root = up.load();
 
-  // Create tensors storage by storage, so only one raw storage is held at a time.
-  const byStorage = new Map<StorageRef, TensorRef[]>();
+  // The tensors actually reachable from the result, grouped by storage.
   // Iterative: a hostile pickle may nest deeper than the JS stack.
+  const byStorage = new Map<StorageRef, TensorRef[]>();
   const seen = new Set<object>();
   const todo: unknown[] = [root];
   while (todo.length) {
@@ -205,37 +178,53 @@ function readArchive(zip: ZipReader, options: LoadOptions): unknown {
     } else if (Array.isArray(v) || v instanceof Set) for (const x of v) todo.push(x);
     else if (v instanceof Map) for (const [k, x] of v) todo.push(k, x);
   }
-  let storageBytes = 0;
-  let tensorBytes = 0;
-  for (const [s, refs] of byStorage) {
-    storageBytes += s.numel * s.kind.size;
-    for (const t of refs) tensorBytes += t.size.reduce((a, b) => a * b, 1) * s.kind.size;
-  }
-  const limit = (options.maxExpansion ?? 4) * storageBytes + 64 * 2 ** 20;
-  if (tensorBytes > limit)
-    throw new CheckpointError(
-      `${name}: the tensors would take ${tensorBytes} bytes from ${storageBytes} bytes of storage ` +
-        '(many views of the same storage); refusing (raise options.maxExpansion if the file is trusted)',
-      { file: name },
-    );
+  const list = [...byStorage].map(([ref, views]) => ({ ref, entry: zip.get(`${prefix}data/${ref.key}`), views }));
+  list.sort((a, b) => a.entry.dataOffset - b.entry.dataOffset); // sequential reads
+  return { up, root, storages: list, prefix };
+}
+
+/** The storage's tensors as views of it; `fill` puts the bytes in. */
+function materialize(
+  p: Parsed,
+  fill: (s: Parsed['storages'][number], bytes: Uint8Array) => void,
+  tensors: Map<TensorRef, Tensor>,
+  s: Parsed['storages'][number],
+): void {
+  const { handle, bytes } = allocStorage(s.ref.numel, s.ref.kind.dtype);
+  fill(s, bytes);
+  for (const t of s.views) tensors.set(t, viewOf(handle, t.size, t.stride, t.offset));
+}
+
+function finish(p: Parsed, tensors: Map<TensorRef, Tensor>): unknown {
+  return p.up.finalize(p.root, (v) => (v instanceof TensorRef ? tensors.get(v) : v));
+}
+
+function readArchive(zip: ZipReader, options: LoadOptions): unknown {
+  const p = parseArchive(zip, options);
   const tensors = new Map<TensorRef, Tensor>();
   try {
-    for (const [s, refs] of byStorage) {
-      const entry = zip.get(`${prefix}data/${s.key}`);
-      const ab = new ArrayBuffer(entry.size);
-      zip.readInto(entry, new Uint8Array(ab), options);
-      const all = new s.kind.array(ab);
-      for (const t of refs) {
-        const numel = t.size.reduce((a, b) => a * b, 1);
-        const data = isContiguous(t.size, t.stride) ? all.subarray(t.offset, t.offset + numel) : gather(all, t, numel);
-        tensors.set(t, Tensor.from(data, t.size, { dtype: s.kind.dtype }));
-      }
-    }
+    for (const s of p.storages) materialize(p, (st, bytes) => zip.readInto(st.entry, bytes, options), tensors, s);
   } catch (err) {
     for (const t of tensors.values()) t.dispose();
     throw err;
   }
-  return up.finalize(root, (v) => (v instanceof TensorRef ? tensors.get(v) : v));
+  return finish(p, tensors);
+}
+
+function readAt(fd: number, target: Uint8Array, pos: number): Promise<void> {
+  return new Promise((resolve, reject) => {
+    let done = 0;
+    const step = () =>
+      fs.read(fd, target, done, Math.min(target.byteLength - done, 1 << 30), pos + done, (err, n) => {
+        if (err) return reject(err);
+        if (n === 0) return reject(new CheckpointError(`file shrank while reading (at byte ${pos + done})`));
+        done += n;
+        if (done < target.byteLength) step();
+        else resolve();
+      });
+    if (target.byteLength === 0) resolve();
+    else step();
+  });
 }
 
 /**
@@ -258,11 +247,61 @@ export function load(file: string | Uint8Array, options: LoadOptions = {}): any 
   }
 }
 
+/**
+ * load() off the JS thread's critical path: storages are read on libuv's
+ * pool straight into tensor memory while the previous one's CRC-32 is
+ * checked, so reading and verifying overlap.
+ */
+export async function loadAsync(file: string, options: LoadOptions = {}): Promise<any> {
+  const source = fileSource(file);
+  const tensors = new Map<TensorRef, Tensor>();
+  try {
+    const zip = new ZipReader(source);
+    const p = parseArchive(zip, options);
+    const fd = source.fd;
+    const verify = options.verifyCrc !== false;
+    let unchecked: { entry: ZipEntry; bytes: Uint8Array } | undefined;
+    for (const s of p.storages) {
+      let pending: Promise<void> | undefined;
+      let filled: { entry: ZipEntry; bytes: Uint8Array } | undefined;
+      materialize(
+        p,
+        (st, bytes) => {
+          if (st.entry.method !== 0) zip.readInto(st.entry, bytes, options); // inflates and checks
+          else {
+            pending = readAt(fd, bytes, st.entry.dataOffset);
+            filled = { entry: st.entry, bytes };
+          }
+        },
+        tensors,
+        s,
+      );
+      // While this storage is read on the pool, check the previous one.
+      if (unchecked) zip.checkCrc(unchecked.entry, unchecked.bytes);
+      unchecked = verify ? filled : undefined;
+      if (pending) await pending;
+    }
+    if (unchecked) zip.checkCrc(unchecked.entry, unchecked.bytes);
+    return finish(p, tensors);
+  } catch (err) {
+    for (const t of tensors.values()) t.dispose();
+    if (err instanceof CheckpointError && !err.file) {
+      err.message = `${file}: ${err.message}`;
+      err.file = file;
+    }
+    throw err;
+  } finally {
+    source.close();
+  }
+}
+
 export interface SaveOptions {
   /** Top folder inside the zip (torch uses the file's base name or 'archive'). */
   archiveName?: string;
   /** For tests: write zip64 records even for small files. */
   zip64?: 'auto' | 'always';
+  /** fsync the file and its folder (default true); see atomicWriteWith. */
+  durable?: boolean;
 }
 
 function writeArchive(sink: ByteSink, value: unknown, options: SaveOptions): void {
@@ -291,10 +330,9 @@ function writeArchive(sink: ByteSink, value: unknown, options: SaveOptions): voi
   const zip = new ZipWriter(sink, { zip64: options.zip64 });
   zip.add(`${prefix}data.pkl`, pkl);
   zip.add(`${prefix}byteorder`, Buffer.from('little'));
-  // One tensor copied out at a time: memory stays near one tensor's size.
+  // Written from each tensor's own memory (no copy for contiguous CPU tensors).
   for (const t of order) {
-    const a = t.toTypedArray();
-    zip.add(`${prefix}data/${keys.get(t)}`, new Uint8Array(a.buffer, a.byteOffset, a.byteLength));
+    zip.add(`${prefix}data/${keys.get(t)}`, bytesOf(t));
   }
   zip.add(`${prefix}version`, Buffer.from('3\n'));
   zip.finish();
@@ -313,5 +351,5 @@ export function serialize(value: unknown, options: SaveOptions = {}): Buffer {
  * file or the complete new one, never a partial one.
  */
 export function save(path: string, value: unknown, options: SaveOptions = {}): void {
-  atomicWriteWith(path, (sink) => writeArchive(sink, value, options));
+  atomicWriteWith(path, (sink) => writeArchive(sink, value, options), { durable: options.durable });
 }

@@ -47,7 +47,7 @@ export function bufferSource(buf: Uint8Array, name = '<buffer>'): ByteSource {
   };
 }
 
-export function fileSource(path: string): ByteSource {
+export function fileSource(path: string): ByteSource & { readonly fd: number } {
   const fd = fs.openSync(path, 'r');
   let size: number;
   try {
@@ -67,6 +67,7 @@ export function fileSource(path: string): ByteSource {
   };
   return {
     name: path,
+    fd,
     size,
     read: (pos, len) => {
       const b = Buffer.allocUnsafe(len);
@@ -246,7 +247,8 @@ export class ZipReader {
     if (options.verifyCrc !== false) this.checkCrc(entry, target);
   }
 
-  private checkCrc(entry: ZipEntry, data: Uint8Array): void {
+  /** Throws when `data` does not match the entry's CRC-32. */
+  checkCrc(entry: ZipEntry, data: Uint8Array): void {
     const crc = zlib.crc32(data) >>> 0;
     if (crc !== entry.crc32)
       this.fail(`corrupt zip: CRC-32 mismatch in '${entry.name}' (0x${crc.toString(16)} != 0x${entry.crc32.toString(16)}); the file is damaged`);

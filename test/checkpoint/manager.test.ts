@@ -119,7 +119,8 @@ describe('crash test', () => {
         expect(new Set(v.marker.toArray())).toEqual(new Set([c.epoch]));
         expect(v.weights.shape).toEqual([2_000_000]);
       }
-      expect(m.list().length).toBeLessThanOrEqual(3);
+      // keepLast 2 + keepBest 1, plus one when the kill fell between a save and its pruning
+      expect(m.list().length).toBeLessThanOrEqual(4);
       next = latest.epoch + 1;
     }
     // Not asserted (timing), but reported: how often the kill hit a write in progress.

@@ -2,7 +2,7 @@
 import { beforeAll, describe, expect, it } from 'vitest';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { Tensor, load, save, safetensors, UnsafePickleError, checkpoint } from '../../lib';
+import { Tensor, load, loadAsync, save, safetensors, UnsafePickleError, CheckpointError, checkpoint } from '../../lib';
 import { describeTensor, jsonable, manifest, runPeer, tmpDir } from './helpers';
 
 let dir: string;
@@ -20,6 +20,18 @@ describe('reading what torch.save wrote', () => {
     expect(manifest(sd)).toEqual(fixtures.resnet50);
     expect(sd.size).toBe(320);
     expect(sd.get('bn1.num_batches_tracked').shape).toEqual([]);
+  });
+
+  it('loadAsync reads the same (reads on the pool, CRC-32s overlapped) and still refuses damage', async () => {
+    const file = path.join(dir, 'resnet50.pth');
+    expect(manifest(await loadAsync(file))).toEqual(fixtures.resnet50);
+    const bad = fs.readFileSync(file);
+    bad[bad.length >> 1] ^= 0x40; // inside some storage
+    fs.writeFileSync(path.join(dir, 'bad.pth'), bad);
+    await expect(loadAsync(path.join(dir, 'bad.pth'))).rejects.toThrow(/CRC-32 mismatch in 'resnet50\/data\/\d+'/);
+    await expect(loadAsync(path.join(dir, 'bad.pth'))).rejects.toBeInstanceOf(CheckpointError);
+    // torch itself does not check: with verifyCrc off the damaged file loads, as in torch.load
+    expect((await loadAsync(path.join(dir, 'bad.pth'), { verifyCrc: false })).size).toBe(320);
   });
 
   it('loads every dtype, views (offsets, strides, shared storages), Parameters and nested values', () => {
