@@ -41,3 +41,5 @@ export type {
   UploadResult,
   GcsEmulator,
 } from './storage';
+export * as checkpoint from './checkpoint';
+export { load, loadAsync, save, safetensors, CheckpointManager, CheckpointError, UnsafePickleError } from './checkpoint';

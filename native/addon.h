@@ -18,5 +18,6 @@ void InitTensorFunctions(Napi::Env env, Napi::Object exports);
 void InitModels(Napi::Env env, Napi::Object exports);
 void InitOptim(Napi::Env env, Napi::Object exports);
 void InitTrain(Napi::Env env, Napi::Object exports);
+void InitCheckpoint(Napi::Env env, Napi::Object exports);
 
 }  // namespace tl

@@ -1,0 +1,355 @@
+// torch.save / torch.load compatible files: a zip holding `<name>/data.pkl`
+// (the object graph, pickle protocol 2), `<name>/data/<key>` (raw storages)
+// and `<name>/version`.
+//
+// Loading is always "weights only": the restricted unpickler (pickle.ts)
+// accepts tensors, storages, OrderedDict and plain containers and refuses
+// every other global, so a malicious .pth cannot run code. Tensors are
+// created on the CPU whatever device they were saved from.
+import { Tensor, DType } from '../tensor';
+import { CheckpointError } from './errors';
+import { Pickler, PickledTensor, pyGlobal, PyGlobal, Unpickler, markTensorLike } from './pickle';
+import * as fs from 'node:fs';
+import { ByteSource, bufferSource, fileSource, ZipReader, ZipWriter, ZipEntry, ByteSink, memorySink } from './zip';
+import { allocStorage, viewOf, bytesOf } from './native-io';
+import { atomicWriteWith } from './atomic';
+
+/** A model's parameters and buffers by name, in order (PyTorch's state_dict). */
+export type StateDict = Map<string, Tensor>;
+
+interface StorageKind {
+  dtype: DType;
+  size: number;
+}
+
+/** torch's legacy typed-storage names (still what torch.save writes) -> dtype. */
+const STORAGES: Record<string, StorageKind> = {
+  FloatStorage: { dtype: 'float32', size: 4 },
+  DoubleStorage: { dtype: 'float64', size: 8 },
+  HalfStorage: { dtype: 'float16', size: 2 },
+  BFloat16Storage: { dtype: 'bfloat16', size: 2 },
+  LongStorage: { dtype: 'int64', size: 8 },
+  IntStorage: { dtype: 'int32', size: 4 },
+  ShortStorage: { dtype: 'int16', size: 2 },
+  CharStorage: { dtype: 'int8', size: 1 },
+  ByteStorage: { dtype: 'uint8', size: 1 },
+  BoolStorage: { dtype: 'bool', size: 1 },
+};
+const STORAGE_OF_DTYPE = new Map<DType, string>(Object.entries(STORAGES).map(([name, k]) => [k.dtype, name]));
+
+class StorageRef {
+  constructor(
+    readonly key: string,
+    readonly kind: StorageKind,
+    readonly numel: number,
+    readonly location: string,
+  ) {}
+}
+
+/** A tensor named by the pickle, created once its storage is read. */
+class TensorRef {
+  constructor(
+    readonly storage: StorageRef,
+    readonly offset: number,
+    readonly size: number[],
+    readonly stride: number[],
+  ) {
+    markTensorLike(this);
+  }
+}
+
+function intList(v: unknown, what: string): number[] {
+  if (!Array.isArray(v) || !v.every((x) => typeof x === 'number' && Number.isSafeInteger(x) && x >= 0))
+    throw new CheckpointError(`corrupt tensor: ${what} must be a tuple of non-negative integers`);
+  return v as number[];
+}
+
+function rebuildTensor(args: unknown[]): TensorRef {
+  const [storage, offset, size, stride] = args;
+  if (!(storage instanceof StorageRef)) throw new CheckpointError('corrupt tensor: its storage is not a storage persistent id');
+  if (typeof offset !== 'number' || !Number.isSafeInteger(offset) || offset < 0)
+    throw new CheckpointError('corrupt tensor: bad storage offset');
+  const sz = intList(size, 'size');
+  const st = intList(stride, 'stride');
+  if (sz.length !== st.length) throw new CheckpointError(`corrupt tensor: size ${sz} and stride ${st} differ in length`);
+  // Every element the view can reach must lie inside the storage.
+  if (!sz.includes(0)) {
+    let last = offset;
+    for (let i = 0; i < sz.length; i++) last += (sz[i] - 1) * st[i];
+    if (last >= storage.numel)
+      throw new CheckpointError(
+        `corrupt tensor: view (offset ${offset}, size [${sz}], stride [${st}]) reaches past its storage of ${storage.numel} elements`,
+      );
+  }
+  return new TensorRef(storage, offset, sz, st);
+}
+
+function makeGlobals(): Map<string, PyGlobal> {
+  const g = new Map<string, PyGlobal>();
+  const add = (module: string, name: string, call?: (args: unknown[]) => unknown) =>
+    g.set(`${module}.${name}`, pyGlobal(module, name, call));
+  add('collections', 'OrderedDict', (args) => {
+    const m = new Map();
+    if (args.length > 0 && Array.isArray(args[0])) for (const kv of args[0]) if (Array.isArray(kv) && kv.length === 2) m.set(kv[0], kv[1]);
+    return m;
+  });
+  add('torch._utils', '_rebuild_tensor_v2', rebuildTensor);
+  add('torch._utils', '_rebuild_tensor', rebuildTensor);
+  // A Parameter is its data here: requires_grad belongs to the model, not the file.
+  const param = (args: unknown[]) => {
+    if (!(args[0] instanceof TensorRef)) throw new CheckpointError('corrupt parameter: no tensor inside');
+    return args[0];
+  };
+  add('torch._utils', '_rebuild_parameter', param);
+  add('torch._utils', '_rebuild_parameter_with_state', param);
+  for (const name of Object.keys(STORAGES)) add('torch', name);
+  return g;
+}
+const GLOBALS = makeGlobals();
+const STORAGE_GLOBALS = new Map<PyGlobal, StorageKind>(Object.entries(STORAGES).map(([n, k]) => [GLOBALS.get(`torch.${n}`)!, k]));
+
+export interface LoadOptions {
+  /** Check each entry's CRC-32 (default true; catches bit rot and truncation). */
+  verifyCrc?: boolean;
+}
+
+interface Parsed {
+  up: Unpickler;
+  root: unknown;
+  /** Each storage with its entry and the tensors viewing it, in file order. */
+  storages: { ref: StorageRef; entry: ZipEntry; views: TensorRef[] }[];
+  prefix: string;
+}
+
+/** Everything but the storage bytes: the pickle, checked against the archive. */
+function parseArchive(zip: ZipReader, options: LoadOptions): Parsed {
+  const name = zip.source.name;
+  const pkls = [...zip.entries.keys()].filter((n) => /^[^/]+\/data\.pkl$/.test(n));
+  if (pkls.length !== 1)
+    throw new CheckpointError(
+      `${name}: not a torch.save checkpoint (${pkls.length ? 'several' : 'no'} <name>/data.pkl entr${pkls.length ? 'ies' : 'y'})`,
+      { file: name },
+    );
+  const prefix = pkls[0].slice(0, -'data.pkl'.length);
+  const storages = new Map<string, StorageRef>();
+  const persistentLoad = (pid: unknown): StorageRef => {
+    if (!Array.isArray(pid) || pid.length !== 5 || pid[0] !== 'storage')
+      throw new CheckpointError(`${name}: only storage persistent ids are allowed`, { file: name });
+    const [, type, key, location, numel] = pid;
+    const kind = STORAGE_GLOBALS.get(type as PyGlobal);
+    if (!kind) {
+      const tn = typeof type === 'object' && type && 'name' in type ? `${(type as PyGlobal).module}.${(type as PyGlobal).name}` : String(type);
+      throw new CheckpointError(`${name}: storage type '${tn}' is not supported (complex/quantized dtypes are not)`, { file: name });
+    }
+    if (typeof key !== 'string' || !/^[A-Za-z0-9_.-]+$/.test(key) || key.includes('..'))
+      throw new CheckpointError(`${name}: bad storage key ${JSON.stringify(key)}`, { file: name });
+    if (typeof numel !== 'number' || !Number.isSafeInteger(numel) || numel < 0)
+      throw new CheckpointError(`${name}: bad storage size for key ${key}`, { file: name });
+    const seen = storages.get(key);
+    if (seen) {
+      if (seen.kind !== kind || seen.numel !== numel) throw new CheckpointError(`${name}: storage ${key} is named with two different types`, { file: name });
+      return seen;
+    }
+    const entry = zip.entries.get(`${prefix}data/${key}`);
+    if (!entry) throw new CheckpointError(`${name}: storage ${key} is missing from the archive (truncated?)`, { file: name });
+    if (entry.size !== numel * kind.size)
+      throw new CheckpointError(`${name}: storage ${key} has ${entry.size} bytes, expected ${numel} x ${kind.size}`, { file: name });
+    const ref = new StorageRef(key, kind, numel, String(location));
+    storages.set(key, ref);
+    return ref;
+  };
+  const pkl = zip.read(zip.get(pkls[0]), options);
+  const up = new Unpickler(pkl, { globals: GLOBALS, persistentLoad, name: `${name}: ${pkls[0]}` });
+  const root = up.load();
+
+  // The tensors actually reachable from the result, grouped by storage.
+  // Iterative: a hostile pickle may nest deeper than the JS stack.
+  const byStorage = new Map<StorageRef, TensorRef[]>();
+  const seen = new Set<object>();
+  const todo: unknown[] = [root];
+  while (todo.length) {
+    const v = todo.pop();
+    if (v === null || typeof v !== 'object' || seen.has(v)) continue;
+    seen.add(v);
+    if (v instanceof TensorRef) {
+      const list = byStorage.get(v.storage) ?? [];
+      list.push(v);
+      byStorage.set(v.storage, list);
+    } else if (Array.isArray(v) || v instanceof Set) for (const x of v) todo.push(x);
+    else if (v instanceof Map) for (const [k, x] of v) todo.push(k, x);
+  }
+  const list = [...byStorage].map(([ref, views]) => ({ ref, entry: zip.get(`${prefix}data/${ref.key}`), views }));
+  list.sort((a, b) => a.entry.dataOffset - b.entry.dataOffset); // sequential reads
+  return { up, root, storages: list, prefix };
+}
+
+/** The storage's tensors as views of it; `fill` puts the bytes in. */
+function materialize(
+  p: Parsed,
+  fill: (s: Parsed['storages'][number], bytes: Uint8Array) => void,
+  tensors: Map<TensorRef, Tensor>,
+  s: Parsed['storages'][number],
+): void {
+  const { handle, bytes } = allocStorage(s.ref.numel, s.ref.kind.dtype);
+  fill(s, bytes);
+  for (const t of s.views) tensors.set(t, viewOf(handle, t.size, t.stride, t.offset));
+}
+
+function finish(p: Parsed, tensors: Map<TensorRef, Tensor>): unknown {
+  return p.up.finalize(p.root, (v) => (v instanceof TensorRef ? tensors.get(v) : v));
+}
+
+function readArchive(zip: ZipReader, options: LoadOptions): unknown {
+  const p = parseArchive(zip, options);
+  const tensors = new Map<TensorRef, Tensor>();
+  try {
+    for (const s of p.storages) materialize(p, (st, bytes) => zip.readInto(st.entry, bytes, options), tensors, s);
+  } catch (err) {
+    for (const t of tensors.values()) t.dispose();
+    throw err;
+  }
+  return finish(p, tensors);
+}
+
+function readAt(fd: number, target: Uint8Array, pos: number): Promise<void> {
+  return new Promise((resolve, reject) => {
+    let done = 0;
+    const step = () =>
+      fs.read(fd, target, done, Math.min(target.byteLength - done, 1 << 30), pos + done, (err, n) => {
+        if (err) return reject(err);
+        if (n === 0) return reject(new CheckpointError(`file shrank while reading (at byte ${pos + done})`));
+        done += n;
+        if (done < target.byteLength) step();
+        else resolve();
+      });
+    if (target.byteLength === 0) resolve();
+    else step();
+  });
+}
+
+/**
+ * Reads a torch.save file (path or bytes). Tensors load on the CPU as
+ * torchline Tensors; OrderedDicts (state_dicts) become Maps, dicts with
+ * string keys plain objects, tuples frozen arrays.
+ */
+export function load(file: string | Uint8Array, options: LoadOptions = {}): any {
+  const source: ByteSource = typeof file === 'string' ? fileSource(file) : bufferSource(file);
+  try {
+    return readArchive(new ZipReader(source), options);
+  } catch (err) {
+    if (err instanceof CheckpointError && !err.file && typeof file === 'string') {
+      err.message = `${file}: ${err.message}`;
+      err.file = file;
+    }
+    throw err;
+  } finally {
+    source.close();
+  }
+}
+
+/**
+ * load() off the JS thread's critical path: storages are read on libuv's
+ * pool straight into tensor memory while the previous one's CRC-32 is
+ * checked, so reading and verifying overlap.
+ */
+export async function loadAsync(file: string, options: LoadOptions = {}): Promise<any> {
+  const source = fileSource(file);
+  const tensors = new Map<TensorRef, Tensor>();
+  try {
+    const zip = new ZipReader(source);
+    const p = parseArchive(zip, options);
+    const fd = source.fd;
+    const verify = options.verifyCrc !== false;
+    let unchecked: { entry: ZipEntry; bytes: Uint8Array } | undefined;
+    for (const s of p.storages) {
+      let pending: Promise<void> | undefined;
+      let filled: { entry: ZipEntry; bytes: Uint8Array } | undefined;
+      materialize(
+        p,
+        (st, bytes) => {
+          if (st.entry.method !== 0) zip.readInto(st.entry, bytes, options); // inflates and checks
+          else {
+            pending = readAt(fd, bytes, st.entry.dataOffset);
+            filled = { entry: st.entry, bytes };
+          }
+        },
+        tensors,
+        s,
+      );
+      // While this storage is read on the pool, check the previous one.
+      if (unchecked) zip.checkCrc(unchecked.entry, unchecked.bytes);
+      unchecked = verify ? filled : undefined;
+      if (pending) await pending;
+    }
+    if (unchecked) zip.checkCrc(unchecked.entry, unchecked.bytes);
+    return finish(p, tensors);
+  } catch (err) {
+    for (const t of tensors.values()) t.dispose();
+    if (err instanceof CheckpointError && !err.file) {
+      err.message = `${file}: ${err.message}`;
+      err.file = file;
+    }
+    throw err;
+  } finally {
+    source.close();
+  }
+}
+
+export interface SaveOptions {
+  /** Top folder inside the zip (torch uses the file's base name or 'archive'). */
+  archiveName?: string;
+  /** For tests: write zip64 records even for small files. */
+  zip64?: 'auto' | 'always';
+  /** fsync the file and its folder (default true); see atomicWriteWith. */
+  durable?: boolean;
+}
+
+function writeArchive(sink: ByteSink, value: unknown, options: SaveOptions): void {
+  const prefix = `${options.archiveName ?? 'archive'}/`;
+  if (!/^[A-Za-z0-9_.-]+\/$/.test(prefix) || prefix.startsWith('.')) throw new TypeError(`bad archiveName ${options.archiveName}`);
+  const order: Tensor[] = [];
+  const keys = new Map<Tensor, string>();
+  const pickler = new Pickler({
+    tensor(v): PickledTensor | undefined {
+      if (!(v instanceof Tensor)) return undefined;
+      const storageType = STORAGE_OF_DTYPE.get(v.dtype);
+      if (!storageType) throw new TypeError(`cannot save a ${v.dtype} tensor`);
+      let key = keys.get(v);
+      if (key === undefined) {
+        key = String(order.length);
+        keys.set(v, key);
+        order.push(v);
+      }
+      const size = v.shape;
+      const stride = new Array<number>(size.length);
+      for (let i = size.length - 1, s = 1; i >= 0; i--) (stride[i] = s), (s *= size[i]);
+      return { storageType, key, location: 'cpu', numel: v.numel, offset: 0, size, stride };
+    },
+  });
+  const pkl = pickler.dump(value);
+  const zip = new ZipWriter(sink, { zip64: options.zip64 });
+  zip.add(`${prefix}data.pkl`, pkl);
+  zip.add(`${prefix}byteorder`, Buffer.from('little'));
+  // Written from each tensor's own memory (no copy for contiguous CPU tensors).
+  for (const t of order) {
+    zip.add(`${prefix}data/${keys.get(t)}`, bytesOf(t));
+  }
+  zip.add(`${prefix}version`, Buffer.from('3\n'));
+  zip.finish();
+}
+
+/** torch.save-compatible bytes of `value`. */
+export function serialize(value: unknown, options: SaveOptions = {}): Buffer {
+  const sink = memorySink();
+  writeArchive(sink, value, options);
+  return sink.toBuffer();
+}
+
+/**
+ * Writes `value` as a torch.save file that Python's torch.load reads
+ * (state_dicts also with weights_only=True). Atomic: readers see the old
+ * file or the complete new one, never a partial one.
+ */
+export function save(path: string, value: unknown, options: SaveOptions = {}): void {
+  atomicWriteWith(path, (sink) => writeArchive(sink, value, options), { durable: options.durable });
+}
