@@ -14,3 +14,6 @@ export {
   getNumThreads,
 } from './runtime';
 export type { VersionInfo } from './runtime';
+export * as data from './data';
+export { DataLoader, ImageFolder, ImageFiles, ManifestDataset, DistributedSampler, transforms } from './data';
+export type { Batch, Dataset, DataLoaderOptions } from './data';

@@ -10,6 +10,7 @@ static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   env.SetInstanceData(new tl::AddonData());
   tl::InitRuntime(env, exports);
   tl::InitTensorFunctions(env, exports);
+  tl::InitData(env, exports);
   return exports;
 }
 

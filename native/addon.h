@@ -13,5 +13,6 @@ AddonData& addonData(Napi::Env env);
 // Each concern registers its functions on the exports object.
 void InitRuntime(Napi::Env env, Napi::Object exports);
 void InitTensorFunctions(Napi::Env env, Napi::Object exports);
+void InitData(Napi::Env env, Napi::Object exports);
 
 }  // namespace tl
