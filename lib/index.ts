@@ -43,3 +43,6 @@ export type {
 } from './storage';
 export * as checkpoint from './checkpoint';
 export { load, loadAsync, save, safetensors, CheckpointManager, CheckpointError, UnsafePickleError } from './checkpoint';
+export * as data from './data';
+export { DataLoader, ImageFolder, ImageFiles, ManifestDataset, DistributedSampler, transforms } from './data';
+export type { Dataset, DataLoaderOptions } from './data';

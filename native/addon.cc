@@ -14,6 +14,7 @@ static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   tl::InitOptim(env, exports);
   tl::InitTrain(env, exports);
   tl::InitCheckpoint(env, exports);
+  tl::InitData(env, exports);
   return exports;
 }
 

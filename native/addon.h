@@ -19,5 +19,6 @@ void InitModels(Napi::Env env, Napi::Object exports);
 void InitOptim(Napi::Env env, Napi::Object exports);
 void InitTrain(Napi::Env env, Napi::Object exports);
 void InitCheckpoint(Napi::Env env, Napi::Object exports);
+void InitData(Napi::Env env, Napi::Object exports);
 
 }  // namespace tl

@@ -1,0 +1,16 @@
+// torchline.data: datasets, transforms, samplers and the DataLoader.
+export { DataLoader, DEFAULT_MAX_PIXELS } from './loader';
+export type { Batch, DataLoaderOptions, SkippedSample } from './loader';
+export {
+  ImageFolder,
+  ImageFiles,
+  ManifestDataset,
+  readLabelMap,
+  IMG_EXTENSIONS,
+} from './datasets';
+export type { Dataset, DataItem, ImageFolderOptions, LabelMap, LabelRule, ManifestRow } from './datasets';
+export { DistributedSampler, RandomSampler, SequentialSampler, TorchGenerator, randperm } from './sampler';
+export type { Sampler, DistributedSamplerOptions } from './sampler';
+export { decodeWithSharp } from './decode';
+import * as transforms from './transforms';
+export { transforms };

@@ -1,0 +1,56 @@
+// N-API classes of the data loader (see loader.plain.cc). Free of torch.
+#pragma once
+#include <napi.h>
+
+#include <memory>
+
+#include "image.h"
+
+namespace tl::data {
+
+class WorkerPool;
+
+// One batch buffer (N x 3 x H x W, float32 or uint8) that pipeline runs write
+// into; toTensor(keep?) hands it to LibTorch without a copy.
+class ImageBatch : public Napi::ObjectWrap<ImageBatch> {
+ public:
+  static void Init(Napi::Env env, Napi::Object exports);
+  static Napi::FunctionReference* ctor;
+  explicit ImageBatch(const Napi::CallbackInfo& info);
+  ~ImageBatch() override;
+  void allocate(int n, const Plan& plan);
+  uint8_t* data() const { return data_; }
+  uint8_t* slot(int i) const { return data_ + sampleBytes_ * size_t(i); }
+  int size() const { return n_; }
+  int busy_ = 0;  // runs in flight (JS thread only)
+
+ private:
+  Napi::Value ToTensor(const Napi::CallbackInfo& info);
+  Napi::Value Dispose(const Napi::CallbackInfo& info);
+  uint8_t* data_ = nullptr;
+  size_t sampleBytes_ = 0;
+  int n_ = 0, h_ = 0, w_ = 0;
+  bool uint8_ = false;
+};
+
+// The transform plan plus its worker threads.
+class DataPipeline : public Napi::ObjectWrap<DataPipeline> {
+ public:
+  static Napi::Object Init(Napi::Env env, Napi::Object exports);
+  explicit DataPipeline(const Napi::CallbackInfo& info);
+  ~DataPipeline() override;
+
+ private:
+  Napi::Value NewBatch(const Napi::CallbackInfo& info);
+  Napi::Value Run(const Napi::CallbackInfo& info);
+  Napi::Value NumWorkers(const Napi::CallbackInfo& info);
+  std::shared_ptr<Plan> plan_;
+  std::unique_ptr<WorkerPool> pool_;
+};
+
+// batch_tensor.cc (the one torch file): adopts a malloc'd NCHW buffer.
+Napi::Value wrapBatchTensor(Napi::Env env, uint8_t* data, int n, int h, int w, bool uint8);
+
+void InitDataPlain(Napi::Env env, Napi::Object exports);
+
+}  // namespace tl::data
