@@ -10,14 +10,15 @@ export {
   cuda,
   defaultDevice,
   manualSeed,
+  getRngState,
+  setRngState,
   setNumThreads,
   getNumThreads,
 } from './runtime';
 export type { VersionInfo } from './runtime';
 export * from './models';
 export * from './optim';
-export { trainStep, evalStep, CrossEntropyLoss, backends } from './train/step';
-export type { Batch, StepOptions, StepResult, EvalResult } from './train/step';
+export * from './train';
 // Storage (GCS and local): `import { storage } from 'torchline'` or the named exports.
 export * as storage from './storage';
 export {
@@ -46,3 +47,4 @@ export { load, loadAsync, save, safetensors, CheckpointManager, CheckpointError,
 export * as data from './data';
 export { DataLoader, ImageFolder, ImageFiles, ManifestDataset, DistributedSampler, transforms } from './data';
 export type { Dataset, DataLoaderOptions } from './data';
+export * as distributed from './distributed';

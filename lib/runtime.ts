@@ -3,6 +3,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { binding, packageRoot } from './native';
 import { Device } from './device';
+import { Tensor } from './tensor';
 
 export interface VersionInfo {
   torchline: string;
@@ -81,6 +82,17 @@ export function manualSeed(seed: number | bigint): void {
   }
   if (typeof seed !== 'number' && typeof seed !== 'bigint') throw new TypeError('seed must be a number or bigint');
   binding.manualSeed(seed);
+}
+
+/** The CPU generator's state (torch.get_rng_state()), a uint8 Tensor. */
+export function getRngState(): Tensor {
+  return new Tensor(binding.getRngState());
+}
+
+/** Restores what getRngState() returned (torch.set_rng_state()). */
+export function setRngState(state: Tensor): void {
+  if (!(state instanceof Tensor)) throw new TypeError('setRngState needs a Tensor');
+  binding.setRngState(state.handle);
 }
 
 /**

@@ -13,6 +13,7 @@ static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   tl::InitModels(env, exports);
   tl::InitOptim(env, exports);
   tl::InitTrain(env, exports);
+  tl::InitDistributed(env, exports);
   tl::InitCheckpoint(env, exports);
   tl::InitData(env, exports);
   return exports;

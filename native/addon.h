@@ -18,6 +18,7 @@ void InitTensorFunctions(Napi::Env env, Napi::Object exports);
 void InitModels(Napi::Env env, Napi::Object exports);
 void InitOptim(Napi::Env env, Napi::Object exports);
 void InitTrain(Napi::Env env, Napi::Object exports);
+void InitDistributed(Napi::Env env, Napi::Object exports);
 void InitCheckpoint(Napi::Env env, Napi::Object exports);
 void InitData(Napi::Env env, Napi::Object exports);
 

@@ -9,6 +9,7 @@
 
 #include "addon.h"
 #include "common.h"
+#include "tensor.h"
 
 namespace tl {
 
@@ -144,6 +145,27 @@ Napi::Value ManualSeed(const Napi::CallbackInfo& info) {
   TL_GUARD_END(info.Env())
 }
 
+// The default CPU generator's state (a uint8 tensor), for exact resume.
+Napi::Value GetRngState(const Napi::CallbackInfo& info) {
+  TL_GUARD_BEGIN
+  auto gen = at::detail::getDefaultCPUGenerator();
+  std::lock_guard<std::mutex> lock(gen.mutex());
+  return TensorHandle::New(info.Env(), gen.get_state());
+  TL_GUARD_END(info.Env())
+}
+
+Napi::Value SetRngState(const Napi::CallbackInfo& info) {
+  TL_GUARD_BEGIN
+  auto state = TensorHandle::From(info[0], "state");
+  if (state.scalar_type() != torch::kUInt8 || state.dim() != 1)
+    throw std::invalid_argument("RNG state must be a 1-D uint8 tensor, as getRngState() returns");
+  auto gen = at::detail::getDefaultCPUGenerator();
+  std::lock_guard<std::mutex> lock(gen.mutex());
+  gen.set_state(state);
+  return info.Env().Undefined();
+  TL_GUARD_END(info.Env())
+}
+
 }  // namespace
 
 void InitRuntime(Napi::Env env, Napi::Object exports) {
@@ -156,6 +178,8 @@ void InitRuntime(Napi::Env env, Napi::Object exports) {
   exports.Set("getNumThreads", Napi::Function::New<GetNumThreads>(env, "getNumThreads"));
   exports.Set("availableCores", Napi::Function::New<AvailableCores>(env, "availableCores"));
   exports.Set("manualSeed", Napi::Function::New<ManualSeed>(env, "manualSeed"));
+  exports.Set("getRngState", Napi::Function::New<GetRngState>(env, "getRngState"));
+  exports.Set("setRngState", Napi::Function::New<SetRngState>(env, "setRngState"));
 }
 
 }  // namespace tl

@@ -13,10 +13,18 @@ export interface Command {
   run(values: Record<string, unknown>, positionals: string[]): Promise<number>;
 }
 
+/* eslint-disable @typescript-eslint/no-require-imports */
 export const commands: Record<string, () => Command> = {
-  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  train: () => require('./train').default,
+  eval: () => require('./eval').default,
+  list: () => require('./storage').list,
+  download: () => require('./storage').download,
+  upload: () => require('./storage').upload,
+  bench: () => require('./bench').default,
   doctor: () => require('./doctor').default,
+  demo: () => require('./demo').default,
 };
+/* eslint-enable @typescript-eslint/no-require-imports */
 
 function topHelp(): string {
   const rows = Object.entries(commands).map(([name, load]) => `  ${name.padEnd(10)} ${load().summary}`);

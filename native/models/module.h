@@ -11,6 +11,19 @@
 
 namespace tl {
 
+// Data-parallel hooks a process group installs on a model (see
+// native/distributed): averaging gradients after backward, and syncing
+// buffers (BatchNorm statistics) from rank 0 before each forward, as DDP.
+struct GradSync {
+  virtual ~GradSync() = default;
+  virtual void averageGradients(const std::vector<torch::Tensor>& params) = 0;
+  virtual void broadcastBuffers(const std::vector<torch::Tensor>& buffers) = 0;
+  // True when the loss of any rank is not finite: every rank then skips the
+  // step together instead of leaving the others waiting in a collective.
+  virtual bool anyNonFinite(double loss) = 0;
+  bool syncBuffers = true;
+};
+
 class ModelHandle : public Napi::ObjectWrap<ModelHandle> {
  public:
   static void Init(Napi::Env env, Napi::Object exports);
@@ -35,6 +48,9 @@ class ModelHandle : public Napi::ObjectWrap<ModelHandle> {
   // (pre-order), its own parameters, then its own buffers.
   std::vector<std::pair<std::string, torch::Tensor>> stateEntries() const;
   std::vector<std::pair<std::string, torch::Tensor>> namedParameters() const;
+  std::vector<torch::Tensor> buffers() const { return module_->buffers(); }
+
+  std::shared_ptr<GradSync> gradSync;
 
  private:
   void reportMemory();

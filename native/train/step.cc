@@ -162,8 +162,6 @@ Napi::Value TrainStep(const Napi::CallbackInfo& info) {
   StepOptions opts = parseOptions(info, 4);
   if (opts.amp == Amp::Fp16 && !m->device().is_cuda())
     throw std::invalid_argument("amp 'fp16' needs a CUDA device; on CPU use amp 'bf16' or none");
-  if (!m->module().is_training())
-    throw std::invalid_argument("trainStep on a model in eval mode: call model.train() first");
   // The optimizer's JS object must outlive the step too.
   auto* keepOpt = new Napi::ObjectReference(Napi::Persistent(info[1].As<Napi::Object>()));
   return m->runStep(info, [m, o, b, opts, keepOpt]() -> Finisher {
@@ -173,6 +171,9 @@ Napi::Value TrainStep(const Napi::CallbackInfo& info) {
     try {
       auto x = toModel(*m, b.images, torch::kFloat32);
       auto y = b.labels.to(m->device(), torch::kLong);
+      auto sync = m->gradSync;
+      // DDP's broadcast_buffers: every rank starts the forward with rank 0's BN statistics.
+      if (sync && sync->syncBuffers) sync->broadcastBuffers(m->buffers());
       opt.zero_grad();
       torch::Tensor logits, loss;
       {
@@ -182,8 +183,8 @@ Napi::Value TrainStep(const Napi::CallbackInfo& info) {
                                 F::CrossEntropyFuncOptions().label_smoothing(opts.labelSmoothing));
       }
       r.loss = loss.item<double>();
-      if (!std::isfinite(r.loss)) {
-        throw CodedError("ERR_NONFINITE_LOSS", "non-finite loss (" + std::to_string(r.loss) +
+      if (sync ? sync->anyNonFinite(r.loss) : !std::isfinite(r.loss)) {
+        throw CodedError("ERR_NONFINITE_LOSS", "non-finite loss (" + std::to_string(r.loss) + (sync ? " here; checked on every rank" : "") +
                                                    "): the step was not applied; lower the learning rate, "
                                                    "check the data or enable gradient clipping");
       }
@@ -198,6 +199,7 @@ Napi::Value TrainStep(const Napi::CallbackInfo& info) {
           o->growthTracker = o->growthTracker.to(m->device());
         }
         (loss * o->scale).backward();
+        if (sync) sync->averageGradients(params);
         std::vector<torch::Tensor> grads;
         for (auto& p : params)
           if (p.grad().defined()) grads.push_back(p.grad());
@@ -213,6 +215,7 @@ Napi::Value TrainStep(const Napi::CallbackInfo& info) {
                                o->growthInterval);
       } else {
         loss.backward();
+        if (sync) sync->averageGradients(params);
         if (opts.clipGradNorm > 0) r.gradNorm = torch::nn::utils::clip_grad_norm_(params, opts.clipGradNorm);
         opt.step();
       }
