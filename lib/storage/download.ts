@@ -7,17 +7,19 @@
 // retried with exponential backoff and jitter. Object names that would land
 // outside the destination are refused before anything is written.
 import * as crypto from 'node:crypto';
+import { setMaxListeners } from 'node:events';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type { Storage } from '@google-cloud/storage';
-import { createStorage, isRetryableError, StorageError, statusOf, toStorageError } from './client';
+import { createStorage, isRetryableError, StorageError, toStorageError } from './client';
 import { Location, type LocationLike } from './location';
 import { listFlat, type ListedObject } from './listing';
 import { mapLimit, sleep } from './pool';
 import { ContentHasher, hashFile } from './verify';
 import { Progress, type TransferProgress } from './progress';
+import { createMediaAgent, openMedia, type MediaAgent } from './media';
 
 export const PARTIAL_DIR = '.torchline-partial';
 
@@ -118,8 +120,9 @@ export async function download(src: LocationLike, dest: string, opts: DownloadOp
   const loc = Location.parse(src);
   if (!loc.isGcs) throw new TypeError(`download: the source must be a gs:// location, got ${loc}`);
   const destRoot = path.resolve(dest);
+  // Every request in flight listens to the caller's signal.
+  if (opts.signal) setMaxListeners(0, opts.signal);
   const storage = opts.storage ?? createStorage();
-  const bucket = storage.bucket(loc.bucket);
   let objects = opts.objects ?? (await listFlat(loc, { storage }));
   // Folder placeholders ("x/") are not files.
   objects = objects.filter((o) => !o.name.endsWith('/'));
@@ -148,7 +151,9 @@ export async function download(src: LocationLike, dest: string, opts: DownloadOp
     made.add(d);
   };
 
-  await mapLimit(objects, Math.max(1, opts.concurrency ?? 32), async (o) => {
+  const concurrency = Math.max(1, opts.concurrency ?? 32);
+  const agent = createMediaAgent(concurrency);
+  await mapLimit(objects, concurrency, async (o) => {
     if (opts.signal?.aborted) throw opts.signal.reason ?? new Error('download aborted');
     const rel = relName(loc, o);
     const finalPath = path.join(destRoot, ...rel.split('/'));
@@ -161,7 +166,7 @@ export async function download(src: LocationLike, dest: string, opts: DownloadOp
       }
       await mkdirp(path.dirname(finalPath));
       const partial = path.join(partialDir, partialName(o));
-      const { bytes, retries } = await fetchVerified(bucket, o, partial, opts, (n) => progress.add(0, n));
+      const { bytes, retries } = await fetchVerified(storage, loc.bucket, o, partial, opts, agent, (n) => progress.add(0, n));
       await fs.promises.rename(partial, finalPath);
       result.bytes += bytes;
       result.retries += retries;
@@ -172,7 +177,10 @@ export async function download(src: LocationLike, dest: string, opts: DownloadOp
       if (opts.signal?.aborted) throw err;
       failures.push({ name: o.name, error: toStorageError(err, `downloading gs://${loc.bucket}/${o.name}`) });
     }
-  }).finally(() => progress.done());
+  }).finally(() => {
+    progress.done();
+    agent.destroy();
+  });
 
   if (failures.length === 0) await fs.promises.rm(partialDir, { recursive: true, force: true }).catch(() => {});
   result.ms = performance.now() - t0;
@@ -209,10 +217,12 @@ class ShortReadError extends Error {
 
 /** Fetches one object into `partial`, resuming what is there, until it verifies. */
 async function fetchVerified(
-  bucket: ReturnType<Storage['bucket']>,
+  storage: Storage,
+  bucket: string,
   o: ListedObject,
   partial: string,
   opts: DownloadOptions,
+  agent: MediaAgent,
   onBytes: (n: number) => void,
 ): Promise<{ bytes: number; retries: number }> {
   const maxRetries = opts.maxRetries ?? 8;
@@ -222,18 +232,20 @@ async function fetchVerified(
   let bytes = 0;
   let corruptRestarts = 0;
   for (let attempt = 0; ; attempt++) {
-    let have = (await fs.promises.stat(partial).catch(() => undefined))?.size ?? 0;
-    if (have > o.size) {
-      await fs.promises.rm(partial, { force: true });
-      have = 0;
-    }
     try {
-      const hasher = new ContentHasher(o);
+      let have = (await fs.promises.stat(partial).catch(() => undefined))?.size ?? 0;
+      if (have > o.size) {
+        await fs.promises.rm(partial, { force: true });
+        have = 0;
+      }
+      let hasher = new ContentHasher(o);
       if (have > 0) await hashFile(partial, hasher, have);
       if (have < o.size || o.size === 0) {
-        const got = await fetchRange(bucket, o, partial, have, hasher, stallMs, opts.signal, onBytes);
-        bytes += got;
-        if (have + got !== o.size) throw new ShortReadError(`got ${have + got} of ${o.size} bytes`);
+        const r = await fetchTail(storage, bucket, o, partial, have, hasher, stallMs, opts.signal, agent, onBytes);
+        bytes += r.got;
+        hasher = r.hasher;
+        have = r.offset + r.got;
+        if (have !== o.size) throw new ShortReadError(`got ${have} of ${o.size} bytes`);
       }
       if (!hasher.matches()) {
         await fs.promises.rm(partial, { force: true });
@@ -245,7 +257,7 @@ async function fetchVerified(
       }
       return { bytes, retries: attempt };
     } catch (err) {
-      if (opts.signal?.aborted) throw err;
+      if (opts.signal?.aborted) throw opts.signal.reason ?? err;
       if (attempt >= maxRetries || !isRetryableError(err)) throw err;
       // Backoff: base * 2^attempt, capped, with +-50% jitter.
       const delay = Math.min(maxDelay, baseDelay * 2 ** attempt) * (0.5 + Math.random());
@@ -254,47 +266,51 @@ async function fetchVerified(
   }
 }
 
-function fetchRange(
-  bucket: ReturnType<Storage['bucket']>,
+/** Appends the object's bytes from `start` to `partial` (or rewrites it when the server ignores the range). */
+async function fetchTail(
+  storage: Storage,
+  bucket: string,
   o: ListedObject,
   partial: string,
   start: number,
   hasher: ContentHasher,
   stallMs: number,
   signal: AbortSignal | undefined,
+  agent: MediaAgent,
   onBytes: (n: number) => void,
-): Promise<number> {
-  const file = bucket.file(o.name, o.generation ? { generation: Number(o.generation) } : {});
-  // Raw stored bytes (no gunzip): the checksums are of those.
-  const rs = file.createReadStream({ validation: false, decompress: false, ...(start > 0 ? { start } : {}) });
+): Promise<{ got: number; offset: number; hasher: ContentHasher }> {
+  const { res, offset } = await openMedia(storage, {
+    bucket,
+    name: o.name,
+    generation: o.generation,
+    start,
+    agent,
+    signal,
+    headersTimeoutMs: stallMs,
+  });
+  if (offset !== start) hasher = new ContentHasher(o);
   let got = 0;
   let timer: NodeJS.Timeout | undefined;
   const arm = () => {
     clearTimeout(timer);
-    timer = setTimeout(() => rs.destroy(new StallError(`no data for ${stallMs} ms`)), stallMs);
+    timer = setTimeout(() => res.destroy(new StallError(`no data for ${stallMs} ms`)), stallMs);
   };
-  const onAbort = () => rs.destroy(signal?.reason ?? new Error('aborted'));
-  signal?.addEventListener('abort', onAbort, { once: true });
   arm();
+  const h = hasher;
   const meter = new Transform({
     transform(chunk: Buffer, _enc, cb) {
       arm();
       got += chunk.length;
-      hasher.update(chunk);
+      h.update(chunk);
       onBytes(chunk.length);
       cb(null, chunk);
     },
   });
-  return pipeline(rs, meter, fs.createWriteStream(partial, { flags: start > 0 ? 'a' : 'w' }))
-    .then(() => got)
-    .catch((err) => {
-      const s = statusOf(err);
-      // 416: our partial is already complete (or the object shrank): let the size check decide.
-      if (s === 416) return got;
-      throw err;
-    })
-    .finally(() => {
-      clearTimeout(timer);
-      signal?.removeEventListener('abort', onAbort);
-    });
+  try {
+    await pipeline(res, meter, fs.createWriteStream(partial, { flags: offset > 0 ? 'a' : 'w' }));
+  } finally {
+    clearTimeout(timer);
+  }
+  if (!res.complete) throw Object.assign(new Error('connection closed before the body ended'), { code: 'ECONNRESET' });
+  return { got, offset, hasher };
 }

@@ -14,9 +14,10 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import type { Bucket, Storage } from '@google-cloud/storage';
-import { createStorage, toStorageError } from './client';
+import { createStorage, isRetryableError, toStorageError } from './client';
+import { readRange } from './media';
 import { Location, type LocationLike } from './location';
-import { mapLimit, runQueue } from './pool';
+import { mapLimit, runQueue, sleep } from './pool';
 import {
   globToRegExp,
   isHiddenName,
@@ -352,12 +353,12 @@ function dirOf(rel: string): string {
 const HEADER_FIRST_READ = 64 * 1024;
 
 async function readImageRows(loc: Location, rows: FileRow[], storage: Storage | undefined, concurrency: number): Promise<void> {
-  const bucket = storage && loc.isGcs ? storage.bucket(loc.bucket) : undefined;
   await mapLimit(rows, concurrency, async (row) => {
     const size = row.length;
     let want = Math.min(size, HEADER_FIRST_READ);
     for (;;) {
-      const buf = bucket ? await readGcsRange(bucket, row.object.name, want) : await readLocalRange(row.object.name, want);
+      const buf =
+        storage && loc.isGcs ? await readGcsRange(storage, loc.bucket, row.object.name, want) : await readLocalRange(row.object.name, want);
       const h = parseImageHeader(buf, buf.length >= size);
       if (h.kind !== 'need') {
         row.image = imageRow(row.path, h);
@@ -388,11 +389,13 @@ async function readLocalRange(file: string, n: number): Promise<Buffer> {
   }
 }
 
-async function readGcsRange(bucket: Bucket, name: string, n: number): Promise<Buffer> {
-  try {
-    const [buf] = await bucket.file(name).download({ start: 0, end: n - 1, validation: false });
-    return buf;
-  } catch (e) {
-    throw toStorageError(e, `reading the header of gs://${bucket.name}/${name}`);
+async function readGcsRange(storage: Storage, bucket: string, name: string, n: number): Promise<Buffer> {
+  for (let attempt = 0; ; attempt++) {
+    try {
+      return await readRange(storage, bucket, name, 0, n - 1);
+    } catch (e) {
+      if (attempt >= 5 || !isRetryableError(e)) throw toStorageError(e, `reading the header of gs://${bucket}/${name}`);
+      await sleep(Math.min(10_000, 200 * 2 ** attempt) * (0.5 + Math.random()));
+    }
   }
 }
