@@ -19,7 +19,7 @@ import { listFlat, type ListedObject } from './listing';
 import { mapLimit, sleep } from './pool';
 import { ContentHasher, hashFile } from './verify';
 import { Progress, type TransferProgress } from './progress';
-import { createMediaAgent, openMedia, type MediaAgent } from './media';
+import { createMediaAgent, openMedia, type MediaAgent } from './http';
 
 export const PARTIAL_DIR = '.torchline-partial';
 

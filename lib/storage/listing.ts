@@ -13,9 +13,9 @@
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import type { Bucket, Storage } from '@google-cloud/storage';
+import type { Storage } from '@google-cloud/storage';
 import { createStorage, isRetryableError, toStorageError } from './client';
-import { readRange } from './media';
+import { apiJson, readRange, withRetries } from './http';
 import { Location, type LocationLike } from './location';
 import { mapLimit, runQueue, sleep } from './pool';
 import {
@@ -110,17 +110,20 @@ interface RawListing {
 
 const LIST_FIELDS = 'items(name,size,updated,generation,crc32c,md5Hash),prefixes,nextPageToken';
 
-/** One page of objects.list: the raw JSON API through the client's auth and retries. */
+/** One page of objects.list (JSON API), retried on transient errors. */
 export function listPage(
-  bucket: Bucket,
+  storage: Storage,
+  bucket: string,
   qs: { prefix: string; delimiter?: string; pageToken?: string; maxResults?: number },
 ): Promise<{ items: any[]; prefixes: string[]; nextPageToken?: string }> {
-  return new Promise((resolve, reject) => {
-    bucket.request({ uri: '/o', qs: { ...qs, fields: LIST_FIELDS } }, (err: Error | null, body: any) => {
-      if (err) reject(toStorageError(err, `listing gs://${bucket.name}/${qs.prefix}`));
-      else resolve({ items: body?.items ?? [], prefixes: body?.prefixes ?? [], nextPageToken: body?.nextPageToken || undefined });
-    });
-  });
+  return withRetries(() =>
+    apiJson(storage, { method: 'GET', path: `/storage/v1/b/${encodeURIComponent(bucket)}/o`, query: { ...qs, fields: LIST_FIELDS } }),
+  ).then(
+    (body: any) => ({ items: body?.items ?? [], prefixes: body?.prefixes ?? [], nextPageToken: body?.nextPageToken || undefined }),
+    (err) => {
+      throw toStorageError(err, `listing gs://${bucket}/${qs.prefix}`);
+    },
+  );
 }
 
 function toListed(item: any, root: string): ListedObject {
@@ -139,12 +142,12 @@ function toListed(item: any, root: string): ListedObject {
 export async function listFlat(root: LocationLike, opts: { storage?: Storage; pageSize?: number } = {}): Promise<ListedObject[]> {
   const loc = Location.parse(root);
   if (!loc.isGcs) throw new TypeError(`listFlat needs a gs:// location, got ${loc}`);
-  const bucket = (opts.storage ?? createStorage()).bucket(loc.bucket);
+  const storage = opts.storage ?? createStorage();
   const prefix = loc.dirPrefix;
   const out: ListedObject[] = [];
   let pageToken: string | undefined;
   do {
-    const page = await listPage(bucket, { prefix, pageToken, maxResults: opts.pageSize ?? 1000 });
+    const page = await listPage(storage, loc.bucket, { prefix, pageToken, maxResults: opts.pageSize ?? 1000 });
     for (const it of page.items) out.push(toListed(it, prefix));
     pageToken = page.nextPageToken;
   } while (pageToken);
@@ -156,7 +159,7 @@ function visible(relPath: string): boolean {
 }
 
 async function discoverGcs(loc: Location, opts: ListOptions): Promise<RawListing> {
-  const bucket = (opts.storage ?? createStorage()).bucket(loc.bucket);
+  const storage = opts.storage ?? createStorage();
   const root = loc.dirPrefix;
   const files: ListedObject[] = [];
   let requests = 0;
@@ -173,7 +176,7 @@ async function discoverGcs(loc: Location, opts: ListOptions): Promise<RawListing
     try {
       let pageToken: string | undefined;
       do {
-        const page = await listPage(bucket, { prefix, delimiter: '/', pageToken, maxResults: opts.pageSize ?? 1000 });
+        const page = await listPage(storage, loc.bucket, { prefix, delimiter: '/', pageToken, maxResults: opts.pageSize ?? 1000 });
         requests++;
         seen += page.items.length;
         for (const it of page.items) {

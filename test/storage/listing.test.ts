@@ -7,7 +7,7 @@ import * as path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Storage } from '@google-cloud/storage';
 import { startGcsEmulator, storage as st, type GcsEmulator } from '../../lib';
-import { seededRandom } from './fault-proxy';
+import { seededRandom, startFaultProxy } from './fault-proxy';
 import { seedObjects, tmpDir } from './helpers';
 
 const BUCKET = 'listing-bkt';
@@ -153,6 +153,20 @@ describe('partitioned listing of 5,000+ objects', () => {
     for (const x of [b, c]) {
       expect(x.files.map((f) => [f.path, f.length, f.partitionValues])).toEqual(a.files.map((f) => [f.path, f.length, f.partitionValues]));
       expect(x.partitions.map((p) => p.files.map((f) => f.path))).toEqual(a.partitions.map((p) => p.files.map((f) => f.path)));
+    }
+  });
+
+  it('survives resets, truncated bodies and 503s on list calls with the same result', async () => {
+    const proxy = await startFaultProxy(emu.url, 3);
+    try {
+      const via = st.createStorage({ emulatorHost: proxy.url });
+      proxy.setFaults({ reset: 0.1, truncate: 0.1, status503: 0.1 });
+      const a = await st.listPartitioned(`gs://${BUCKET}/ds`, { storage, minPartitionNum: 4 });
+      const b = await st.listPartitioned(`gs://${BUCKET}/ds`, { storage: via, minPartitionNum: 4 });
+      expect(proxy.counts.reset + proxy.counts.truncate + proxy.counts.status503).toBeGreaterThan(10);
+      expect(b.files.map((f) => f.path)).toEqual(a.files.map((f) => f.path));
+    } finally {
+      await proxy.close();
     }
   });
 
