@@ -138,6 +138,10 @@ export async function download(src: LocationLike, dest: string, opts: DownloadOp
     objects = objects.filter((o) => !skip.has(o));
   }
   const partialDir = path.join(destRoot, PARTIAL_DIR);
+  // What is already there, learnt with one readdir per folder instead of a
+  // stat per object (most objects of a fresh download are absent).
+  const existing = await listExisting(destRoot);
+  const partials = new Set(await fs.promises.readdir(partialDir).catch(() => [] as string[]));
   await fs.promises.mkdir(partialDir, { recursive: true });
 
   const totalBytes = objects.reduce((s, o) => s + o.size, 0);
@@ -158,15 +162,16 @@ export async function download(src: LocationLike, dest: string, opts: DownloadOp
     const rel = relName(loc, o);
     const finalPath = path.join(destRoot, ...rel.split('/'));
     try {
-      if (await presentAndVerified(finalPath, o, opts.verifyExisting ?? 'checksum')) {
+      if (existing.has(rel) && (await presentAndVerified(finalPath, o, opts.verifyExisting ?? 'checksum'))) {
         result.skipped++;
         result.files.push({ name: o.name, path: finalPath, size: o.size, status: 'skipped' });
         progress.add(1, o.size);
         return;
       }
       await mkdirp(path.dirname(finalPath));
-      const partial = path.join(partialDir, partialName(o));
-      const { bytes, retries } = await fetchVerified(storage, loc.bucket, o, partial, opts, agent, (n) => progress.add(0, n));
+      const pname = partialName(o);
+      const partial = path.join(partialDir, pname);
+      const { bytes, retries } = await fetchVerified(storage, loc.bucket, o, partial, partials.has(pname), opts, agent, (n) => progress.add(0, n));
       await fs.promises.rename(partial, finalPath);
       result.bytes += bytes;
       result.retries += retries;
@@ -186,6 +191,26 @@ export async function download(src: LocationLike, dest: string, opts: DownloadOp
   result.ms = performance.now() - t0;
   if (failures.length) throw new DownloadError(failures, result);
   return result;
+}
+
+const SMALL_OBJECT = 4 * 1024 * 1024;
+
+/** Relative paths of the regular files below root (none when it does not exist), skipping our partial folder. */
+async function listExisting(root: string): Promise<Set<string>> {
+  const out = new Set<string>();
+  const walk = async (dir: string, rel: string): Promise<void> => {
+    const entries = await fs.promises.readdir(dir, { withFileTypes: true }).catch(() => []);
+    await Promise.all(
+      entries.map(async (e) => {
+        const r = rel ? `${rel}/${e.name}` : e.name;
+        if (e.isDirectory()) {
+          if (r !== PARTIAL_DIR) await walk(path.join(dir, e.name), r);
+        } else out.add(r);
+      }),
+    );
+  };
+  await walk(root, '');
+  return out;
 }
 
 function relName(loc: Location, o: ListedObject): string {
@@ -221,6 +246,7 @@ async function fetchVerified(
   bucket: string,
   o: ListedObject,
   partial: string,
+  mayExist: boolean,
   opts: DownloadOptions,
   agent: MediaAgent,
   onBytes: (n: number) => void,
@@ -233,7 +259,7 @@ async function fetchVerified(
   let corruptRestarts = 0;
   for (let attempt = 0; ; attempt++) {
     try {
-      let have = (await fs.promises.stat(partial).catch(() => undefined))?.size ?? 0;
+      let have = attempt > 0 || mayExist ? ((await fs.promises.stat(partial).catch(() => undefined))?.size ?? 0) : 0;
       if (have > o.size) {
         await fs.promises.rm(partial, { force: true });
         have = 0;
@@ -307,7 +333,16 @@ async function fetchTail(
     },
   });
   try {
-    await pipeline(res, meter, fs.createWriteStream(partial, { flags: offset > 0 ? 'a' : 'w' }));
+    if (offset === 0 && o.size <= SMALL_OBJECT) {
+      // Small objects: collect the body, then one write (fewer file system round trips than a stream).
+      const chunks: Buffer[] = [];
+      await pipeline(res, meter, async function* (src: AsyncIterable<Buffer>) {
+        for await (const c of src) chunks.push(c);
+      });
+      if (res.complete) await fs.promises.writeFile(partial, Buffer.concat(chunks));
+    } else {
+      await pipeline(res, meter, fs.createWriteStream(partial, { flags: offset > 0 ? 'a' : 'w' }));
+    }
   } finally {
     clearTimeout(timer);
   }
