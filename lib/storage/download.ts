@@ -15,7 +15,7 @@ import { pipeline } from 'node:stream/promises';
 import type { Storage } from '@google-cloud/storage';
 import { createStorage, isRetryableError, StorageError, toStorageError } from './client';
 import { Location, type LocationLike } from './location';
-import { listFlat, type ListedObject } from './listing';
+import { listAll, type ListedObject } from './listing';
 import { mapLimit, sleep } from './pool';
 import { ContentHasher, hashFile } from './verify';
 import { Progress, type TransferProgress } from './progress';
@@ -25,7 +25,7 @@ export const PARTIAL_DIR = '.torchline-partial';
 
 export interface DownloadOptions {
   storage?: Storage;
-  /** Objects to fetch (e.g. one rank's rows, `row.object`); default: every object under the source prefix. */
+  /** Objects to fetch (e.g. one rank's rows, `row.object`); default: every object under the source prefix (listAll). */
   objects?: ListedObject[];
   /** Transfers in flight (default 32). */
   concurrency?: number;
@@ -123,7 +123,7 @@ export async function download(src: LocationLike, dest: string, opts: DownloadOp
   // Every request in flight listens to the caller's signal.
   if (opts.signal) setMaxListeners(0, opts.signal);
   const storage = opts.storage ?? createStorage();
-  let objects = opts.objects ?? (await listFlat(loc, { storage }));
+  let objects = opts.objects ?? (await listAll(loc, { storage }));
   // Folder placeholders ("x/") are not files.
   objects = objects.filter((o) => !o.name.endsWith('/'));
   for (const o of objects) {

@@ -158,7 +158,7 @@ function visible(relPath: string): boolean {
   return !relPath.split('/').some(isHiddenName);
 }
 
-async function discoverGcs(loc: Location, opts: ListOptions): Promise<RawListing> {
+async function discoverGcs(loc: Location, opts: ListOptions, keepHidden = false): Promise<RawListing> {
   const storage = opts.storage ?? createStorage();
   const root = loc.dirPrefix;
   const files: ListedObject[] = [];
@@ -182,14 +182,14 @@ async function discoverGcs(loc: Location, opts: ListOptions): Promise<RawListing
         for (const it of page.items) {
           const o = toListed(it, root);
           // Names ending in '/' are folder placeholders, not files.
-          if (o.relPath === '' || o.relPath.endsWith('/')) continue;
+          if (!keepHidden && (o.relPath === '' || o.relPath.endsWith('/'))) continue;
           files.push(o);
         }
         for (const p of page.prefixes) {
           if (seenPrefixes.has(p)) continue;
           seenPrefixes.add(p);
           const name = p.slice(prefix.length, -1);
-          if (name === '' || isHiddenName(name)) continue;
+          if (!keepHidden && (name === '' || isHiddenName(name))) continue;
           pending++;
           push(p);
         }
@@ -261,6 +261,18 @@ async function discoverLocal(loc: Location, opts: ListOptions): Promise<RawListi
     });
   });
   return { files, requests, seen: files.length };
+}
+
+/**
+ * Every object under a gs:// prefix (hidden ones and folder placeholders
+ * included), discovered folder by folder with concurrent list calls: the
+ * listing `download` uses.
+ */
+export async function listAll(root: LocationLike, opts: { storage?: Storage; concurrency?: number; pageSize?: number } = {}): Promise<ListedObject[]> {
+  const loc = Location.parse(root);
+  if (!loc.isGcs) throw new TypeError(`listAll needs a gs:// location, got ${loc}`);
+  const raw = await discoverGcs(loc, opts, true);
+  return raw.files.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
 }
 
 /** Lists files below a root with Spark's hidden-name, glob and empty-file rules (no packing). */

@@ -180,6 +180,16 @@ describe('partitioned listing of 5,000+ objects', () => {
     );
   });
 
+  it('listAll (download\'s listing) finds every object, hidden ones too, with concurrent discovery', async () => {
+    const all = await st.listAll(`gs://${BUCKET}/ds`, { storage, pageSize: 50 });
+    expect(all.map((o) => o.name)).toEqual(
+      objects
+        .filter((o) => o.name.startsWith('ds/'))
+        .map((o) => o.name)
+        .sort(),
+    );
+  });
+
   it('lists the same tree on local disk identically', async () => {
     const g = await st.listPartitioned(`gs://${BUCKET}/ds`, { storage, minPartitionNum: 4 });
     const l = await st.listPartitioned(path.join(localRoot, 'ds'), { minPartitionNum: 4 });
