@@ -282,6 +282,13 @@ export async function listFiles(root: LocationLike, opts: ListOptions = {}): Pro
 
 async function list(loc: Location, opts: ListOptions): Promise<RawListing & { files: ListedObject[] }> {
   const raw = loc.isGcs ? await discoverGcs(loc, opts) : await discoverLocal(loc, opts);
+  if (loc.isGcs && raw.files.length === 0 && loc.path !== '' && !loc.path.endsWith('/')) {
+    // Nothing below gs://b/x/: x may be one object, which Spark reads as a single file.
+    const page = await listPage(opts.storage ?? createStorage(), loc.bucket, { prefix: loc.path, maxResults: 1 });
+    raw.requests++;
+    const it = page.items.find((i) => i.name === loc.path);
+    if (it) raw.files.push({ ...toListed(it, ''), relPath: loc.basename });
+  }
   const glob = opts.pathGlobFilter ? globToRegExp(opts.pathGlobFilter) : undefined;
   const files = raw.files.filter((f) => visible(f.relPath) && (!glob || glob.test(f.relPath.slice(f.relPath.lastIndexOf('/') + 1))));
   files.sort((a, b) => (a.relPath < b.relPath ? -1 : a.relPath > b.relPath ? 1 : 0));

@@ -227,6 +227,15 @@ describe('partitioned listing of 5,000+ objects', () => {
     await expect(st.listPartitioned(`gs://${BUCKET}/bad`, { storage })).rejects.toThrow(/Conflicting directory structures/);
   });
 
+  it('a location naming one object reads that file, like Spark', async () => {
+    const got = await st.listPartitioned(`gs://${BUCKET}/ds/year=2024-01-01/label=0/f000.jpg`, { storage });
+    expect(got.files.map((f) => f.path)).toEqual([`gs://${BUCKET}/ds/year=2024-01-01/label=0/f000.jpg`]);
+    expect(got.partitionColumns).toEqual([]);
+    const local = await st.listPartitioned(path.join(localRoot, 'ds/year=2024-01-01/label=0/f000.jpg'));
+    expect(local.files.map((f) => f.length)).toEqual(got.files.map((f) => f.length));
+    expect((await st.listPartitioned(`gs://${BUCKET}/ds/nothing-here`, { storage })).files).toEqual([]);
+  });
+
   it('a missing local root is a clear error', async () => {
     await expect(st.listPartitioned('/nonexistent/torchline/x')).rejects.toThrow(/Path does not exist/);
   });
