@@ -41,7 +41,7 @@ export interface DownloadOptions {
   verifyExisting?: 'checksum' | 'size';
   /** Unsafe object names: 'error' (default) refuses the whole download before writing; 'skip' leaves them out. */
   onUnsafeName?: 'error' | 'skip';
-  /** Progress on stderr when it is a TTY (default), a callback, or false. */
+  /** Progress on stderr: redrawn on a TTY (default), a line every 5 s when true without a TTY, a callback, or false. */
   progress?: boolean | ((p: TransferProgress) => void);
   signal?: AbortSignal;
 }

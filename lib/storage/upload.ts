@@ -31,7 +31,7 @@ export interface UploadOptions {
   skipExisting?: boolean;
   /** Content type for every object (default: guessed by the client from the name). */
   contentType?: string;
-  /** Progress on stderr when it is a TTY (default), a callback, or false. */
+  /** Progress on stderr: redrawn on a TTY (default), a line every 5 s when true without a TTY, a callback, or false. */
   progress?: boolean | ((p: TransferProgress) => void);
 }
 
