@@ -1,13 +1,12 @@
 // Locations, client configuration (emulator host, standard credentials) and
 // that credentials never reach error messages.
-import * as fs from 'node:fs';
 import * as http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import * as path from 'node:path';
 import { OAuth2Client } from 'google-auth-library';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Location, startGcsEmulator, storage as st, type GcsEmulator } from '../../lib';
-import { seedObjects, tmpDir } from './helpers';
+import { seedObjects } from './helpers';
 
 describe('Location', () => {
   it('parses gs:// locations', () => {
@@ -79,16 +78,9 @@ describe('standard credentials', () => {
   let server: http.Server;
   let base: string;
   let seenAuth: string[] = [];
-  let dir: string;
   const TOKEN = 'ya29.TOP-SECRET-TOKEN';
   beforeAll(async () => {
     server = http.createServer((req, res) => {
-      if (req.url?.startsWith('/token')) {
-        req.resume();
-        res.setHeader('content-type', 'application/json');
-        res.end(JSON.stringify({ access_token: TOKEN, token_type: 'Bearer', expires_in: 3600 }));
-        return;
-      }
       seenAuth.push(String(req.headers.authorization));
       // A hostile server that echoes the caller's credentials in its error.
       res.writeHead(403, { 'content-type': 'application/json' });
@@ -96,11 +88,9 @@ describe('standard credentials', () => {
     });
     await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
     base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
-    dir = tmpDir('creds');
   });
   afterAll(async () => {
     await new Promise((r) => server.close(r));
-    fs.rmSync(dir, { recursive: true, force: true });
   });
 
   it('sends the credentials\' bearer token, and never puts it in an error', async () => {
