@@ -148,11 +148,27 @@ export async function download(src: LocationLike, dest: string, opts: DownloadOp
   const progress = new Progress(`download ${loc}`, objects.length, totalBytes, opts.progress);
   const result: DownloadResult = { files: [], downloaded: 0, skipped: 0, bytes: 0, retries: 0, ms: 0 };
   const failures: { name: string; error: Error }[] = [];
-  const made = new Set<string>();
-  const mkdirp = async (d: string) => {
-    if (made.has(d)) return;
-    await fs.promises.mkdir(d, { recursive: true });
-    made.add(d);
+  const made = new Map<string, Promise<void>>();
+  const realRoot = await fs.promises.realpath(destRoot);
+  const realPartial = await fs.promises.realpath(partialDir);
+  if (realPartial !== path.join(realRoot, PARTIAL_DIR)) {
+    throw new StorageError(`${partialDir} resolves to ${realPartial}, outside the destination (symbolic link)`, { code: 'EUNSAFEPATH' });
+  }
+  // Creates a folder and checks that it really is inside the destination: a
+  // symbolic link already there must not carry files elsewhere.
+  const mkdirp = (d: string) => {
+    let p = made.get(d);
+    if (!p) {
+      p = (async () => {
+        await fs.promises.mkdir(d, { recursive: true });
+        const real = await fs.promises.realpath(d);
+        if (real !== realRoot && !real.startsWith(realRoot + path.sep)) {
+          throw new StorageError(`${d} resolves to ${real}, outside the destination ${destRoot} (symbolic link)`, { code: 'EUNSAFEPATH' });
+        }
+      })();
+      made.set(d, p);
+    }
+    return p;
   };
 
   const concurrency = Math.max(1, opts.concurrency ?? 32);

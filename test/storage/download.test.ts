@@ -217,6 +217,24 @@ describe('download', () => {
     expect(walk(outer)).toEqual(['inside/ok.txt']);
   });
 
+  it('never writes through a symbolic link in the destination', async () => {
+    await seedObjects(storage, BUCKET, [
+      { name: 'linked/link/x.txt', data: Buffer.from('x') },
+      { name: 'linked/fine/y.txt', data: Buffer.from('y') },
+    ]);
+    const outer = mk('symlink');
+    const dest = path.join(outer, 'dest');
+    const elsewhere = path.join(outer, 'elsewhere');
+    fs.mkdirSync(dest);
+    fs.mkdirSync(elsewhere);
+    fs.symlinkSync(elsewhere, path.join(dest, 'link'));
+    const err = await st.download(`gs://${BUCKET}/linked`, dest, { storage, progress: false }).catch((e) => e);
+    expect(err).toBeInstanceOf(st.DownloadError);
+    expect(err.message).toMatch(/outside the destination/);
+    expect(fs.readdirSync(elsewhere)).toEqual([]);
+    expect(fs.readFileSync(path.join(dest, 'fine/y.txt'), 'utf8')).toBe('y');
+  });
+
   it.each([
     ['/etc/passwd', 'absolute path'],
     ['C:/x', 'absolute path'],
