@@ -65,12 +65,10 @@ function normaliseEmulatorHost(h: string): string {
 const RETRYABLE_STATUS = new Set([408, 429, 500, 502, 503, 504]);
 const RETRYABLE_CODES = new Set([
   'ECONNRESET',
-  'ECONNREFUSED',
   'EPIPE',
   'ETIMEDOUT',
   'ESOCKETTIMEDOUT',
   'EAI_AGAIN',
-  'ENOTFOUND',
   'EHOSTUNREACH',
   'ENETUNREACH',
   'ERR_STREAM_PREMATURE_CLOSE',
@@ -88,7 +86,7 @@ export function statusOf(err: unknown): number | undefined {
   return undefined;
 }
 
-/** 408/429/5xx, connection resets/refusals, timeouts and truncated bodies. */
+/** 408/429/5xx, connection resets, timeouts and truncated bodies (not refused connections or unknown hosts: those fail fast). */
 export function isRetryableError(err: unknown): boolean {
   if (!err) return false;
   const e = err as any;

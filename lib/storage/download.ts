@@ -7,23 +7,25 @@
 // retried with exponential backoff and jitter. Object names that would land
 // outside the destination are refused before anything is written.
 import * as crypto from 'node:crypto';
+import { setMaxListeners } from 'node:events';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type { Storage } from '@google-cloud/storage';
-import { createStorage, isRetryableError, StorageError, statusOf, toStorageError } from './client';
+import { createStorage, isRetryableError, StorageError, toStorageError } from './client';
 import { Location, type LocationLike } from './location';
-import { listFlat, type ListedObject } from './listing';
+import { listAll, type ListedObject } from './listing';
 import { mapLimit, sleep } from './pool';
 import { ContentHasher, hashFile } from './verify';
 import { Progress, type TransferProgress } from './progress';
+import { createMediaAgent, openMedia, type MediaAgent } from './http';
 
 export const PARTIAL_DIR = '.torchline-partial';
 
 export interface DownloadOptions {
   storage?: Storage;
-  /** Objects to fetch (e.g. one rank's rows, `row.object`); default: every object under the source prefix. */
+  /** Objects to fetch (e.g. one rank's rows, `row.object`); default: every object under the source prefix (listAll). */
   objects?: ListedObject[];
   /** Transfers in flight (default 32). */
   concurrency?: number;
@@ -39,7 +41,7 @@ export interface DownloadOptions {
   verifyExisting?: 'checksum' | 'size';
   /** Unsafe object names: 'error' (default) refuses the whole download before writing; 'skip' leaves them out. */
   onUnsafeName?: 'error' | 'skip';
-  /** Progress on stderr when it is a TTY (default), a callback, or false. */
+  /** Progress on stderr: redrawn on a TTY (default), a line every 5 s when true without a TTY, a callback, or false. */
   progress?: boolean | ((p: TransferProgress) => void);
   signal?: AbortSignal;
 }
@@ -118,9 +120,10 @@ export async function download(src: LocationLike, dest: string, opts: DownloadOp
   const loc = Location.parse(src);
   if (!loc.isGcs) throw new TypeError(`download: the source must be a gs:// location, got ${loc}`);
   const destRoot = path.resolve(dest);
+  // Every request in flight listens to the caller's signal.
+  if (opts.signal) setMaxListeners(0, opts.signal);
   const storage = opts.storage ?? createStorage();
-  const bucket = storage.bucket(loc.bucket);
-  let objects = opts.objects ?? (await listFlat(loc, { storage }));
+  let objects = opts.objects ?? (await listAll(loc, { storage }));
   // Folder placeholders ("x/") are not files.
   objects = objects.filter((o) => !o.name.endsWith('/'));
   for (const o of objects) {
@@ -135,33 +138,56 @@ export async function download(src: LocationLike, dest: string, opts: DownloadOp
     objects = objects.filter((o) => !skip.has(o));
   }
   const partialDir = path.join(destRoot, PARTIAL_DIR);
+  // What is already there, learnt with one readdir per folder instead of a
+  // stat per object (most objects of a fresh download are absent).
+  const existing = await listExisting(destRoot);
+  const partials = new Set(await fs.promises.readdir(partialDir).catch(() => [] as string[]));
   await fs.promises.mkdir(partialDir, { recursive: true });
 
   const totalBytes = objects.reduce((s, o) => s + o.size, 0);
   const progress = new Progress(`download ${loc}`, objects.length, totalBytes, opts.progress);
   const result: DownloadResult = { files: [], downloaded: 0, skipped: 0, bytes: 0, retries: 0, ms: 0 };
   const failures: { name: string; error: Error }[] = [];
-  const made = new Set<string>();
-  const mkdirp = async (d: string) => {
-    if (made.has(d)) return;
-    await fs.promises.mkdir(d, { recursive: true });
-    made.add(d);
+  const made = new Map<string, Promise<void>>();
+  const realRoot = await fs.promises.realpath(destRoot);
+  const realPartial = await fs.promises.realpath(partialDir);
+  if (realPartial !== path.join(realRoot, PARTIAL_DIR)) {
+    throw new StorageError(`${partialDir} resolves to ${realPartial}, outside the destination (symbolic link)`, { code: 'EUNSAFEPATH' });
+  }
+  // Creates a folder and checks that it really is inside the destination: a
+  // symbolic link already there must not carry files elsewhere.
+  const mkdirp = (d: string) => {
+    let p = made.get(d);
+    if (!p) {
+      p = (async () => {
+        await fs.promises.mkdir(d, { recursive: true });
+        const real = await fs.promises.realpath(d);
+        if (real !== realRoot && !real.startsWith(realRoot + path.sep)) {
+          throw new StorageError(`${d} resolves to ${real}, outside the destination ${destRoot} (symbolic link)`, { code: 'EUNSAFEPATH' });
+        }
+      })();
+      made.set(d, p);
+    }
+    return p;
   };
 
-  await mapLimit(objects, Math.max(1, opts.concurrency ?? 32), async (o) => {
+  const concurrency = Math.max(1, opts.concurrency ?? 32);
+  const agent = createMediaAgent(concurrency);
+  await mapLimit(objects, concurrency, async (o) => {
     if (opts.signal?.aborted) throw opts.signal.reason ?? new Error('download aborted');
     const rel = relName(loc, o);
     const finalPath = path.join(destRoot, ...rel.split('/'));
     try {
-      if (await presentAndVerified(finalPath, o, opts.verifyExisting ?? 'checksum')) {
+      if (existing.has(rel) && (await presentAndVerified(finalPath, o, opts.verifyExisting ?? 'checksum'))) {
         result.skipped++;
         result.files.push({ name: o.name, path: finalPath, size: o.size, status: 'skipped' });
         progress.add(1, o.size);
         return;
       }
       await mkdirp(path.dirname(finalPath));
-      const partial = path.join(partialDir, partialName(o));
-      const { bytes, retries } = await fetchVerified(bucket, o, partial, opts, (n) => progress.add(0, n));
+      const pname = partialName(o);
+      const partial = path.join(partialDir, pname);
+      const { bytes, retries } = await fetchVerified(storage, loc.bucket, o, partial, partials.has(pname), opts, agent, (n) => progress.add(0, n));
       await fs.promises.rename(partial, finalPath);
       result.bytes += bytes;
       result.retries += retries;
@@ -172,12 +198,35 @@ export async function download(src: LocationLike, dest: string, opts: DownloadOp
       if (opts.signal?.aborted) throw err;
       failures.push({ name: o.name, error: toStorageError(err, `downloading gs://${loc.bucket}/${o.name}`) });
     }
-  }).finally(() => progress.done());
+  }).finally(() => {
+    progress.done();
+    agent.destroy();
+  });
 
   if (failures.length === 0) await fs.promises.rm(partialDir, { recursive: true, force: true }).catch(() => {});
   result.ms = performance.now() - t0;
   if (failures.length) throw new DownloadError(failures, result);
   return result;
+}
+
+const SMALL_OBJECT = 4 * 1024 * 1024;
+
+/** Relative paths of the regular files below root (none when it does not exist), skipping our partial folder. */
+async function listExisting(root: string): Promise<Set<string>> {
+  const out = new Set<string>();
+  const walk = async (dir: string, rel: string): Promise<void> => {
+    const entries = await fs.promises.readdir(dir, { withFileTypes: true }).catch(() => []);
+    await Promise.all(
+      entries.map(async (e) => {
+        const r = rel ? `${rel}/${e.name}` : e.name;
+        if (e.isDirectory()) {
+          if (r !== PARTIAL_DIR) await walk(path.join(dir, e.name), r);
+        } else out.add(r);
+      }),
+    );
+  };
+  await walk(root, '');
+  return out;
 }
 
 function relName(loc: Location, o: ListedObject): string {
@@ -209,10 +258,13 @@ class ShortReadError extends Error {
 
 /** Fetches one object into `partial`, resuming what is there, until it verifies. */
 async function fetchVerified(
-  bucket: ReturnType<Storage['bucket']>,
+  storage: Storage,
+  bucket: string,
   o: ListedObject,
   partial: string,
+  mayExist: boolean,
   opts: DownloadOptions,
+  agent: MediaAgent,
   onBytes: (n: number) => void,
 ): Promise<{ bytes: number; retries: number }> {
   const maxRetries = opts.maxRetries ?? 8;
@@ -222,18 +274,20 @@ async function fetchVerified(
   let bytes = 0;
   let corruptRestarts = 0;
   for (let attempt = 0; ; attempt++) {
-    let have = (await fs.promises.stat(partial).catch(() => undefined))?.size ?? 0;
-    if (have > o.size) {
-      await fs.promises.rm(partial, { force: true });
-      have = 0;
-    }
     try {
-      const hasher = new ContentHasher(o);
+      let have = attempt > 0 || mayExist ? ((await fs.promises.stat(partial).catch(() => undefined))?.size ?? 0) : 0;
+      if (have > o.size) {
+        await fs.promises.rm(partial, { force: true });
+        have = 0;
+      }
+      let hasher = new ContentHasher(o);
       if (have > 0) await hashFile(partial, hasher, have);
       if (have < o.size || o.size === 0) {
-        const got = await fetchRange(bucket, o, partial, have, hasher, stallMs, opts.signal, onBytes);
-        bytes += got;
-        if (have + got !== o.size) throw new ShortReadError(`got ${have + got} of ${o.size} bytes`);
+        const r = await fetchTail(storage, bucket, o, partial, have, hasher, stallMs, opts.signal, agent, onBytes);
+        bytes += r.got;
+        hasher = r.hasher;
+        have = r.offset + r.got;
+        if (have !== o.size) throw new ShortReadError(`got ${have} of ${o.size} bytes`);
       }
       if (!hasher.matches()) {
         await fs.promises.rm(partial, { force: true });
@@ -245,7 +299,7 @@ async function fetchVerified(
       }
       return { bytes, retries: attempt };
     } catch (err) {
-      if (opts.signal?.aborted) throw err;
+      if (opts.signal?.aborted) throw opts.signal.reason ?? err;
       if (attempt >= maxRetries || !isRetryableError(err)) throw err;
       // Backoff: base * 2^attempt, capped, with +-50% jitter.
       const delay = Math.min(maxDelay, baseDelay * 2 ** attempt) * (0.5 + Math.random());
@@ -254,47 +308,60 @@ async function fetchVerified(
   }
 }
 
-function fetchRange(
-  bucket: ReturnType<Storage['bucket']>,
+/** Appends the object's bytes from `start` to `partial` (or rewrites it when the server ignores the range). */
+async function fetchTail(
+  storage: Storage,
+  bucket: string,
   o: ListedObject,
   partial: string,
   start: number,
   hasher: ContentHasher,
   stallMs: number,
   signal: AbortSignal | undefined,
+  agent: MediaAgent,
   onBytes: (n: number) => void,
-): Promise<number> {
-  const file = bucket.file(o.name, o.generation ? { generation: Number(o.generation) } : {});
-  // Raw stored bytes (no gunzip): the checksums are of those.
-  const rs = file.createReadStream({ validation: false, decompress: false, ...(start > 0 ? { start } : {}) });
+): Promise<{ got: number; offset: number; hasher: ContentHasher }> {
+  const { res, offset } = await openMedia(storage, {
+    bucket,
+    name: o.name,
+    generation: o.generation,
+    start,
+    agent,
+    signal,
+    headersTimeoutMs: stallMs,
+  });
+  if (offset !== start) hasher = new ContentHasher(o);
   let got = 0;
   let timer: NodeJS.Timeout | undefined;
   const arm = () => {
     clearTimeout(timer);
-    timer = setTimeout(() => rs.destroy(new StallError(`no data for ${stallMs} ms`)), stallMs);
+    timer = setTimeout(() => res.destroy(new StallError(`no data for ${stallMs} ms`)), stallMs);
   };
-  const onAbort = () => rs.destroy(signal?.reason ?? new Error('aborted'));
-  signal?.addEventListener('abort', onAbort, { once: true });
   arm();
+  const h = hasher;
   const meter = new Transform({
     transform(chunk: Buffer, _enc, cb) {
       arm();
       got += chunk.length;
-      hasher.update(chunk);
+      h.update(chunk);
       onBytes(chunk.length);
       cb(null, chunk);
     },
   });
-  return pipeline(rs, meter, fs.createWriteStream(partial, { flags: start > 0 ? 'a' : 'w' }))
-    .then(() => got)
-    .catch((err) => {
-      const s = statusOf(err);
-      // 416: our partial is already complete (or the object shrank): let the size check decide.
-      if (s === 416) return got;
-      throw err;
-    })
-    .finally(() => {
-      clearTimeout(timer);
-      signal?.removeEventListener('abort', onAbort);
-    });
+  try {
+    if (offset === 0 && o.size <= SMALL_OBJECT) {
+      // Small objects: collect the body, then one write (fewer file system round trips than a stream).
+      const chunks: Buffer[] = [];
+      await pipeline(res, meter, async function* (src: AsyncIterable<Buffer>) {
+        for await (const c of src) chunks.push(c);
+      });
+      if (res.complete) await fs.promises.writeFile(partial, Buffer.concat(chunks));
+    } else {
+      await pipeline(res, meter, fs.createWriteStream(partial, { flags: offset > 0 ? 'a' : 'w' }));
+    }
+  } finally {
+    clearTimeout(timer);
+  }
+  if (!res.complete) throw Object.assign(new Error('connection closed before the body ended'), { code: 'ECONNRESET' });
+  return { got, offset, hasher };
 }

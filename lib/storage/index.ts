@@ -4,7 +4,7 @@ export { Location } from './location';
 export type { LocationLike } from './location';
 export { createStorage, isRetryableError, redact, StorageError } from './client';
 export type { StorageClientOptions } from './client';
-export { listPartitioned, listFiles, listFlat, assignPartitions } from './listing';
+export { listPartitioned, listFiles, listFlat, listAll, assignPartitions } from './listing';
 export type { ListOptions, ListedObject, FileRow, FilePartition, PartitionedListing } from './listing';
 export {
   isHiddenName,

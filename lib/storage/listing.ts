@@ -13,10 +13,11 @@
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import type { Bucket, Storage } from '@google-cloud/storage';
-import { createStorage, toStorageError } from './client';
+import type { Storage } from '@google-cloud/storage';
+import { createStorage, isRetryableError, toStorageError } from './client';
+import { apiJson, readRange, withRetries } from './http';
 import { Location, type LocationLike } from './location';
-import { mapLimit, runQueue } from './pool';
+import { mapLimit, runQueue, sleep } from './pool';
 import {
   globToRegExp,
   isHiddenName,
@@ -109,17 +110,20 @@ interface RawListing {
 
 const LIST_FIELDS = 'items(name,size,updated,generation,crc32c,md5Hash),prefixes,nextPageToken';
 
-/** One page of objects.list: the raw JSON API through the client's auth and retries. */
+/** One page of objects.list (JSON API), retried on transient errors. */
 export function listPage(
-  bucket: Bucket,
+  storage: Storage,
+  bucket: string,
   qs: { prefix: string; delimiter?: string; pageToken?: string; maxResults?: number },
 ): Promise<{ items: any[]; prefixes: string[]; nextPageToken?: string }> {
-  return new Promise((resolve, reject) => {
-    bucket.request({ uri: '/o', qs: { ...qs, fields: LIST_FIELDS } }, (err: Error | null, body: any) => {
-      if (err) reject(toStorageError(err, `listing gs://${bucket.name}/${qs.prefix}`));
-      else resolve({ items: body?.items ?? [], prefixes: body?.prefixes ?? [], nextPageToken: body?.nextPageToken || undefined });
-    });
-  });
+  return withRetries(() =>
+    apiJson(storage, { method: 'GET', path: `/storage/v1/b/${encodeURIComponent(bucket)}/o`, query: { ...qs, fields: LIST_FIELDS } }),
+  ).then(
+    (body: any) => ({ items: body?.items ?? [], prefixes: body?.prefixes ?? [], nextPageToken: body?.nextPageToken || undefined }),
+    (err) => {
+      throw toStorageError(err, `listing gs://${bucket}/${qs.prefix}`);
+    },
+  );
 }
 
 function toListed(item: any, root: string): ListedObject {
@@ -138,12 +142,12 @@ function toListed(item: any, root: string): ListedObject {
 export async function listFlat(root: LocationLike, opts: { storage?: Storage; pageSize?: number } = {}): Promise<ListedObject[]> {
   const loc = Location.parse(root);
   if (!loc.isGcs) throw new TypeError(`listFlat needs a gs:// location, got ${loc}`);
-  const bucket = (opts.storage ?? createStorage()).bucket(loc.bucket);
+  const storage = opts.storage ?? createStorage();
   const prefix = loc.dirPrefix;
   const out: ListedObject[] = [];
   let pageToken: string | undefined;
   do {
-    const page = await listPage(bucket, { prefix, pageToken, maxResults: opts.pageSize ?? 1000 });
+    const page = await listPage(storage, loc.bucket, { prefix, pageToken, maxResults: opts.pageSize ?? 1000 });
     for (const it of page.items) out.push(toListed(it, prefix));
     pageToken = page.nextPageToken;
   } while (pageToken);
@@ -154,8 +158,8 @@ function visible(relPath: string): boolean {
   return !relPath.split('/').some(isHiddenName);
 }
 
-async function discoverGcs(loc: Location, opts: ListOptions): Promise<RawListing> {
-  const bucket = (opts.storage ?? createStorage()).bucket(loc.bucket);
+async function discoverGcs(loc: Location, opts: ListOptions, keepHidden = false): Promise<RawListing> {
+  const storage = opts.storage ?? createStorage();
   const root = loc.dirPrefix;
   const files: ListedObject[] = [];
   let requests = 0;
@@ -172,20 +176,20 @@ async function discoverGcs(loc: Location, opts: ListOptions): Promise<RawListing
     try {
       let pageToken: string | undefined;
       do {
-        const page = await listPage(bucket, { prefix, delimiter: '/', pageToken, maxResults: opts.pageSize ?? 1000 });
+        const page = await listPage(storage, loc.bucket, { prefix, delimiter: '/', pageToken, maxResults: opts.pageSize ?? 1000 });
         requests++;
         seen += page.items.length;
         for (const it of page.items) {
           const o = toListed(it, root);
           // Names ending in '/' are folder placeholders, not files.
-          if (o.relPath === '' || o.relPath.endsWith('/')) continue;
+          if (!keepHidden && (o.relPath === '' || o.relPath.endsWith('/'))) continue;
           files.push(o);
         }
         for (const p of page.prefixes) {
           if (seenPrefixes.has(p)) continue;
           seenPrefixes.add(p);
           const name = p.slice(prefix.length, -1);
-          if (name === '' || isHiddenName(name)) continue;
+          if (!keepHidden && (name === '' || isHiddenName(name))) continue;
           pending++;
           push(p);
         }
@@ -259,6 +263,18 @@ async function discoverLocal(loc: Location, opts: ListOptions): Promise<RawListi
   return { files, requests, seen: files.length };
 }
 
+/**
+ * Every object under a gs:// prefix (hidden ones and folder placeholders
+ * included), discovered folder by folder with concurrent list calls: the
+ * listing `download` uses.
+ */
+export async function listAll(root: LocationLike, opts: { storage?: Storage; concurrency?: number; pageSize?: number } = {}): Promise<ListedObject[]> {
+  const loc = Location.parse(root);
+  if (!loc.isGcs) throw new TypeError(`listAll needs a gs:// location, got ${loc}`);
+  const raw = await discoverGcs(loc, opts, true);
+  return raw.files.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+}
+
 /** Lists files below a root with Spark's hidden-name, glob and empty-file rules (no packing). */
 export async function listFiles(root: LocationLike, opts: ListOptions = {}): Promise<ListedObject[]> {
   return (await list(Location.parse(root), opts)).files;
@@ -266,6 +282,13 @@ export async function listFiles(root: LocationLike, opts: ListOptions = {}): Pro
 
 async function list(loc: Location, opts: ListOptions): Promise<RawListing & { files: ListedObject[] }> {
   const raw = loc.isGcs ? await discoverGcs(loc, opts) : await discoverLocal(loc, opts);
+  if (loc.isGcs && raw.files.length === 0 && loc.path !== '' && !loc.path.endsWith('/')) {
+    // Nothing below gs://b/x/: x may be one object, which Spark reads as a single file.
+    const page = await listPage(opts.storage ?? createStorage(), loc.bucket, { prefix: loc.path, maxResults: 1 });
+    raw.requests++;
+    const it = page.items.find((i) => i.name === loc.path);
+    if (it) raw.files.push({ ...toListed(it, ''), relPath: loc.basename });
+  }
   const glob = opts.pathGlobFilter ? globToRegExp(opts.pathGlobFilter) : undefined;
   const files = raw.files.filter((f) => visible(f.relPath) && (!glob || glob.test(f.relPath.slice(f.relPath.lastIndexOf('/') + 1))));
   files.sort((a, b) => (a.relPath < b.relPath ? -1 : a.relPath > b.relPath ? 1 : 0));
@@ -352,12 +375,12 @@ function dirOf(rel: string): string {
 const HEADER_FIRST_READ = 64 * 1024;
 
 async function readImageRows(loc: Location, rows: FileRow[], storage: Storage | undefined, concurrency: number): Promise<void> {
-  const bucket = storage && loc.isGcs ? storage.bucket(loc.bucket) : undefined;
   await mapLimit(rows, concurrency, async (row) => {
     const size = row.length;
     let want = Math.min(size, HEADER_FIRST_READ);
     for (;;) {
-      const buf = bucket ? await readGcsRange(bucket, row.object.name, want) : await readLocalRange(row.object.name, want);
+      const buf =
+        storage && loc.isGcs ? await readGcsRange(storage, loc.bucket, row.object.name, want) : await readLocalRange(row.object.name, want);
       const h = parseImageHeader(buf, buf.length >= size);
       if (h.kind !== 'need') {
         row.image = imageRow(row.path, h);
@@ -388,11 +411,13 @@ async function readLocalRange(file: string, n: number): Promise<Buffer> {
   }
 }
 
-async function readGcsRange(bucket: Bucket, name: string, n: number): Promise<Buffer> {
-  try {
-    const [buf] = await bucket.file(name).download({ start: 0, end: n - 1, validation: false });
-    return buf;
-  } catch (e) {
-    throw toStorageError(e, `reading the header of gs://${bucket.name}/${name}`);
+async function readGcsRange(storage: Storage, bucket: string, name: string, n: number): Promise<Buffer> {
+  for (let attempt = 0; ; attempt++) {
+    try {
+      return await readRange(storage, bucket, name, 0, n - 1);
+    } catch (e) {
+      if (attempt >= 5 || !isRetryableError(e)) throw toStorageError(e, `reading the header of gs://${bucket}/${name}`);
+      await sleep(Math.min(10_000, 200 * 2 ** attempt) * (0.5 + Math.random()));
+    }
   }
 }

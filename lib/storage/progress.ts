@@ -42,7 +42,7 @@ export class Progress {
   private bytes = 0;
   private readonly t0 = performance.now();
   private timer?: NodeJS.Timeout;
-  private readonly sink?: (p: TransferProgress) => void;
+  private sink?: (p: TransferProgress) => void;
   private tty = false;
 
   constructor(
@@ -51,15 +51,19 @@ export class Progress {
     private readonly totalBytes: number,
     mode: boolean | ((p: TransferProgress) => void) | undefined,
   ) {
+    let every = 250;
     if (typeof mode === 'function') this.sink = mode;
-    else if (mode ?? process.stderr.isTTY) {
-      if (process.stderr.isTTY) {
-        this.tty = true;
-        this.sink = (p) => process.stderr.write(`\r\x1b[K${formatProgress(p)}`);
-      }
+    else if (process.stderr.isTTY && mode !== false) {
+      // Redrawn in place.
+      this.tty = true;
+      this.sink = (p) => process.stderr.write(`\r\x1b[K${formatProgress(p)}`);
+    } else if (mode === true) {
+      // Asked for without a TTY (logs): a line every few seconds.
+      every = 5000;
+      this.sink = (p) => process.stderr.write(`${formatProgress(p)}\n`);
     }
     if (this.sink) {
-      this.timer = setInterval(() => this.emit(), 250);
+      this.timer = setInterval(() => this.emit(), every);
       this.timer.unref();
     }
   }
@@ -88,5 +92,6 @@ export class Progress {
       this.emit();
       if (this.tty) process.stderr.write('\n');
     }
+    this.sink = undefined;
   }
 }

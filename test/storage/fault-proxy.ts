@@ -4,6 +4,7 @@
 // be replayed.
 import * as http from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
+import { Transform } from 'node:stream';
 
 export type FaultKind = 'reset' | 'status503' | 'status429' | 'truncate' | 'stall';
 
@@ -18,6 +19,8 @@ export interface FaultConfig {
   match?: (req: http.IncomingMessage) => boolean;
   /** Added delay before forwarding each request (ms). */
   latencyMs?: number;
+  /** Throttle response bodies to about this many bytes per second. */
+  bandwidth?: number;
 }
 
 export interface FaultProxy {
@@ -38,6 +41,21 @@ export function seededRandom(seed: number): () => number {
     t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
     return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
   };
+}
+
+function throttle(bytesPerSecond: number): Transform {
+  const piece = 16 * 1024;
+  return new Transform({
+    transform(chunk: Buffer, _enc, cb) {
+      const send = async () => {
+        for (let i = 0; i < chunk.length; i += piece) {
+          this.push(chunk.subarray(i, i + piece));
+          await new Promise((r) => setTimeout(r, (1000 * Math.min(piece, chunk.length - i)) / bytesPerSecond));
+        }
+      };
+      send().then(() => cb(), cb);
+    },
+  });
 }
 
 export async function startFaultProxy(upstream: string, seed = 1): Promise<FaultProxy> {
@@ -84,7 +102,8 @@ export async function startFaultProxy(upstream: string, seed = 1): Promise<Fault
           counts.forwarded++;
           if (!fault) {
             res.writeHead(pres.statusCode ?? 502, pres.headers);
-            pres.pipe(res);
+            if (cfg.bandwidth) pres.pipe(throttle(cfg.bandwidth)).pipe(res);
+            else pres.pipe(res);
             return;
           }
           // Faults mid-body: send headers and part of the body, then fail.

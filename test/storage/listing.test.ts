@@ -7,7 +7,7 @@ import * as path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Storage } from '@google-cloud/storage';
 import { startGcsEmulator, storage as st, type GcsEmulator } from '../../lib';
-import { seededRandom } from './fault-proxy';
+import { seededRandom, startFaultProxy } from './fault-proxy';
 import { seedObjects, tmpDir } from './helpers';
 
 const BUCKET = 'listing-bkt';
@@ -156,9 +156,33 @@ describe('partitioned listing of 5,000+ objects', () => {
     }
   });
 
+  it('survives resets, truncated bodies and 503s on list calls with the same result', async () => {
+    const proxy = await startFaultProxy(emu.url, 3);
+    try {
+      const via = st.createStorage({ emulatorHost: proxy.url });
+      proxy.setFaults({ reset: 0.1, truncate: 0.1, status503: 0.1 });
+      const a = await st.listPartitioned(`gs://${BUCKET}/ds`, { storage, minPartitionNum: 4 });
+      const b = await st.listPartitioned(`gs://${BUCKET}/ds`, { storage: via, minPartitionNum: 4 });
+      expect(proxy.counts.reset + proxy.counts.truncate + proxy.counts.status503).toBeGreaterThan(10);
+      expect(b.files.map((f) => f.path)).toEqual(a.files.map((f) => f.path));
+    } finally {
+      await proxy.close();
+    }
+  });
+
   it('a flat paged listing sees every object (hidden ones too) across pages', async () => {
     const flat = await st.listFlat(`gs://${BUCKET}/ds`, { storage, pageSize: 500 });
     expect(flat.map((o) => o.name).sort()).toEqual(
+      objects
+        .filter((o) => o.name.startsWith('ds/'))
+        .map((o) => o.name)
+        .sort(),
+    );
+  });
+
+  it('listAll (download\'s listing) finds every object, hidden ones too, with concurrent discovery', async () => {
+    const all = await st.listAll(`gs://${BUCKET}/ds`, { storage, pageSize: 50 });
+    expect(all.map((o) => o.name)).toEqual(
       objects
         .filter((o) => o.name.startsWith('ds/'))
         .map((o) => o.name)
@@ -201,6 +225,15 @@ describe('partitioned listing of 5,000+ objects', () => {
       { name: 'bad/plain/y.jpg', data: Buffer.from('y') },
     ]);
     await expect(st.listPartitioned(`gs://${BUCKET}/bad`, { storage })).rejects.toThrow(/Conflicting directory structures/);
+  });
+
+  it('a location naming one object reads that file, like Spark', async () => {
+    const got = await st.listPartitioned(`gs://${BUCKET}/ds/year=2024-01-01/label=0/f000.jpg`, { storage });
+    expect(got.files.map((f) => f.path)).toEqual([`gs://${BUCKET}/ds/year=2024-01-01/label=0/f000.jpg`]);
+    expect(got.partitionColumns).toEqual([]);
+    const local = await st.listPartitioned(path.join(localRoot, 'ds/year=2024-01-01/label=0/f000.jpg'));
+    expect(local.files.map((f) => f.length)).toEqual(got.files.map((f) => f.length));
+    expect((await st.listPartitioned(`gs://${BUCKET}/ds/nothing-here`, { storage })).files).toEqual([]);
   });
 
   it('a missing local root is a clear error', async () => {
