@@ -15,9 +15,10 @@ export class Progress {
   private lastPlain = 0;
   private readonly tty: boolean;
 
+  /** `plainEveryMs`: how often a non-TTY gets a line (default 10 s, or TORCHLINE_PROGRESS_MS). */
   constructor(
     private readonly out: NodeJS.WriteStream = process.stderr,
-    private readonly plainEveryMs = 10_000,
+    private readonly plainEveryMs = Number(process.env.TORCHLINE_PROGRESS_MS ?? 10_000),
   ) {
     this.tty = Boolean(out.isTTY);
   }
