@@ -9,7 +9,8 @@
 import { Tensor, DType } from '../tensor';
 import { CheckpointError } from './errors';
 import { Pickler, PickledTensor, pyGlobal, PyGlobal, Unpickler, markTensorLike } from './pickle';
-import * as fs from 'node:fs';
+import * as os from 'node:os';
+import { binding } from '../native';
 import { ByteSource, bufferSource, fileSource, ZipReader, ZipWriter, ZipEntry, ByteSink, memorySink } from './zip';
 import { allocStorage, viewOf, bytesOf } from './native-io';
 import { atomicWriteWith } from './atomic';
@@ -183,48 +184,61 @@ function parseArchive(zip: ZipReader, options: LoadOptions): Parsed {
   return { up, root, storages: list, prefix };
 }
 
-/** The storage's tensors as views of it; `fill` puts the bytes in. */
-function materialize(
-  p: Parsed,
-  fill: (s: Parsed['storages'][number], bytes: Uint8Array) => void,
-  tensors: Map<TensorRef, Tensor>,
-  s: Parsed['storages'][number],
-): void {
-  const { handle, bytes } = allocStorage(s.ref.numel, s.ref.kind.dtype);
-  fill(s, bytes);
-  for (const t of s.views) tensors.set(t, viewOf(handle, t.size, t.stride, t.offset));
-}
-
 function finish(p: Parsed, tensors: Map<TensorRef, Tensor>): unknown {
   return p.up.finalize(p.root, (v) => (v instanceof TensorRef ? tensors.get(v) : v));
 }
 
-function readArchive(zip: ZipReader, options: LoadOptions): unknown {
-  const p = parseArchive(zip, options);
+/** Views of each storage (handles in p.storages order), as PyTorch shares them. */
+function views(p: Parsed, handles: unknown[]): Map<TensorRef, Tensor> {
   const tensors = new Map<TensorRef, Tensor>();
-  try {
-    for (const s of p.storages) materialize(p, (st, bytes) => zip.readInto(st.entry, bytes, options), tensors, s);
-  } catch (err) {
-    for (const t of tensors.values()) t.dispose();
-    throw err;
-  }
-  return finish(p, tensors);
+  p.storages.forEach((s, i) => {
+    for (const t of s.views) tensors.set(t, viewOf(handles[i], t.size, t.stride, t.offset));
+  });
+  return tensors;
 }
 
-function readAt(fd: number, target: Uint8Array, pos: number): Promise<void> {
-  return new Promise((resolve, reject) => {
-    let done = 0;
-    const step = () =>
-      fs.read(fd, target, done, Math.min(target.byteLength - done, 1 << 30), pos + done, (err, n) => {
-        if (err) return reject(err);
-        if (n === 0) return reject(new CheckpointError(`file shrank while reading (at byte ${pos + done})`));
-        done += n;
-        if (done < target.byteLength) step();
-        else resolve();
-      });
-    if (target.byteLength === 0) resolve();
-    else step();
-  });
+const READ_THREADS = Math.max(1, Math.min(4, os.availableParallelism?.() ?? os.cpus().length));
+
+/** Native batch read (file sources, stored entries): file -> tensor memory on a few threads. */
+function nativeArgs(p: Parsed, fd: number, name: string, options: LoadOptions): unknown[] {
+  const st = p.storages;
+  return [
+    fd,
+    st.map((s) => s.entry.dataOffset),
+    st.map((s) => s.entry.size),
+    st.map((s) => s.ref.kind.dtype),
+    options.verifyCrc === false ? null : st.map((s) => s.entry.crc32),
+    READ_THREADS,
+    name,
+  ];
+}
+
+function nativeResult(p: Parsed, zip: ZipReader, r: { handles: unknown[]; badCrc: number }): unknown {
+  if (r.badCrc >= 0) {
+    for (const h of r.handles) (h as { dispose(): void }).dispose();
+    const e = p.storages[r.badCrc].entry;
+    throw new CheckpointError(`${zip.source.name}: corrupt zip: CRC-32 mismatch in '${e.name}'; the file is damaged`, { file: zip.source.name });
+  }
+  return finish(p, views(p, r.handles));
+}
+
+function readArchive(zip: ZipReader, options: LoadOptions, fd?: number): unknown {
+  const p = parseArchive(zip, options);
+  if (fd !== undefined && p.storages.every((s) => s.entry.method === 0))
+    return nativeResult(p, zip, binding.checkpointReadStorages(...nativeArgs(p, fd, zip.source.name, options)));
+  // Buffers and deflated entries: one storage at a time through JS.
+  const handles: { dispose(): void }[] = [];
+  try {
+    for (const s of p.storages) {
+      const { handle, bytes } = allocStorage(s.ref.numel, s.ref.kind.dtype);
+      handles.push(handle as { dispose(): void });
+      zip.readInto(s.entry, bytes, options);
+    }
+  } catch (err) {
+    for (const h of handles) h.dispose();
+    throw err;
+  }
+  return finish(p, views(p, handles));
 }
 
 /**
@@ -233,9 +247,9 @@ function readAt(fd: number, target: Uint8Array, pos: number): Promise<void> {
  * string keys plain objects, tuples frozen arrays.
  */
 export function load(file: string | Uint8Array, options: LoadOptions = {}): any {
-  const source: ByteSource = typeof file === 'string' ? fileSource(file) : bufferSource(file);
+  const source: ByteSource & { fd?: number } = typeof file === 'string' ? fileSource(file) : bufferSource(file);
   try {
-    return readArchive(new ZipReader(source), options);
+    return readArchive(new ZipReader(source), options, source.fd);
   } catch (err) {
     if (err instanceof CheckpointError && !err.file && typeof file === 'string') {
       err.message = `${file}: ${err.message}`;
@@ -248,43 +262,17 @@ export function load(file: string | Uint8Array, options: LoadOptions = {}): any 
 }
 
 /**
- * load() off the JS thread's critical path: storages are read on libuv's
- * pool straight into tensor memory while the previous one's CRC-32 is
- * checked, so reading and verifying overlap.
+ * load() with the storage reads (and CRC-32 checks) on a native I/O thread,
+ * so the JS thread stays free while a big checkpoint loads.
  */
 export async function loadAsync(file: string, options: LoadOptions = {}): Promise<any> {
   const source = fileSource(file);
-  const tensors = new Map<TensorRef, Tensor>();
   try {
     const zip = new ZipReader(source);
     const p = parseArchive(zip, options);
-    const fd = source.fd;
-    const verify = options.verifyCrc !== false;
-    let unchecked: { entry: ZipEntry; bytes: Uint8Array } | undefined;
-    for (const s of p.storages) {
-      let pending: Promise<void> | undefined;
-      let filled: { entry: ZipEntry; bytes: Uint8Array } | undefined;
-      materialize(
-        p,
-        (st, bytes) => {
-          if (st.entry.method !== 0) zip.readInto(st.entry, bytes, options); // inflates and checks
-          else {
-            pending = readAt(fd, bytes, st.entry.dataOffset);
-            filled = { entry: st.entry, bytes };
-          }
-        },
-        tensors,
-        s,
-      );
-      // While this storage is read on the pool, check the previous one.
-      if (unchecked) zip.checkCrc(unchecked.entry, unchecked.bytes);
-      unchecked = verify ? filled : undefined;
-      if (pending) await pending;
-    }
-    if (unchecked) zip.checkCrc(unchecked.entry, unchecked.bytes);
-    return finish(p, tensors);
+    if (!p.storages.every((s) => s.entry.method === 0)) return readArchive(zip, options);
+    return nativeResult(p, zip, await binding.checkpointReadStoragesAsync(...nativeArgs(p, source.fd, file, options)));
   } catch (err) {
-    for (const t of tensors.values()) t.dispose();
     if (err instanceof CheckpointError && !err.file) {
       err.message = `${file}: ${err.message}`;
       err.file = file;

@@ -12,6 +12,7 @@
 import * as fs from 'node:fs';
 import * as zlib from 'node:zlib';
 import { CheckpointError } from './errors';
+import { crc32 } from './crc';
 
 const SIG_LOCAL = 0x04034b50;
 const SIG_CENTRAL = 0x02014b50;
@@ -249,7 +250,7 @@ export class ZipReader {
 
   /** Throws when `data` does not match the entry's CRC-32. */
   checkCrc(entry: ZipEntry, data: Uint8Array): void {
-    const crc = zlib.crc32(data) >>> 0;
+    const crc = crc32(data);
     if (crc !== entry.crc32)
       this.fail(`corrupt zip: CRC-32 mismatch in '${entry.name}' (0x${crc.toString(16)} != 0x${entry.crc32.toString(16)}); the file is damaged`);
   }
@@ -329,10 +330,9 @@ export class ZipWriter {
     let crc = 0;
     let size = 0;
     for (const p of parts) {
-      crc = zlib.crc32(p, crc);
+      crc = crc32(p, crc);
       size += p.byteLength;
     }
-    crc >>>= 0;
     const utf8 = /[^\x20-\x7e]/.test(name);
     const nameBuf = Buffer.from(name, utf8 ? 'utf8' : 'latin1');
     const big = this.force64 || size >= U32_MAX;
