@@ -188,16 +188,30 @@ function finish(p: Parsed, tensors: Map<TensorRef, Tensor>): unknown {
   return p.up.finalize(p.root, (v) => (v instanceof TensorRef ? tensors.get(v) : v));
 }
 
+/** A storage's only tensor, when it is the whole storage, contiguous: created in its final shape. */
+function wholeShape(s: Parsed['storages'][number]): number[] | null {
+  if (s.views.length !== 1) return null;
+  const t = s.views[0];
+  const numel = t.size.reduce((a, b) => a * b, 1);
+  if (t.offset !== 0 || numel !== s.ref.numel) return null;
+  for (let i = t.size.length - 1, expect = 1; i >= 0; i--) {
+    if (t.size[i] !== 1 && t.stride[i] !== expect) return null;
+    expect *= t.size[i];
+  }
+  return t.size;
+}
+
 /** Views of each storage (handles in p.storages order), as PyTorch shares them. */
-function views(p: Parsed, handles: unknown[]): Map<TensorRef, Tensor> {
+function views(p: Parsed, handles: unknown[], shaped: (number[] | null)[] = []): Map<TensorRef, Tensor> {
   const tensors = new Map<TensorRef, Tensor>();
   p.storages.forEach((s, i) => {
-    for (const t of s.views) tensors.set(t, viewOf(handles[i], t.size, t.stride, t.offset));
+    if (shaped[i]) tensors.set(s.views[0], new Tensor(handles[i]));
+    else for (const t of s.views) tensors.set(t, viewOf(handles[i], t.size, t.stride, t.offset));
   });
   return tensors;
 }
 
-const READ_THREADS = Math.max(1, Math.min(4, os.availableParallelism?.() ?? os.cpus().length));
+const READ_THREADS = Number(process.env.TORCHLINE_CKPT_THREADS) || Math.max(1, Math.min(4, os.availableParallelism?.() ?? os.cpus().length));
 
 /** Native batch read (file sources, stored entries): file -> tensor memory on a few threads. */
 function nativeArgs(p: Parsed, fd: number, name: string, options: LoadOptions): unknown[] {
@@ -210,22 +224,26 @@ function nativeArgs(p: Parsed, fd: number, name: string, options: LoadOptions): 
     options.verifyCrc === false ? null : st.map((s) => s.entry.crc32),
     READ_THREADS,
     name,
+    st.map(wholeShape),
   ];
 }
 
-function nativeResult(p: Parsed, zip: ZipReader, r: { handles: unknown[]; badCrc: number }): unknown {
+function nativeResult(p: Parsed, zip: ZipReader, r: { handles: unknown[]; badCrc: number }, args: unknown[]): unknown {
   if (r.badCrc >= 0) {
     for (const h of r.handles) (h as { dispose(): void }).dispose();
     const e = p.storages[r.badCrc].entry;
     throw new CheckpointError(`${zip.source.name}: corrupt zip: CRC-32 mismatch in '${e.name}'; the file is damaged`, { file: zip.source.name });
   }
-  return finish(p, views(p, r.handles));
+  return finish(p, views(p, r.handles, args[7] as (number[] | null)[]));
 }
 
 function readArchive(zip: ZipReader, options: LoadOptions, fd?: number): unknown {
   const p = parseArchive(zip, options);
   if (fd !== undefined && p.storages.every((s) => s.entry.method === 0))
-    return nativeResult(p, zip, binding.checkpointReadStorages(...nativeArgs(p, fd, zip.source.name, options)));
+  {
+    const args = nativeArgs(p, fd, zip.source.name, options);
+    return nativeResult(p, zip, binding.checkpointReadStorages(...args), args);
+  }
   // Buffers and deflated entries: one storage at a time through JS.
   const handles: { dispose(): void }[] = [];
   try {
@@ -271,7 +289,8 @@ export async function loadAsync(file: string, options: LoadOptions = {}): Promis
     const zip = new ZipReader(source);
     const p = parseArchive(zip, options);
     if (!p.storages.every((s) => s.entry.method === 0)) return readArchive(zip, options);
-    return nativeResult(p, zip, await binding.checkpointReadStoragesAsync(...nativeArgs(p, source.fd, file, options)));
+    const args = nativeArgs(p, source.fd, file, options);
+    return nativeResult(p, zip, await binding.checkpointReadStoragesAsync(...args), args);
   } catch (err) {
     if (err instanceof CheckpointError && !err.file) {
       err.message = `${file}: ${err.message}`;

@@ -196,13 +196,14 @@ export class ZipReader {
       if (method === 0 && size !== compressedSize) this.fail(`corrupt zip: stored entry '${name}' has two different sizes`);
       if (this.entries.has(name)) this.fail(`corrupt zip: entry '${name}' appears twice`);
       if (localHeaderOffset + 30 > cdOffset) this.fail(`truncated or corrupt zip: entry '${name}' starts outside the data area`);
-      const local = this.source.read(localHeaderOffset, 30);
+      // One read for the local header and its name (which must repeat the central one).
+      const local = this.source.read(localHeaderOffset, Math.min(30 + nameLen, cdOffset - localHeaderOffset));
       if (local.readUInt32LE(0) !== SIG_LOCAL) this.fail(`corrupt zip: the local header of '${name}' is damaged`);
       const dataOffset = localHeaderOffset + 30 + local.readUInt16LE(26) + local.readUInt16LE(28);
       if (dataOffset + compressedSize > cdOffset)
         this.fail(`truncated or corrupt zip: the data of '${name}' (${compressedSize} bytes at ${dataOffset}) runs past the data area`);
-      const localName = this.source.read(localHeaderOffset + 30, local.readUInt16LE(26)).toString(flags & 0x800 ? 'utf8' : 'latin1');
-      if (localName !== name) this.fail(`corrupt zip: entry '${name}' has the local name '${localName}'`);
+      if (local.readUInt16LE(26) !== nameLen || local.length !== 30 + nameLen || !local.subarray(30).equals(cd.subarray(p + 46, p + 46 + nameLen)))
+        this.fail(`corrupt zip: the local header of '${name}' names another entry`);
       this.entries.set(name, { name, method, crc32, compressedSize, size, localHeaderOffset, dataOffset });
       spans.push([localHeaderOffset, dataOffset + compressedSize, name]);
       p = end;

@@ -170,6 +170,10 @@ struct ReadJob {
   std::string name;
   std::vector<int64_t> offsets, nbytes, crcs;
   std::vector<c10::ScalarType> dtypes;
+  // Per storage: the final shape when a single contiguous tensor covers it
+  // (the common case: no separate view), else empty for a 1-D storage.
+  std::vector<std::vector<int64_t>> shapes;
+  std::vector<bool> hasShape;
   bool verify = true;
   int threads = 2;
 };
@@ -188,7 +192,13 @@ ReadResult readStorages(const ReadJob& job) {
   r.tensors.resize(n);
   for (size_t i = 0; i < n; i++) {
     int64_t elem = c10::elementSize(job.dtypes[i]);
-    r.tensors[i] = torch::empty({job.nbytes[i] / elem}, torch::TensorOptions().dtype(job.dtypes[i]));
+    auto opts = torch::TensorOptions().dtype(job.dtypes[i]);
+    if (job.hasShape[i]) {
+      r.tensors[i] = torch::empty(job.shapes[i], opts);
+      if (r.tensors[i].numel() * elem != job.nbytes[i]) throw std::invalid_argument("shape does not match the storage size");
+    } else {
+      r.tensors[i] = torch::empty({job.nbytes[i] / elem}, opts);
+    }
   }
   int fd = job.fd;
   std::atomic<size_t> next{0};
@@ -255,6 +265,23 @@ ReadJob readJobArgs(const Napi::CallbackInfo& info) {
   if (job.verify) job.crcs = argShape(info, 4, "crcs");
   job.threads = static_cast<int>(argInt(info, 5, "threads"));
   size_t n = job.offsets.size();
+  job.shapes.resize(n);
+  job.hasShape.assign(n, false);
+  if (!info[7].IsArray()) throw ArgError("shapes must be an array");
+  auto shapes = info[7].As<Napi::Array>();
+  if (shapes.Length() != n) throw ArgError("shapes must have one entry per storage");
+  for (uint32_t k = 0; k < n; k++) {
+    Napi::Value sh = shapes.Get(k);
+    if (sh.IsNull()) continue;
+    if (!sh.IsArray()) throw ArgError("each shape must be an array or null");
+    auto a = sh.As<Napi::Array>();
+    for (uint32_t d = 0; d < a.Length(); d++) {
+      double v = a.Get(d).ToNumber().DoubleValue();
+      if (v < 0 || v != static_cast<double>(static_cast<int64_t>(v))) throw ArgError("bad shape");
+      job.shapes[k].push_back(static_cast<int64_t>(v));
+    }
+    job.hasShape[k] = true;  // [] is a 0-d tensor
+  }
   if (job.nbytes.size() != n || job.dtypes.size() != n || (job.verify && job.crcs.size() != n))
     throw ArgError("offsets, nbytes, dtypes and crcs must have the same length");
   for (size_t i = 0; i < n; i++)
@@ -271,7 +298,7 @@ Napi::Value resultToJs(Napi::Env env, const ReadResult& r) {
   return out;
 }
 
-// checkpointReadStorages(fd, offsets, nbytes, dtypes, crcs|null, threads, name)
+// checkpointReadStorages(fd, offsets, nbytes, dtypes, crcs|null, threads, name, shapes)
 //   -> { handles, badCrc }   (blocks the JS thread, like fs.readFileSync)
 Napi::Value ReadStorages(const Napi::CallbackInfo& info) {
   TL_GUARD_BEGIN
