@@ -237,8 +237,8 @@ function nativeResult(p: Parsed, zip: ZipReader, r: { handles: unknown[]; badCrc
   return finish(p, views(p, r.handles, args[7] as (number[] | null)[]));
 }
 
-function readArchive(zip: ZipReader, options: LoadOptions, fd?: number): unknown {
-  const p = parseArchive(zip, options);
+function readArchive(zip: ZipReader, options: LoadOptions, fd?: number, parsed?: Parsed): unknown {
+  const p = parsed ?? parseArchive(zip, options);
   if (fd !== undefined && p.storages.every((s) => s.entry.method === 0))
   {
     const args = nativeArgs(p, fd, zip.source.name, options);
@@ -288,7 +288,7 @@ export async function loadAsync(file: string, options: LoadOptions = {}): Promis
   try {
     const zip = new ZipReader(source);
     const p = parseArchive(zip, options);
-    if (!p.storages.every((s) => s.entry.method === 0)) return readArchive(zip, options);
+    if (!p.storages.every((s) => s.entry.method === 0)) return readArchive(zip, options, undefined, p);
     const args = nativeArgs(p, source.fd, file, options);
     return nativeResult(p, zip, await binding.checkpointReadStoragesAsync(...args), args);
   } catch (err) {

@@ -158,7 +158,7 @@ export class ZipReader {
       if (p + 46 > cd.length || cd.readUInt32LE(p) !== SIG_CENTRAL) this.fail(`corrupt zip: central directory entry ${i} is damaged`);
       const flags = cd.readUInt16LE(p + 8);
       const method = cd.readUInt16LE(p + 10);
-      const crc32 = cd.readUInt32LE(p + 16);
+      const crc = cd.readUInt32LE(p + 16);
       let compressedSize = cd.readUInt32LE(p + 20);
       let size = cd.readUInt32LE(p + 24);
       const nameLen = cd.readUInt16LE(p + 28);
@@ -204,7 +204,7 @@ export class ZipReader {
         this.fail(`truncated or corrupt zip: the data of '${name}' (${compressedSize} bytes at ${dataOffset}) runs past the data area`);
       if (local.readUInt16LE(26) !== nameLen || local.length !== 30 + nameLen || !local.subarray(30).equals(cd.subarray(p + 46, p + 46 + nameLen)))
         this.fail(`corrupt zip: the local header of '${name}' names another entry`);
-      this.entries.set(name, { name, method, crc32, compressedSize, size, localHeaderOffset, dataOffset });
+      this.entries.set(name, { name, method, crc32: crc, compressedSize, size, localHeaderOffset, dataOffset });
       spans.push([localHeaderOffset, dataOffset + compressedSize, name]);
       p = end;
     }

@@ -25,6 +25,8 @@ describe('reading what torch.save wrote', () => {
   it('loadAsync reads the same (reads on the pool, CRC-32s overlapped) and still refuses damage', async () => {
     const file = path.join(dir, 'resnet50.pth');
     expect(manifest(await loadAsync(file))).toEqual(fixtures.resnet50);
+    const mixed = await loadAsync(path.join(dir, 'mixed.pth'));
+    for (const [k, want] of Object.entries(fixtures.mixed)) expect([k, describeTensor(mixed[k])]).toEqual([k, want]);
     const bad = fs.readFileSync(file);
     bad[bad.length >> 1] ^= 0x40; // inside some storage
     fs.writeFileSync(path.join(dir, 'bad.pth'), bad);
