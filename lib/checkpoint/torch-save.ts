@@ -123,20 +123,16 @@ interface Parsed {
 }
 
 /** Everything but the storage bytes: the pickle, checked against the archive. */
-function parseArchive(zip: ZipReader, options: LoadOptions): Parsed {
-  const name = zip.source.name;
-  const pkls = [...zip.entries.keys()].filter((n) => /^[^/]+\/data\.pkl$/.test(n));
-  if (pkls.length !== 1)
-    throw new CheckpointError(
-      `${name}: not a torch.save checkpoint (${pkls.length ? 'several' : 'no'} <name>/data.pkl entr${pkls.length ? 'ies' : 'y'})`,
-      { file: name },
-    );
-  const prefix = pkls[0].slice(0, -'data.pkl'.length);
+/** The persistent-id hook: validates ids and collects the storages they name. */
+function storageCollector(name: string) {
   const storages = new Map<string, StorageRef>();
   const persistentLoad = (pid: unknown): StorageRef => {
-    if (!Array.isArray(pid) || pid.length !== 5 || pid[0] !== 'storage')
+    // zip format: ('storage', type, key, location, numel); legacy adds view_metadata (None)
+    if (!Array.isArray(pid) || (pid.length !== 5 && pid.length !== 6) || pid[0] !== 'storage')
       throw new CheckpointError(`${name}: only storage persistent ids are allowed`, { file: name });
     const [, type, key, location, numel] = pid;
+    if (pid.length === 6 && pid[5] !== null)
+      throw new CheckpointError(`${name}: legacy storage views (pre-0.4 files) are not supported`, { file: name });
     const kind = STORAGE_GLOBALS.get(type as PyGlobal);
     if (!kind) {
       const tn = typeof type === 'object' && type && 'name' in type ? `${(type as PyGlobal).module}.${(type as PyGlobal).name}` : String(type);
@@ -151,20 +147,15 @@ function parseArchive(zip: ZipReader, options: LoadOptions): Parsed {
       if (seen.kind !== kind || seen.numel !== numel) throw new CheckpointError(`${name}: storage ${key} is named with two different types`, { file: name });
       return seen;
     }
-    const entry = zip.entries.get(`${prefix}data/${key}`);
-    if (!entry) throw new CheckpointError(`${name}: storage ${key} is missing from the archive (truncated?)`, { file: name });
-    if (entry.size !== numel * kind.size)
-      throw new CheckpointError(`${name}: storage ${key} has ${entry.size} bytes, expected ${numel} x ${kind.size}`, { file: name });
     const ref = new StorageRef(key, kind, numel, String(location));
     storages.set(key, ref);
     return ref;
   };
-  const pkl = zip.read(zip.get(pkls[0]), options);
-  const up = new Unpickler(pkl, { globals: GLOBALS, persistentLoad, name: `${name}: ${pkls[0]}` });
-  const root = up.load();
+  return { storages, persistentLoad };
+}
 
-  // The tensors actually reachable from the result, grouped by storage.
-  // Iterative: a hostile pickle may nest deeper than the JS stack.
+/** The tensors actually reachable from the result, grouped by storage (iterative: hostile nesting). */
+function tensorsByStorage(root: unknown): Map<StorageRef, TensorRef[]> {
   const byStorage = new Map<StorageRef, TensorRef[]>();
   const seen = new Set<object>();
   const todo: unknown[] = [root];
@@ -179,9 +170,117 @@ function parseArchive(zip: ZipReader, options: LoadOptions): Parsed {
     } else if (Array.isArray(v) || v instanceof Set) for (const x of v) todo.push(x);
     else if (v instanceof Map) for (const [k, x] of v) todo.push(k, x);
   }
-  const list = [...byStorage].map(([ref, views]) => ({ ref, entry: zip.get(`${prefix}data/${ref.key}`), views }));
+  return byStorage;
+}
+
+/** Everything but the storage bytes: the pickle, checked against the archive. */
+function parseArchive(zip: ZipReader, options: LoadOptions): Parsed {
+  const name = zip.source.name;
+  const pkls = [...zip.entries.keys()].filter((n) => /^[^/]+\/data\.pkl$/.test(n));
+  if (pkls.length !== 1)
+    throw new CheckpointError(
+      `${name}: not a torch.save checkpoint (${pkls.length ? 'several' : 'no'} <name>/data.pkl entr${pkls.length ? 'ies' : 'y'})`,
+      { file: name },
+    );
+  const prefix = pkls[0].slice(0, -'data.pkl'.length);
+  const { storages, persistentLoad } = storageCollector(name);
+  const pkl = zip.read(zip.get(pkls[0]), options);
+  const up = new Unpickler(pkl, { globals: GLOBALS, persistentLoad, name: `${name}: ${pkls[0]}` });
+  const root = up.load();
+  for (const [key, ref] of storages) {
+    const entry = zip.entries.get(`${prefix}data/${key}`);
+    if (!entry) throw new CheckpointError(`${name}: storage ${key} is missing from the archive (truncated?)`, { file: name });
+    if (entry.size !== ref.numel * ref.kind.size)
+      throw new CheckpointError(`${name}: storage ${key} has ${entry.size} bytes, expected ${ref.numel} x ${ref.kind.size}`, { file: name });
+  }
+  const list = [...tensorsByStorage(root)].map(([ref, views]) => ({ ref, entry: zip.get(`${prefix}data/${ref.key}`), views }));
   list.sort((a, b) => a.entry.dataOffset - b.entry.dataOffset); // sequential reads
   return { up, root, storages: list, prefix };
+}
+
+const LEGACY_MAGIC = 0x1950a86a20f9469cfc6cn;
+
+/**
+ * The pre-1.6 torch.save format (still what `_use_new_zipfile_serialization=False`
+ * writes, and what many published weights are): five pickles in a row (magic
+ * number, protocol 1001, sys_info, the object, the storage keys), then each
+ * storage as an int64 element count and its raw bytes, in key order.
+ */
+function parseLegacy(src: ByteSource): Parsed {
+  const name = src.name;
+  const fail = (msg: string): never => {
+    throw new CheckpointError(`${name}: legacy torch.save file: ${msg}`, { file: name });
+  };
+  // The pickles are small and at the start: read a window, grow it if they run past.
+  for (let window = Math.min(src.size, 1 << 20); ; window = Math.min(src.size, window * 4)) {
+    const head = src.read(0, window);
+    try {
+      const next = (start: number, persistentLoad: (pid: unknown) => unknown = () => fail('unexpected persistent id')) => {
+        const up = new Unpickler(head, { globals: GLOBALS, persistentLoad, name: `${name}: legacy torch.save file`, start });
+        const v = up.load();
+        return { up, v, end: up.position };
+      };
+      const magic = next(0);
+      if (BigInt(magic.v as number | bigint) !== LEGACY_MAGIC) fail('bad magic number');
+      const proto = next(magic.end);
+      if (proto.v !== 1001) fail(`protocol ${String(proto.v)} is not supported`);
+      const sys = next(proto.end);
+      const info = sys.up.finalize(sys.v, (x) => x) as Record<string, unknown>;
+      if (!info || info.little_endian !== true) fail('big-endian files are not supported');
+      const { storages, persistentLoad } = storageCollector(name);
+      const main = next(sys.end, persistentLoad);
+      const keysPkl = next(main.end);
+      const keys = keysPkl.up.finalize(keysPkl.v, (x) => x);
+      if (!Array.isArray(keys) || !keys.every((k) => typeof k === 'string')) fail('bad storage key list');
+      // Walk the data region: the sizes come from the file, so check each against the pickle.
+      const entries = new Map<string, ZipEntry>();
+      let pos = keysPkl.end;
+      for (const key of keys as string[]) {
+        const ref = storages.get(key) ?? fail(`storage ${key} is listed but never used`);
+        if (entries.has(key)) fail(`storage ${key} is listed twice`);
+        if (pos + 8 > src.size) fail(`truncated (storage ${key} is missing)`);
+        const numel = src.read(pos, 8).readBigInt64LE(0);
+        if (numel !== BigInt(ref.numel)) fail(`storage ${key} has ${numel} elements, the pickle says ${ref.numel}`);
+        const size = ref.numel * ref.kind.size;
+        if (pos + 8 + size > src.size) fail(`truncated (storage ${key} runs past the end)`);
+        entries.set(key, { name: `storage ${key}`, method: 0, crc32: 0, compressedSize: size, size, localHeaderOffset: pos, dataOffset: pos + 8 });
+        pos += 8 + size;
+      }
+      for (const key of storages.keys()) if (!entries.has(key)) fail(`storage ${key} is missing`);
+      const list = [...tensorsByStorage(main.v)].map(([ref, views]) => ({ ref, entry: entries.get(ref.key)!, views }));
+      list.sort((a, b) => a.entry.dataOffset - b.entry.dataOffset);
+      return { up: main.up, root: main.v, storages: list, prefix: '' };
+    } catch (err) {
+      if (window < src.size && err instanceof CheckpointError && /truncated pickle/.test(err.message)) continue;
+      throw err;
+    }
+  }
+}
+
+/** Reads the storages of a legacy file through JS (no CRCs exist to check). */
+function readLegacy(src: ByteSource & { fd?: number }, p: Parsed): unknown {
+  if (src.fd !== undefined) {
+    const args = nativeArgs(p, src.fd, src.name, { verifyCrc: false });
+    return nativeResult(p, src.name, binding.checkpointReadStorages(...args), args);
+  }
+  const handles: { dispose(): void }[] = [];
+  try {
+    for (const s of p.storages) {
+      const { handle, bytes } = allocStorage(s.ref.numel, s.ref.kind.dtype);
+      handles.push(handle as { dispose(): void });
+      src.readInto(s.entry.dataOffset, bytes);
+    }
+  } catch (err) {
+    for (const h of handles) h.dispose();
+    throw err;
+  }
+  return finish(p, views(p, handles));
+}
+
+function isLegacy(src: ByteSource): boolean {
+  if (src.size < 2) return false;
+  const b = src.read(0, 2);
+  return b[0] === 0x80 && b[1] >= 2 && b[1] <= 5;
 }
 
 function finish(p: Parsed, tensors: Map<TensorRef, Tensor>): unknown {
@@ -228,11 +327,11 @@ function nativeArgs(p: Parsed, fd: number, name: string, options: LoadOptions): 
   ];
 }
 
-function nativeResult(p: Parsed, zip: ZipReader, r: { handles: unknown[]; badCrc: number }, args: unknown[]): unknown {
+function nativeResult(p: Parsed, name: string, r: { handles: unknown[]; badCrc: number }, args: unknown[]): unknown {
   if (r.badCrc >= 0) {
     for (const h of r.handles) (h as { dispose(): void }).dispose();
     const e = p.storages[r.badCrc].entry;
-    throw new CheckpointError(`${zip.source.name}: corrupt zip: CRC-32 mismatch in '${e.name}'; the file is damaged`, { file: zip.source.name });
+    throw new CheckpointError(`${name}: corrupt zip: CRC-32 mismatch in '${e.name}'; the file is damaged`, { file: name });
   }
   return finish(p, views(p, r.handles, args[7] as (number[] | null)[]));
 }
@@ -242,7 +341,7 @@ function readArchive(zip: ZipReader, options: LoadOptions, fd?: number, parsed?:
   if (fd !== undefined && p.storages.every((s) => s.entry.method === 0))
   {
     const args = nativeArgs(p, fd, zip.source.name, options);
-    return nativeResult(p, zip, binding.checkpointReadStorages(...args), args);
+    return nativeResult(p, zip.source.name, binding.checkpointReadStorages(...args), args);
   }
   // Buffers and deflated entries: one storage at a time through JS.
   const handles: { dispose(): void }[] = [];
@@ -267,6 +366,7 @@ function readArchive(zip: ZipReader, options: LoadOptions, fd?: number, parsed?:
 export function load(file: string | Uint8Array, options: LoadOptions = {}): any {
   const source: ByteSource & { fd?: number } = typeof file === 'string' ? fileSource(file) : bufferSource(file);
   try {
+    if (isLegacy(source)) return readLegacy(source, parseLegacy(source));
     return readArchive(new ZipReader(source), options, source.fd);
   } catch (err) {
     if (err instanceof CheckpointError && !err.file && typeof file === 'string') {
@@ -286,11 +386,12 @@ export function load(file: string | Uint8Array, options: LoadOptions = {}): any 
 export async function loadAsync(file: string, options: LoadOptions = {}): Promise<any> {
   const source = fileSource(file);
   try {
+    if (isLegacy(source)) return readLegacy(source, parseLegacy(source));
     const zip = new ZipReader(source);
     const p = parseArchive(zip, options);
     if (!p.storages.every((s) => s.entry.method === 0)) return readArchive(zip, options, undefined, p);
     const args = nativeArgs(p, source.fd, file, options);
-    return nativeResult(p, zip, await binding.checkpointReadStoragesAsync(...args), args);
+    return nativeResult(p, file, await binding.checkpointReadStoragesAsync(...args), args);
   } catch (err) {
     if (err instanceof CheckpointError && !err.file) {
       err.message = `${file}: ${err.message}`;

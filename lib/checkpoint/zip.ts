@@ -129,7 +129,7 @@ export class ZipReader {
       const head = this.source.read(0, Math.min(4, size));
       if (head.length === 4 && head.readUInt32LE(0) === SIG_LOCAL)
         this.fail('truncated or corrupt zip: no end-of-central-directory record (the file was cut short?)');
-      this.fail('not a zip checkpoint (no end-of-central-directory record); legacy pre-1.6 torch.save files are not supported');
+      this.fail('not a torch.save checkpoint (neither a zip nor a legacy pickle file)');
     }
     let count = tail.readUInt16LE(eocd + 10);
     let cdSize = tail.readUInt32LE(eocd + 12);
