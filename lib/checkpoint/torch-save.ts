@@ -358,6 +358,13 @@ function readArchive(zip: ZipReader, options: LoadOptions, fd?: number, parsed?:
   return finish(p, views(p, handles));
 }
 
+/** Names the file in a CheckpointError that does not yet. */
+function attachFile(err: unknown, file: string): void {
+  if (!(err instanceof CheckpointError)) return;
+  if (!err.message.startsWith(file)) err.message = `${file}: ${err.message}`;
+  err.file ??= file;
+}
+
 /**
  * Reads a torch.save file (path or bytes). Tensors load on the CPU as
  * torchline Tensors; OrderedDicts (state_dicts) become Maps, dicts with
@@ -369,10 +376,7 @@ export function load(file: string | Uint8Array, options: LoadOptions = {}): any 
     if (isLegacy(source)) return readLegacy(source, parseLegacy(source));
     return readArchive(new ZipReader(source), options, source.fd);
   } catch (err) {
-    if (err instanceof CheckpointError && !err.file && typeof file === 'string') {
-      err.message = `${file}: ${err.message}`;
-      err.file = file;
-    }
+    if (typeof file === 'string') attachFile(err, file);
     throw err;
   } finally {
     source.close();
@@ -393,10 +397,7 @@ export async function loadAsync(file: string, options: LoadOptions = {}): Promis
     const args = nativeArgs(p, source.fd, file, options);
     return nativeResult(p, file, await binding.checkpointReadStoragesAsync(...args), args);
   } catch (err) {
-    if (err instanceof CheckpointError && !err.file) {
-      err.message = `${file}: ${err.message}`;
-      err.file = file;
-    }
+    attachFile(err, file);
     throw err;
   } finally {
     source.close();
