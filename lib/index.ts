@@ -15,5 +15,5 @@ export {
 } from './runtime';
 export type { VersionInfo } from './runtime';
 export * as checkpoint from './checkpoint';
-export { load, loadAsync, save, safetensors, CheckpointManager, CheckpointError, UnsafePickleError } from './checkpoint';
+export { load, loadAsync, save, saveAsync, safetensors, CheckpointManager, CheckpointError, UnsafePickleError } from './checkpoint';
 export type { StateDict } from './checkpoint';

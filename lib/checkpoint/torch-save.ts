@@ -11,9 +11,9 @@ import { CheckpointError } from './errors';
 import { Pickler, PickledTensor, pyGlobal, PyGlobal, Unpickler, markTensorLike } from './pickle';
 import * as os from 'node:os';
 import { binding } from '../native';
-import { ByteSource, bufferSource, fileSource, ZipReader, ZipWriter, ZipEntry, ByteSink, memorySink } from './zip';
-import { allocStorage, viewOf, bytesOf } from './native-io';
-import { atomicWriteWith } from './atomic';
+import { ByteSource, bufferSource, fileSource, ZipReader, ZipWriter, ZipEntry, ByteSink, memorySink, chunkSink } from './zip';
+import { allocStorage, viewOf, bytesOf, snapshotOf } from './native-io';
+import { atomicWriteWith, atomicWriteChunks } from './atomic';
 
 /** A model's parameters and buffers by name, in order (PyTorch's state_dict). */
 export type StateDict = Map<string, Tensor>;
@@ -413,7 +413,7 @@ export interface SaveOptions {
   durable?: boolean;
 }
 
-function writeArchive(sink: ByteSink, value: unknown, options: SaveOptions): void {
+function writeArchive(sink: ByteSink, value: unknown, options: SaveOptions, snapshot = false): void {
   const prefix = `${options.archiveName ?? 'archive'}/`;
   if (!/^[A-Za-z0-9_.-]+\/$/.test(prefix) || prefix.startsWith('.')) throw new TypeError(`bad archiveName ${options.archiveName}`);
   const order: Tensor[] = [];
@@ -441,7 +441,10 @@ function writeArchive(sink: ByteSink, value: unknown, options: SaveOptions): voi
   zip.add(`${prefix}byteorder`, Buffer.from('little'));
   // Written from each tensor's own memory (no copy for contiguous CPU tensors).
   for (const t of order) {
-    zip.add(`${prefix}data/${keys.get(t)}`, bytesOf(t));
+    if (snapshot) {
+      const { bytes, crc } = snapshotOf(t);
+      zip.addWithCrc(`${prefix}data/${keys.get(t)}`, crc, [bytes]);
+    } else zip.add(`${prefix}data/${keys.get(t)}`, bytesOf(t));
   }
   zip.add(`${prefix}version`, Buffer.from('3\n'));
   zip.finish();
@@ -461,4 +464,20 @@ export function serialize(value: unknown, options: SaveOptions = {}): Buffer {
  */
 export function save(path: string, value: unknown, options: SaveOptions = {}): void {
   atomicWriteWith(path, (sink) => writeArchive(sink, value, options), { durable: options.durable });
+}
+
+/**
+ * save() that returns as soon as the tensors are copied (a snapshot: training
+ * may change them right after) and writes the file on libuv's pool. Costs a
+ * copy of the tensors' memory until the write completes.
+ */
+export async function saveAsync(path: string, value: unknown, options: SaveOptions = {}): Promise<void> {
+  await atomicWriteChunks(path, snapshotArchive(value, options), { durable: options.durable });
+}
+
+/** The file's bytes as chunks, tensors copied now (the synchronous half of saveAsync). */
+export function snapshotArchive(value: unknown, options: SaveOptions = {}): Uint8Array[] {
+  const sink = chunkSink();
+  writeArchive(sink, value, options, true);
+  return sink.chunks;
 }

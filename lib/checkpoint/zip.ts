@@ -275,6 +275,12 @@ export function fdSink(fd: number): ByteSink {
   };
 }
 
+/** Keeps references to the chunks (for data that no one will change: snapshots). */
+export function chunkSink(): ByteSink & { chunks: Uint8Array[] } {
+  const chunks: Uint8Array[] = [];
+  return { chunks, write: (chunk) => void chunks.push(chunk) };
+}
+
 export function memorySink(): ByteSink & { chunks: Uint8Array[]; toBuffer(): Buffer } {
   const chunks: Uint8Array[] = [];
   return {
@@ -325,15 +331,18 @@ export class ZipWriter {
 
   /** Adds one entry; `parts` are concatenated (so a tensor need not be copied into one buffer). */
   add(name: string, ...parts: Uint8Array[]): void {
+    let crc = 0;
+    for (const p of parts) crc = crc32(p, crc);
+    this.addWithCrc(name, crc, parts);
+  }
+
+  /** add() with the CRC-32 already known (computed while the data was copied). */
+  addWithCrc(name: string, crc: number, parts: Uint8Array[]): void {
     if (this.finished) throw new Error('ZipWriter: add() after finish()');
     if (this.names.has(name)) throw new Error(`ZipWriter: duplicate entry '${name}'`);
     this.names.add(name);
-    let crc = 0;
     let size = 0;
-    for (const p of parts) {
-      crc = crc32(p, crc);
-      size += p.byteLength;
-    }
+    for (const p of parts) size += p.byteLength;
     const utf8 = /[^\x20-\x7e]/.test(name);
     const nameBuf = Buffer.from(name, utf8 ? 'utf8' : 'latin1');
     const big = this.force64 || size >= U32_MAX;

@@ -379,12 +379,29 @@ Napi::Value Crc32(const Napi::CallbackInfo& info) {
   TL_GUARD_END(info.Env())
 }
 
+// checkpointSnapshot(tensor) -> [ArrayBuffer, crc]: a contiguous CPU copy of
+// the elements and its CRC-32, computed while the copy is hot in cache. An
+// async save writes the copy later, so training may go on meanwhile.
+Napi::Value Snapshot(const Napi::CallbackInfo& info) {
+  TL_GUARD_BEGIN
+  auto t = TensorHandle::From(info[0], "tensor");
+  auto copy = torch::empty(t.sizes(), t.options().device(torch::kCPU).memory_format(c10::MemoryFormat::Contiguous));
+  copy.copy_(t);
+  auto out = Napi::Array::New(info.Env(), 2);
+  out.Set(0u, aliasBytes(info.Env(), copy));
+  size_t n = static_cast<size_t>(copy.numel()) * copy.element_size();
+  out.Set(1u, Napi::Number::New(info.Env(), n ? crc32(static_cast<const uint8_t*>(copy.data_ptr()), n) : 0));
+  return out;
+  TL_GUARD_END(info.Env())
+}
+
 }  // namespace
 
 void InitCheckpoint(Napi::Env env, Napi::Object exports) {
   exports.Set("checkpointStorage", Napi::Function::New<Storage>(env, "checkpointStorage"));
   exports.Set("checkpointView", Napi::Function::New<View>(env, "checkpointView"));
   exports.Set("checkpointBytes", Napi::Function::New<Bytes>(env, "checkpointBytes"));
+  exports.Set("checkpointSnapshot", Napi::Function::New<Snapshot>(env, "checkpointSnapshot"));
   exports.Set("checkpointCrc32", Napi::Function::New<Crc32>(env, "checkpointCrc32"));
   exports.Set("checkpointReadStorages", Napi::Function::New<ReadStorages>(env, "checkpointReadStorages"));
   exports.Set("checkpointReadStoragesAsync", Napi::Function::New<ReadStoragesAsync>(env, "checkpointReadStoragesAsync"));
