@@ -61,10 +61,17 @@ function time(fn) {
   fn();
   return Number(process.hrtime.bigint() - t0) / 1e6;
 }
-const tl = { save: [], saveNoSync: [], load: [], loadNoCrc: [], loadAsync: [] };
+const tl = { save: [], saveNoSync: [], saveAsyncBlocked: [], saveAsync: [], load: [], loadNoCrc: [], loadAsync: [] };
 for (let i = 0; i < repeats; i++) {
   tl.saveNoSync.push(time(() => checkpoint.save(file, value, { durable: false })));
   tl.save.push(time(() => checkpoint.save(file, value)));
+  // saveAsync: how long the JS thread is held (the snapshot), and until the file is durable
+  const t0 = process.hrtime.bigint();
+  const p = checkpoint.saveAsync(file, value);
+  tl.saveAsyncBlocked.push(Number(process.hrtime.bigint() - t0) / 1e6);
+  await p;
+  tl.saveAsync.push(Number(process.hrtime.bigint() - t0) / 1e6);
+  globalThis.gc?.();
 }
 // Loads: each in a fresh process, as a resumed run does (page cache warm,
 // allocator cold); a loop in one process would measure the allocator's reuse.
@@ -115,6 +122,8 @@ const row = (name, a, b) => console.log(`${name.padEnd(34)} torchline ${a.toFixe
 console.log(`ResNet50 training checkpoint: ${mb.toFixed(1)} MiB, ${sd.size} model tensors + ${params.length}x2 Adam moments; median of ${repeats}`);
 row('save, no fsync (torch.save default)', median(tl.saveNoSync), median(peer.save));
 row('save, fsync (torchline default)', median(tl.save), median(peer.saveSync));
+row('saveAsync, fsync: until durable', median(tl.saveAsync), median(peer.saveSync));
+console.log(`saveAsync holds the JS thread ${median(tl.saveAsyncBlocked).toFixed(0)} ms (the snapshot copy)`);
 row('load, CRC-32 checked (default)', median(tl.load), median(peer.load));
 row('loadAsync, CRC-32 checked', median(tl.loadAsync), median(peer.load));
 row('load, no CRC check (as torch.load)', median(tl.loadNoCrc), median(peer.load));
@@ -132,6 +141,7 @@ console.log(
     ratio: Number((pyRound / tlRound).toFixed(2)),
     mib: Number(mb.toFixed(1)),
     saveMs: { torchline: median(tl.save), python: median(peer.saveSync) },
+    saveAsyncMs: { blocked: median(tl.saveAsyncBlocked), total: median(tl.saveAsync) },
     saveNoFsyncMs: { torchline: median(tl.saveNoSync), python: median(peer.save) },
     loadMs: { torchline: median(tl.load), torchlineAsync: median(tl.loadAsync), torchlineNoCrc: median(tl.loadNoCrc), python: median(peer.load) },
   }),

@@ -122,15 +122,16 @@ export class CheckpointManager {
   }
 
   /**
-   * save() that snapshots the tensors at once and writes in the background
-   * (see checkpoint.saveAsync). Saves of one manager complete in call order.
+   * save() off the JS thread (see checkpoint.saveAsync: tensors are copied on
+   * the step executor, in order with queued steps). Saves of one manager
+   * complete in call order.
    */
   saveAsync(epoch: number, value: unknown, options: { metric?: number } & SaveOptions = {}): Promise<CheckpointInfo> {
     const file = this.checkEpoch(epoch);
-    const chunks = snapshotArchive(value, options); // now: training may go on after this returns
+    const chunks = snapshotArchive(value, options); // queued on the step executor now
     // Serialized: a later epoch is never renamed into place (and pruned against) before an earlier one.
     const done = this.chain.then(async () => {
-      await atomicWriteChunks(file, chunks, { durable: options.durable });
+      await atomicWriteChunks(file, await chunks, { durable: options.durable });
       return this.saved(epoch, file, options.metric);
     });
     this.chain = done.then(

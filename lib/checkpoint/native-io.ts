@@ -20,8 +20,3 @@ export function bytesOf(t: Tensor): Uint8Array {
   return new Uint8Array(binding.checkpointBytes(t.handle));
 }
 
-/** A private copy of a tensor's elements (row-major) and its CRC-32. */
-export function snapshotOf(t: Tensor): { bytes: Uint8Array; crc: number } {
-  const [ab, crc] = binding.checkpointSnapshot(t.handle);
-  return { bytes: new Uint8Array(ab), crc };
-}

@@ -12,7 +12,7 @@ import { Pickler, PickledTensor, pyGlobal, PyGlobal, Unpickler, markTensorLike }
 import * as os from 'node:os';
 import { binding } from '../native';
 import { ByteSource, bufferSource, fileSource, ZipReader, ZipWriter, ZipEntry, ByteSink, memorySink, chunkSink } from './zip';
-import { allocStorage, viewOf, bytesOf, snapshotOf } from './native-io';
+import { allocStorage, viewOf, bytesOf } from './native-io';
 import { atomicWriteWith, atomicWriteChunks } from './atomic';
 
 /** A model's parameters and buffers by name, in order (PyTorch's state_dict). */
@@ -413,7 +413,8 @@ export interface SaveOptions {
   durable?: boolean;
 }
 
-function writeArchive(sink: ByteSink, value: unknown, options: SaveOptions, snapshot = false): void {
+/** The pickle of `value` and the tensors it names, in storage-key order. */
+function pickleValue(value: unknown, options: SaveOptions): { prefix: string; pkl: Buffer; order: Tensor[] } {
   const prefix = `${options.archiveName ?? 'archive'}/`;
   if (!/^[A-Za-z0-9_.-]+\/$/.test(prefix) || prefix.startsWith('.')) throw new TypeError(`bad archiveName ${options.archiveName}`);
   const order: Tensor[] = [];
@@ -435,19 +436,32 @@ function writeArchive(sink: ByteSink, value: unknown, options: SaveOptions, snap
       return { storageType, key, location: 'cpu', numel: v.numel, offset: 0, size, stride };
     },
   });
-  const pkl = pickler.dump(value);
+  return { prefix, pkl: pickler.dump(value), order };
+}
+
+/** The zip around a pickle; `data(i)` gives tensor i's bytes (and CRC-32 when known). */
+function assemble(
+  sink: ByteSink,
+  { prefix, pkl, order }: { prefix: string; pkl: Buffer; order: Tensor[] },
+  options: SaveOptions,
+  data: (i: number) => { bytes: Uint8Array; crc?: number },
+): void {
   const zip = new ZipWriter(sink, { zip64: options.zip64 });
   zip.add(`${prefix}data.pkl`, pkl);
   zip.add(`${prefix}byteorder`, Buffer.from('little'));
-  // Written from each tensor's own memory (no copy for contiguous CPU tensors).
-  for (const t of order) {
-    if (snapshot) {
-      const { bytes, crc } = snapshotOf(t);
-      zip.addWithCrc(`${prefix}data/${keys.get(t)}`, crc, [bytes]);
-    } else zip.add(`${prefix}data/${keys.get(t)}`, bytesOf(t));
+  for (let i = 0; i < order.length; i++) {
+    const { bytes, crc } = data(i);
+    if (crc === undefined) zip.add(`${prefix}data/${i}`, bytes);
+    else zip.addWithCrc(`${prefix}data/${i}`, crc, [bytes]);
   }
   zip.add(`${prefix}version`, Buffer.from('3\n'));
   zip.finish();
+}
+
+function writeArchive(sink: ByteSink, value: unknown, options: SaveOptions): void {
+  const p = pickleValue(value, options);
+  // Written from each tensor's own memory (no copy for contiguous CPU tensors).
+  assemble(sink, p, options, (i) => ({ bytes: bytesOf(p.order[i]) }));
 }
 
 /** torch.save-compatible bytes of `value`. */
@@ -467,17 +481,21 @@ export function save(path: string, value: unknown, options: SaveOptions = {}): v
 }
 
 /**
- * save() that returns as soon as the tensors are copied (a snapshot: training
- * may change them right after) and writes the file on libuv's pool. Costs a
- * copy of the tensors' memory until the write completes.
+ * save() that keeps the JS thread free: the tensors are copied (with their
+ * CRC-32s) on torchline's step executor, so the copy sees every step queued
+ * before the call and none queued after it; the file is then written on
+ * libuv's pool. Non-tensor values are taken at the call. The copies cost the
+ * tensors' memory until the write completes.
  */
 export async function saveAsync(path: string, value: unknown, options: SaveOptions = {}): Promise<void> {
-  await atomicWriteChunks(path, snapshotArchive(value, options), { durable: options.durable });
+  await atomicWriteChunks(path, await snapshotArchive(value, options), { durable: options.durable });
 }
 
-/** The file's bytes as chunks, tensors copied now (the synchronous half of saveAsync). */
-export function snapshotArchive(value: unknown, options: SaveOptions = {}): Uint8Array[] {
+/** The file's bytes as chunks, from a snapshot of the tensors (saveAsync without the write). */
+export async function snapshotArchive(value: unknown, options: SaveOptions = {}): Promise<Uint8Array[]> {
+  const p = pickleValue(value, options);
+  const snaps: [ArrayBuffer, number][] = await binding.checkpointSnapshotAsync(p.order.map((t) => t.handle));
   const sink = chunkSink();
-  writeArchive(sink, value, options, true);
+  assemble(sink, p, options, (i) => ({ bytes: new Uint8Array(snaps[i][0]), crc: snaps[i][1] }));
   return sink.chunks;
 }

@@ -379,19 +379,35 @@ Napi::Value Crc32(const Napi::CallbackInfo& info) {
   TL_GUARD_END(info.Env())
 }
 
-// checkpointSnapshot(tensor) -> [ArrayBuffer, crc]: a contiguous CPU copy of
-// the elements and its CRC-32, computed while the copy is hot in cache. An
-// async save writes the copy later, so training may go on meanwhile.
-Napi::Value Snapshot(const Napi::CallbackInfo& info) {
+// checkpointSnapshotAsync(tensors) -> Promise<[ArrayBuffer, crc][]>: contiguous
+// CPU copies and their CRC-32s, made on the step executor. Being FIFO with
+// the training steps, the copies see every step queued before the call and
+// none queued after: a consistent snapshot while JS goes on.
+Napi::Value SnapshotAsync(const Napi::CallbackInfo& info) {
   TL_GUARD_BEGIN
-  auto t = TensorHandle::From(info[0], "tensor");
-  auto copy = torch::empty(t.sizes(), t.options().device(torch::kCPU).memory_format(c10::MemoryFormat::Contiguous));
-  copy.copy_(t);
-  auto out = Napi::Array::New(info.Env(), 2);
-  out.Set(0u, aliasBytes(info.Env(), copy));
-  size_t n = static_cast<size_t>(copy.numel()) * copy.element_size();
-  out.Set(1u, Napi::Number::New(info.Env(), n ? crc32(static_cast<const uint8_t*>(copy.data_ptr()), n) : 0));
-  return out;
+  if (info.Length() < 1 || !info[0].IsArray()) throw ArgError("tensors must be an array of Tensors");
+  auto arr = info[0].As<Napi::Array>();
+  std::vector<torch::Tensor> src;
+  for (uint32_t i = 0; i < arr.Length(); i++) src.push_back(TensorHandle::From(arr.Get(i), "tensor"));
+  return Executor::shared().submit(info.Env(), [src = std::move(src)]() -> Finisher {
+    auto out = std::make_shared<std::vector<std::pair<torch::Tensor, uint32_t>>>();
+    for (const auto& t : src) {
+      auto copy = torch::empty(t.sizes(), t.options().device(torch::kCPU).memory_format(c10::MemoryFormat::Contiguous));
+      copy.copy_(t);
+      size_t n = static_cast<size_t>(copy.numel()) * copy.element_size();
+      out->emplace_back(copy, n ? crc32(static_cast<const uint8_t*>(copy.data_ptr()), n) : 0);
+    }
+    return [out](Napi::Env env) -> Napi::Value {
+      auto res = Napi::Array::New(env, out->size());
+      for (size_t i = 0; i < out->size(); i++) {
+        auto pair = Napi::Array::New(env, 2);
+        pair.Set(0u, aliasBytes(env, (*out)[i].first));
+        pair.Set(1u, Napi::Number::New(env, (*out)[i].second));
+        res.Set(static_cast<uint32_t>(i), pair);
+      }
+      return res;
+    };
+  });
   TL_GUARD_END(info.Env())
 }
 
@@ -401,7 +417,7 @@ void InitCheckpoint(Napi::Env env, Napi::Object exports) {
   exports.Set("checkpointStorage", Napi::Function::New<Storage>(env, "checkpointStorage"));
   exports.Set("checkpointView", Napi::Function::New<View>(env, "checkpointView"));
   exports.Set("checkpointBytes", Napi::Function::New<Bytes>(env, "checkpointBytes"));
-  exports.Set("checkpointSnapshot", Napi::Function::New<Snapshot>(env, "checkpointSnapshot"));
+  exports.Set("checkpointSnapshotAsync", Napi::Function::New<SnapshotAsync>(env, "checkpointSnapshotAsync"));
   exports.Set("checkpointCrc32", Napi::Function::New<Crc32>(env, "checkpointCrc32"));
   exports.Set("checkpointReadStorages", Napi::Function::New<ReadStorages>(env, "checkpointReadStorages"));
   exports.Set("checkpointReadStoragesAsync", Napi::Function::New<ReadStoragesAsync>(env, "checkpointReadStoragesAsync"));

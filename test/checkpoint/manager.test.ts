@@ -34,21 +34,30 @@ describe('atomic save', () => {
 });
 
 describe('saveAsync', () => {
-  it('writes the same bytes as save(), from a snapshot taken at the call', async () => {
+  it('writes the same bytes as save(); its snapshot is ordered with the step executor, not the JS thread', async () => {
     const dir = tmpDir('ckpt-async');
-    // A tensor whose memory the test can still change after the call.
+    // A tensor whose memory the test can change directly.
     const { handle, bytes } = allocStorage(1 << 20, 'float32');
     const live = new Tensor(handle);
     const f32 = new Float32Array(bytes.buffer, bytes.byteOffset, 1 << 20);
     f32.fill(1);
     const value = { epoch: 4, w: live, other: Tensor.randn([3, 5]), lr: 0.01 };
     save(path.join(dir, 'sync.pth'), value);
-    const pending = saveAsync(path.join(dir, 'async.pth'), value);
-    f32.fill(2); // training goes on: the file must still hold the 1s
-    await pending;
+    await saveAsync(path.join(dir, 'async.pth'), value);
     expect(fs.readFileSync(path.join(dir, 'async.pth')).equals(fs.readFileSync(path.join(dir, 'sync.pth')))).toBe(true);
-    expect(new Set(load(path.join(dir, 'async.pth')).w.toArray())).toEqual(new Set([1]));
-    expect(fs.readdirSync(dir).sort()).toEqual(['async.pth', 'sync.pth']);
+
+    // A long job (a "training step") is on the executor; saveAsync returns at once and
+    // its copy happens after that job: a change made before the copy's turn is in the file.
+    const a = Tensor.randn([512, 512]);
+    const step = a.matmulAsync(a, { repeat: 60 });
+    const t0 = performance.now();
+    const pending = saveAsync(path.join(dir, 'queued.pth'), value);
+    const held = performance.now() - t0;
+    f32.fill(2); // runs while the step is still going
+    await Promise.all([step, pending]);
+    expect(held).toBeLessThan(50);
+    expect(new Set(load(path.join(dir, 'queued.pth')).w.toArray())).toEqual(new Set([2]));
+    expect(fs.readdirSync(dir).sort()).toEqual(['async.pth', 'queued.pth', 'sync.pth']);
   });
 
   it('CheckpointManager.saveAsync completes in call order, prunes and hands files over', async () => {
