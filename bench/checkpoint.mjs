@@ -123,7 +123,7 @@ console.log(`ResNet50 training checkpoint: ${mb.toFixed(1)} MiB, ${sd.size} mode
 row('save, no fsync (torch.save default)', median(tl.saveNoSync), median(peer.save));
 row('save, fsync (torchline default)', median(tl.save), median(peer.saveSync));
 row('saveAsync, fsync: until durable', median(tl.saveAsync), median(peer.saveSync));
-console.log(`saveAsync holds the JS thread ${median(tl.saveAsyncBlocked).toFixed(0)} ms (the snapshot copy)`);
+console.log(`saveAsync holds the JS thread ${median(tl.saveAsyncBlocked).toFixed(0)} ms (the pickle; tensors are copied on the step executor)`);
 row('load, CRC-32 checked (default)', median(tl.load), median(peer.load));
 row('loadAsync, CRC-32 checked', median(tl.loadAsync), median(peer.load));
 row('load, no CRC check (as torch.load)', median(tl.loadNoCrc), median(peer.load));
