@@ -219,6 +219,12 @@ describe('pretrained weights into a model with another head', () => {
     expect(report.loaded.length).toBe(src.size - 3);
     expect(received!.strict).toBe(false);
     expect(describeTensor(received!.sd.get('layer1.0.conv1.weight')!)).toEqual(describeTensor(src.get('layer1.0.conv1.weight')!));
+
+    // exclude: a fresh layer4 even where the shapes match
+    const r2 = checkpoint.loadPretrained(module, src, { exclude: /^layer4\./ });
+    expect(r2.excluded.length).toBe([...src.keys()].filter((k) => k.startsWith('layer4.')).length);
+    expect(r2.loaded.some((k) => k.startsWith('layer4.'))).toBe(false);
+    expect(r2.missing).toContain('layer4.0.conv1.weight');
   });
 
   it('finds the state dict inside a training checkpoint and strips a DataParallel prefix', () => {
