@@ -1,6 +1,6 @@
 // torch.save / torch.load compatible files: a zip holding `<name>/data.pkl`
 // (the object graph, pickle protocol 2), `<name>/data/<key>` (raw storages)
-// and `<name>/version`.
+// and `<name>/version`; and, for reading, the legacy pre-1.6 format.
 //
 // Loading is always "weights only": the restricted unpickler (pickle.ts)
 // accepts tensors, storages, OrderedDict and plain containers and refuses

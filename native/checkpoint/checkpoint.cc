@@ -1,8 +1,11 @@
-// Zero-copy bridges between checkpoint files and tensor memory. Loading
-// reads each storage straight from the file into the memory of a fresh
-// tensor (one copy, as PyTorch does) instead of file -> JS buffer -> tensor;
-// views of a storage become as_strided views sharing it, as in PyTorch.
-// All parsing and validation stays in TypeScript (lib/checkpoint/).
+// The checkpoint layer's native helpers, measured to matter for a 300 MB
+// ResNet50 + Adam checkpoint: loading reads every storage straight from the
+// file into a fresh tensor's memory (one copy, as PyTorch does) on a few
+// threads, with CRC-32s by carry-less multiplication; saving writes from
+// tensor memory; saveAsync copies tensors on the step executor. Views of a
+// storage become as_strided views sharing it, as in PyTorch. All parsing and
+// validation of the (hostile) file stays in TypeScript (lib/checkpoint/):
+// this code only receives offsets and sizes already checked against the file.
 #include "../addon.h"
 #include "../common.h"
 #include "../executor.h"
