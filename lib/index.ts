@@ -43,7 +43,7 @@ export type {
   GcsEmulator,
 } from './storage';
 export * as checkpoint from './checkpoint';
-export { load, loadAsync, save, safetensors, CheckpointManager, CheckpointError, UnsafePickleError } from './checkpoint';
+export { load, loadAsync, save, saveAsync, safetensors, CheckpointManager, CheckpointError, UnsafePickleError } from './checkpoint';
 export * as data from './data';
 export { DataLoader, ImageFolder, ImageFiles, ManifestDataset, DistributedSampler, transforms } from './data';
 export type { Dataset, DataLoaderOptions } from './data';

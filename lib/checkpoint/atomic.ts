@@ -93,3 +93,42 @@ export function sweepTempFiles(dir: string): string[] {
   }
   return removed;
 }
+
+/** atomicWriteWith's asynchronous twin for data already in memory (libuv's pool does the I/O). */
+export async function atomicWriteChunks(file: string, chunks: Uint8Array[], options: { durable?: boolean } = {}): Promise<void> {
+  const durable = options.durable ?? true;
+  const tmp = tempName(file);
+  const fh = await fs.promises.open(tmp, 'wx', 0o644);
+  let ok = false;
+  try {
+    // Small chunks (zip headers) are merged so the pool does few big writes.
+    let small: Uint8Array[] = [];
+    const writeAll = async (c: Uint8Array) => {
+      for (let off = 0; off < c.byteLength; ) off += (await fh.write(c, off, c.byteLength - off)).bytesWritten;
+    };
+    const flush = async () => {
+      if (small.length) await writeAll(Buffer.concat(small));
+      small = [];
+    };
+    for (const c of chunks) {
+      if (c.byteLength < 1 << 16) small.push(c);
+      else {
+        await flush();
+        await writeAll(c);
+      }
+    }
+    await flush();
+    if (durable) await fh.sync();
+    ok = true;
+  } finally {
+    await fh.close();
+    if (!ok) await fs.promises.rm(tmp, { force: true });
+  }
+  try {
+    await fs.promises.rename(tmp, file);
+  } catch (err) {
+    await fs.promises.rm(tmp, { force: true });
+    throw err;
+  }
+  if (durable) fsyncDir(path.dirname(path.resolve(file)));
+}

@@ -7,8 +7,8 @@
 // entry without its file.
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { atomicWriteFile, isTempName, sweepTempFiles } from './atomic';
-import { save as torchSave, SaveOptions } from './torch-save';
+import { atomicWriteChunks, atomicWriteFile, isTempName, sweepTempFiles } from './atomic';
+import { save as torchSave, snapshotArchive, SaveOptions } from './torch-save';
 
 export interface CheckpointInfo {
   epoch: number;
@@ -116,14 +116,43 @@ export class CheckpointManager {
    * `metric`, prunes, then calls onSaved. Returns the file's info.
    */
   save(epoch: number, value: unknown, options: { metric?: number } & SaveOptions = {}): CheckpointInfo {
-    if (!Number.isSafeInteger(epoch) || epoch < 0) throw new RangeError('epoch must be a non-negative integer');
-    const file = this.pathFor(epoch);
+    const file = this.checkEpoch(epoch);
     torchSave(file, value, options);
+    return this.saved(epoch, file, options.metric);
+  }
+
+  /**
+   * save() off the JS thread (see checkpoint.saveAsync: tensors are copied on
+   * the step executor, in order with queued steps). Saves of one manager
+   * complete in call order.
+   */
+  saveAsync(epoch: number, value: unknown, options: { metric?: number } & SaveOptions = {}): Promise<CheckpointInfo> {
+    const file = this.checkEpoch(epoch);
+    const chunks = snapshotArchive(value, options); // queued on the step executor now
+    // Serialized: a later epoch is never renamed into place (and pruned against) before an earlier one.
+    const done = this.chain.then(async () => {
+      await atomicWriteChunks(file, await chunks, { durable: options.durable });
+      return this.saved(epoch, file, options.metric);
+    });
+    this.chain = done.then(
+      () => undefined,
+      () => undefined,
+    );
+    return done;
+  }
+  private chain: Promise<void> = Promise.resolve();
+
+  private checkEpoch(epoch: number): string {
+    if (!Number.isSafeInteger(epoch) || epoch < 0) throw new RangeError('epoch must be a non-negative integer');
+    return this.pathFor(epoch);
+  }
+
+  private saved(epoch: number, file: string, metric: number | undefined): CheckpointInfo {
     const info: CheckpointInfo = { epoch, path: file };
     const metrics = this.readIndex();
-    if (options.metric !== undefined) {
-      info.metric = options.metric;
-      metrics[path.basename(file)] = options.metric;
+    if (metric !== undefined) {
+      info.metric = metric;
+      metrics[path.basename(file)] = metric;
     } else delete metrics[path.basename(file)];
     this.prune(metrics);
     if (this.onSaved) {

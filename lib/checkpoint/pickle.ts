@@ -51,6 +51,8 @@ export interface UnpicklerOptions {
   persistentLoad(pid: unknown): unknown;
   /** Name in error messages. */
   name?: string;
+  /** Where the pickle starts in `data` (legacy files hold several in a row). */
+  start?: number;
 }
 
 const MARK = Symbol('mark');
@@ -78,6 +80,12 @@ export class Unpickler {
   constructor(data: Buffer, options: UnpicklerOptions) {
     this.data = data;
     this.opts = options;
+    this.pos = options.start ?? 0;
+  }
+
+  /** The byte after the last one read (after load(): after STOP). */
+  get position(): number {
+    return this.pos;
   }
 
   private fail(msg: string): never {

@@ -71,6 +71,8 @@ export interface StateDictModule {
 
 export interface PretrainedReport {
   loaded: string[];
+  /** Keys dropped by `exclude` before matching. */
+  excluded: string[];
   skipped: FilterResult['skipped'];
   missing: string[];
   unexpected: string[];
@@ -81,11 +83,18 @@ export interface PretrainedReport {
  * name and shape match; the rest (a differently sized `fc` when numClasses
  * differs from the file's) keep the module's own initial values.
  */
-export function loadPretrained(module: StateDictModule, file: string | StateDict): PretrainedReport {
-  const source =
+export function loadPretrained(
+  module: StateDictModule,
+  file: string | StateDict,
+  options: { /** Keys never to load (e.g. /^fc\./ for a fresh head even at 1000 classes). */ exclude?: RegExp } = {},
+): PretrainedReport {
+  const all =
     typeof file === 'string' ? (file.endsWith('.safetensors') ? loadSafetensors(file) : extractStateDict(load(file))) : file;
+  const excluded = options.exclude ? [...all.keys()].filter((k) => options.exclude!.test(k)) : [];
+  const source = excluded.length ? new Map([...all].filter(([k]) => !excluded.includes(k))) : all;
   const r = filterStateDict(source, module.stateDict());
+  // excluded keys the module has are reported missing (they keep their initial values)
   module.loadStateDict(r.loaded, { strict: false });
-  if (typeof file === 'string') for (const [k, t] of source) if (!r.loaded.has(k)) t.dispose();
-  return { loaded: [...r.loaded.keys()], skipped: r.skipped, missing: r.missing, unexpected: r.unexpected };
+  if (typeof file === 'string') for (const [k, t] of all) if (!r.loaded.has(k)) t.dispose();
+  return { loaded: [...r.loaded.keys()], excluded, skipped: r.skipped, missing: r.missing, unexpected: r.unexpected };
 }

@@ -12,6 +12,7 @@
 import * as fs from 'node:fs';
 import * as zlib from 'node:zlib';
 import { CheckpointError } from './errors';
+import { crc32 } from './crc';
 
 const SIG_LOCAL = 0x04034b50;
 const SIG_CENTRAL = 0x02014b50;
@@ -128,7 +129,7 @@ export class ZipReader {
       const head = this.source.read(0, Math.min(4, size));
       if (head.length === 4 && head.readUInt32LE(0) === SIG_LOCAL)
         this.fail('truncated or corrupt zip: no end-of-central-directory record (the file was cut short?)');
-      this.fail('not a zip checkpoint (no end-of-central-directory record); legacy pre-1.6 torch.save files are not supported');
+      this.fail('not a torch.save checkpoint (neither a zip nor a legacy pickle file)');
     }
     let count = tail.readUInt16LE(eocd + 10);
     let cdSize = tail.readUInt32LE(eocd + 12);
@@ -157,7 +158,7 @@ export class ZipReader {
       if (p + 46 > cd.length || cd.readUInt32LE(p) !== SIG_CENTRAL) this.fail(`corrupt zip: central directory entry ${i} is damaged`);
       const flags = cd.readUInt16LE(p + 8);
       const method = cd.readUInt16LE(p + 10);
-      const crc32 = cd.readUInt32LE(p + 16);
+      const crc = cd.readUInt32LE(p + 16);
       let compressedSize = cd.readUInt32LE(p + 20);
       let size = cd.readUInt32LE(p + 24);
       const nameLen = cd.readUInt16LE(p + 28);
@@ -195,14 +196,15 @@ export class ZipReader {
       if (method === 0 && size !== compressedSize) this.fail(`corrupt zip: stored entry '${name}' has two different sizes`);
       if (this.entries.has(name)) this.fail(`corrupt zip: entry '${name}' appears twice`);
       if (localHeaderOffset + 30 > cdOffset) this.fail(`truncated or corrupt zip: entry '${name}' starts outside the data area`);
-      const local = this.source.read(localHeaderOffset, 30);
+      // One read for the local header and its name (which must repeat the central one).
+      const local = this.source.read(localHeaderOffset, Math.min(30 + nameLen, cdOffset - localHeaderOffset));
       if (local.readUInt32LE(0) !== SIG_LOCAL) this.fail(`corrupt zip: the local header of '${name}' is damaged`);
       const dataOffset = localHeaderOffset + 30 + local.readUInt16LE(26) + local.readUInt16LE(28);
       if (dataOffset + compressedSize > cdOffset)
         this.fail(`truncated or corrupt zip: the data of '${name}' (${compressedSize} bytes at ${dataOffset}) runs past the data area`);
-      const localName = this.source.read(localHeaderOffset + 30, local.readUInt16LE(26)).toString(flags & 0x800 ? 'utf8' : 'latin1');
-      if (localName !== name) this.fail(`corrupt zip: entry '${name}' has the local name '${localName}'`);
-      this.entries.set(name, { name, method, crc32, compressedSize, size, localHeaderOffset, dataOffset });
+      if (local.readUInt16LE(26) !== nameLen || local.length !== 30 + nameLen || !local.subarray(30).equals(cd.subarray(p + 46, p + 46 + nameLen)))
+        this.fail(`corrupt zip: the local header of '${name}' names another entry`);
+      this.entries.set(name, { name, method, crc32: crc, compressedSize, size, localHeaderOffset, dataOffset });
       spans.push([localHeaderOffset, dataOffset + compressedSize, name]);
       p = end;
     }
@@ -249,7 +251,7 @@ export class ZipReader {
 
   /** Throws when `data` does not match the entry's CRC-32. */
   checkCrc(entry: ZipEntry, data: Uint8Array): void {
-    const crc = zlib.crc32(data) >>> 0;
+    const crc = crc32(data);
     if (crc !== entry.crc32)
       this.fail(`corrupt zip: CRC-32 mismatch in '${entry.name}' (0x${crc.toString(16)} != 0x${entry.crc32.toString(16)}); the file is damaged`);
   }
@@ -271,6 +273,12 @@ export function fdSink(fd: number): ByteSink {
       while (done < chunk.byteLength) done += fs.writeSync(fd, chunk, done, chunk.byteLength - done);
     },
   };
+}
+
+/** Keeps references to the chunks (for data that no one will change: snapshots). */
+export function chunkSink(): ByteSink & { chunks: Uint8Array[] } {
+  const chunks: Uint8Array[] = [];
+  return { chunks, write: (chunk) => void chunks.push(chunk) };
 }
 
 export function memorySink(): ByteSink & { chunks: Uint8Array[]; toBuffer(): Buffer } {
@@ -323,16 +331,18 @@ export class ZipWriter {
 
   /** Adds one entry; `parts` are concatenated (so a tensor need not be copied into one buffer). */
   add(name: string, ...parts: Uint8Array[]): void {
+    let crc = 0;
+    for (const p of parts) crc = crc32(p, crc);
+    this.addWithCrc(name, crc, parts);
+  }
+
+  /** add() with the CRC-32 already known (computed while the data was copied). */
+  addWithCrc(name: string, crc: number, parts: Uint8Array[]): void {
     if (this.finished) throw new Error('ZipWriter: add() after finish()');
     if (this.names.has(name)) throw new Error(`ZipWriter: duplicate entry '${name}'`);
     this.names.add(name);
-    let crc = 0;
     let size = 0;
-    for (const p of parts) {
-      crc = zlib.crc32(p, crc);
-      size += p.byteLength;
-    }
-    crc >>>= 0;
+    for (const p of parts) size += p.byteLength;
     const utf8 = /[^\x20-\x7e]/.test(name);
     const nameBuf = Buffer.from(name, utf8 ? 'utf8' : 'latin1');
     const big = this.force64 || size >= U32_MAX;

@@ -101,10 +101,11 @@ describe('damaged zips', () => {
     }
   });
 
-  it('garbage, an empty file and a legacy (pre-1.6) torch.save file are refused clearly', () => {
+  it('garbage, an empty file and a stray pickle are refused clearly', () => {
     expectCheckpointError(() => load(Buffer.alloc(0)), /too short/);
-    expectCheckpointError(() => load(Buffer.from('x'.repeat(5000))), /not a zip checkpoint/);
-    expectCheckpointError(() => load(Buffer.concat([Buffer.from([0x80, 0x02, 0x8a, 0x0a]), Buffer.alloc(100)])), /legacy/);
+    expectCheckpointError(() => load(Buffer.from('x'.repeat(5000))), /not a torch.save checkpoint/);
+    expectCheckpointError(() => load(Buffer.concat([Buffer.from([0x80, 0x02, 0x8a, 0x0a]), Buffer.alloc(100)])), /legacy torch.save file/);
+    expectCheckpointError(() => load(Buffer.from([0x80, 0x02, 0x4b, 0x05, 0x2e])), /legacy torch.save file: bad magic number/);
   });
 
   it('an archive without data.pkl is not a checkpoint', () => {

@@ -3,7 +3,8 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { spawn, spawnSync, execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { Tensor, load, save, checkpoint, CheckpointManager } from '../../lib';
+import { Tensor, load, save, saveAsync, checkpoint, CheckpointManager } from '../../lib';
+import { allocStorage } from '../../lib/checkpoint/native-io';
 import { tmpDir } from './helpers';
 
 const root = path.resolve(__dirname, '../..');
@@ -29,6 +30,46 @@ describe('atomic save', () => {
     expect(m.list()).toEqual([]);
     expect(fs.existsSync(path.join(dir, stale))).toBe(false);
     expect(fs.existsSync(path.join(dir, mine))).toBe(true); // a live writer's file is left alone
+  });
+});
+
+describe('saveAsync', () => {
+  it('writes the same bytes as save(); its snapshot is ordered with the step executor, not the JS thread', async () => {
+    const dir = tmpDir('ckpt-async');
+    // A tensor whose memory the test can change directly.
+    const { handle, bytes } = allocStorage(1 << 20, 'float32');
+    const live = new Tensor(handle);
+    const f32 = new Float32Array(bytes.buffer, bytes.byteOffset, 1 << 20);
+    f32.fill(1);
+    const value = { epoch: 4, w: live, other: Tensor.randn([3, 5]), lr: 0.01 };
+    save(path.join(dir, 'sync.pth'), value);
+    await saveAsync(path.join(dir, 'async.pth'), value);
+    expect(fs.readFileSync(path.join(dir, 'async.pth')).equals(fs.readFileSync(path.join(dir, 'sync.pth')))).toBe(true);
+
+    // A long job (a "training step") is on the executor; saveAsync returns at once and
+    // its copy happens after that job: a change made before the copy's turn is in the file.
+    const a = Tensor.randn([512, 512]);
+    const step = a.matmulAsync(a, { repeat: 60 });
+    const t0 = performance.now();
+    const pending = saveAsync(path.join(dir, 'queued.pth'), value);
+    const held = performance.now() - t0;
+    f32.fill(2); // runs while the step is still going
+    await Promise.all([step, pending]);
+    expect(held).toBeLessThan(50);
+    expect(new Set(load(path.join(dir, 'queued.pth')).w.toArray())).toEqual(new Set([2]));
+    expect(fs.readdirSync(dir).sort()).toEqual(['async.pth', 'queued.pth', 'sync.pth']);
+  });
+
+  it('CheckpointManager.saveAsync completes in call order, prunes and hands files over', async () => {
+    const dir = tmpDir('ckpt-async-manager');
+    const handed: number[] = [];
+    const m = new CheckpointManager({ dir, keepLast: 2, keepBest: 1, onSaved: (_, info) => void handed.push(info.epoch) });
+    const saves = [0.5, 0.9, 0.1, 0.2].map((acc, epoch) => m.saveAsync(epoch, { epoch, w: Tensor.full([1000], epoch) }, { metric: acc }));
+    const infos = await Promise.all(saves);
+    expect(infos.map((i) => i.epoch)).toEqual([0, 1, 2, 3]);
+    expect(handed).toEqual([0, 1, 2, 3]);
+    expect(m.list().map((c) => c.epoch)).toEqual([1, 2, 3]);
+    for (const c of m.list()) expect(load(c.path).w.toArray()[999]).toBe(c.epoch);
   });
 });
 

@@ -165,6 +165,15 @@ def prepare(d):
         for info in src.infolist():
             dst.writestr(info.filename, src.read(info.filename))
     out["resnet18"] = manifest(torch.load(os.path.join(d, "resnet18.pth")))
+
+    # The pre-1.6 format, still common for published weights.
+    torch.save(r18.state_dict(), os.path.join(d, "legacy-resnet18.pth"), _use_new_zipfile_serialization=False)
+    torch.save(mixed, os.path.join(d, "legacy-mixed.pth"), _use_new_zipfile_serialization=False)
+    torch.save(
+        {"w": torch.ones(2), "payload": Evil("touch " + os.path.join(d, "PWNED3"))},
+        os.path.join(d, "legacy-evil.pth"),
+        _use_new_zipfile_serialization=False,
+    )
     return out
 
 

@@ -25,6 +25,8 @@ describe('reading what torch.save wrote', () => {
   it('loadAsync reads the same (reads on the pool, CRC-32s overlapped) and still refuses damage', async () => {
     const file = path.join(dir, 'resnet50.pth');
     expect(manifest(await loadAsync(file))).toEqual(fixtures.resnet50);
+    const mixed = await loadAsync(path.join(dir, 'mixed.pth'));
+    for (const [k, want] of Object.entries(fixtures.mixed)) expect([k, describeTensor(mixed[k])]).toEqual([k, want]);
     const bad = fs.readFileSync(file);
     bad[bad.length >> 1] ^= 0x40; // inside some storage
     fs.writeFileSync(path.join(dir, 'bad.pth'), bad);
@@ -48,6 +50,29 @@ describe('reading what torch.save wrote', () => {
     expect(v.nested.tuple).toEqual([1, 'a']);
     expect(Object.isFrozen(v.nested.tuple)).toBe(true);
     expect(v.scalar.item()).toBe(2.5);
+  });
+
+  it('reads the legacy (pre-1.6) format: state dicts, every dtype, views', async () => {
+    expect(manifest(load(path.join(dir, 'legacy-resnet18.pth')))).toEqual(fixtures.resnet18);
+    expect(manifest(await loadAsync(path.join(dir, 'legacy-resnet18.pth')))).toEqual(fixtures.resnet18);
+    expect(manifest(load(fs.readFileSync(path.join(dir, 'legacy-resnet18.pth'))))).toEqual(fixtures.resnet18);
+    const v = load(path.join(dir, 'legacy-mixed.pth'));
+    for (const [k, want] of Object.entries(fixtures.mixed)) expect([k, describeTensor(v[k])]).toEqual([k, want]);
+    expect(v.nested.list).toEqual([1, -2, 2 ** 40, -(2n ** 70n), 0.25, 'héllo', null, true, false]);
+  });
+
+  it('a damaged legacy file gives a CheckpointError, never another error', () => {
+    const buf = fs.readFileSync(path.join(dir, 'legacy-mixed.pth'));
+    for (const cut of [1, 10, 100, buf.length >> 1, buf.length - 1]) expect(() => load(buf.subarray(0, cut))).toThrow(CheckpointError);
+    for (let i = 0; i < 500; i++) {
+      const bad = Buffer.from(buf);
+      bad[Math.floor(Math.random() * bad.length)] ^= 1 + Math.floor(Math.random() * 255);
+      try {
+        load(bad); // no CRCs in this format: a flipped data byte loads as a changed value
+      } catch (e) {
+        if (!(e instanceof CheckpointError)) throw e;
+      }
+    }
   });
 
   it('reads deflated entries (a zip tool recompressed the archive)', () => {
@@ -74,6 +99,11 @@ describe('refusing malicious checkpoints', () => {
     expect((err as UnsafePickleError).global).toBe('posix.system');
     expect((err as Error).message).toMatch(/posix\.system.*not a tensor/);
     expect(fs.existsSync(marker)).toBe(false);
+  });
+
+  it('a legacy-format file calling os.system is refused too', () => {
+    expect(() => load(path.join(dir, 'legacy-evil.pth'))).toThrow(UnsafePickleError);
+    expect(fs.existsSync(path.join(dir, 'PWNED3'))).toBe(false);
   });
 
   it('protocol 4 (STACK_GLOBAL) calling builtins.eval is refused too', () => {
@@ -189,6 +219,12 @@ describe('pretrained weights into a model with another head', () => {
     expect(report.loaded.length).toBe(src.size - 3);
     expect(received!.strict).toBe(false);
     expect(describeTensor(received!.sd.get('layer1.0.conv1.weight')!)).toEqual(describeTensor(src.get('layer1.0.conv1.weight')!));
+
+    // exclude: a fresh layer4 even where the shapes match
+    const r2 = checkpoint.loadPretrained(module, src, { exclude: /^layer4\./ });
+    expect(r2.excluded.length).toBe([...src.keys()].filter((k) => k.startsWith('layer4.')).length);
+    expect(r2.loaded.some((k) => k.startsWith('layer4.'))).toBe(false);
+    expect(r2.missing).toContain('layer4.0.conv1.weight');
   });
 
   it('finds the state dict inside a training checkpoint and strips a DataParallel prefix', () => {
