@@ -3,7 +3,6 @@
 #include <torch/version.h>
 
 #include <fstream>
-#include <malloc.h>
 #include <mutex>
 #include <sched.h>
 
@@ -36,19 +35,6 @@ void applyDefaultThreads() {
     if (n <= 0) n = availableCores();
     at::set_num_threads(n);
   });
-}
-
-// With glibc's default of 8 malloc arenas per core, tensor storage freed
-// here was not reused and RSS climbed by gigabytes (500 x 4 MiB tensors made
-// and disposed: +2 GiB). Two arenas keep RSS flat at the same step speed
-// (measured on ResNet50; pinning the mmap threshold instead cost 30-200%).
-// TORCHLINE_KEEP_MALLOC=1 leaves glibc's policy alone.
-void tuneMalloc() {
-#ifdef M_ARENA_MAX
-  const char* keep = std::getenv("TORCHLINE_KEEP_MALLOC");
-  if (keep && *keep && *keep != '0') return;
-  mallopt(M_ARENA_MAX, 2);
-#endif
 }
 
 // A line of at::show_config() that starts with `key`, without the key.
@@ -169,7 +155,6 @@ Napi::Value SetRngState(const Napi::CallbackInfo& info) {
 
 void InitRuntime(Napi::Env env, Napi::Object exports) {
   applyDefaultThreads();
-  tuneMalloc();
   exports.Set("buildInfo", Napi::Function::New<BuildInfo>(env, "buildInfo"));
   exports.Set("cudaIsAvailable", Napi::Function::New<CudaIsAvailable>(env, "cudaIsAvailable"));
   exports.Set("cudaDeviceCount", Napi::Function::New<CudaDeviceCount>(env, "cudaDeviceCount"));

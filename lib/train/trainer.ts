@@ -220,9 +220,10 @@ export class Trainer extends EventEmitter<TrainerEvents> {
         ['config', JSON.stringify(o.config ?? {})],
         ['torchline', version().torchline],
       ]);
-    const save = (epochLabel: number, epoch: number, batch: number, metric?: number) => {
+    // Written off the JS thread; no step is in flight here (each is awaited).
+    const save = async (epochLabel: number, epoch: number, batch: number, metric?: number) => {
       if (!manager) return;
-      const info = manager.save(epochLabel, state(epoch, batch), metric === undefined ? {} : { metric });
+      const info = await manager.saveAsync(epochLabel, state(epoch, batch), metric === undefined ? {} : { metric });
       this.emit('checkpoint', info);
     };
 
@@ -267,7 +268,7 @@ export class Trainer extends EventEmitter<TrainerEvents> {
         }
         if (this.stopSignal) {
           // Mid-epoch: save the exact position so resume continues with the next batch.
-          save(epoch + 1, epoch, batchIdx);
+          await save(epoch + 1, epoch, batchIdx);
           this.emit('interrupted', { signal: this.stopSignal, epoch, batch: batchIdx });
           interrupted = true;
           break;
@@ -295,7 +296,7 @@ export class Trainer extends EventEmitter<TrainerEvents> {
             `, ${rec.imgPerSec.toFixed(1)} img/s, ${seconds.toFixed(1)} s`,
         );
         this.emit('epochEnd', rec);
-        if (every > 0 && ((epoch + 1) % every === 0 || epoch + 1 === o.epochs)) save(epoch + 1, epoch + 1, 0, rec.valTop1);
+        if (every > 0 && ((epoch + 1) % every === 0 || epoch + 1 === o.epochs)) await save(epoch + 1, epoch + 1, 0, rec.valTop1);
         if (this.stopSignal) {
           interrupted = true;
           break;
