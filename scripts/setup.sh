@@ -17,8 +17,9 @@ say() { [ "$quiet" = 1 ] || echo "setup: $*" >&2; }
 #   python3-torch/-torchvision/-pil   the Python peer for tests and benchmarks
 #   opencv-doc                     real photos for data tests and benchmarks
 #   dataset-fashion-mnist          the demo's dataset
+#   chromium                       renders the HTML report in its test
 APT_PACKAGES=(libtorch-dev libgloo-dev libopenblas0-pthread libturbojpeg0-dev cmake g++ ccache
-  python3-torch python3-torchvision python3-pil opencv-doc dataset-fashion-mnist)
+  python3-torch python3-torchvision python3-pil opencv-doc dataset-fashion-mnist chromium)
 
 missing=()
 if command -v dpkg-query >/dev/null 2>&1; then
