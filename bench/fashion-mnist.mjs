@@ -2,7 +2,7 @@
 // evaluated on the full 10,000-image test set (the dataset's benchmark table:
 // 2 conv + pooling 91.6%, ResNet18 94.9%). Goal: >= 92% top-1.
 // Recipe: 32x32 (28x28 upscaled), random horizontal flip, Adam lr 2e-3 with
-// OneCycleLR over the run, batch 128, label smoothing 0.1, N epochs (default 6).
+// OneCycleLR over the run, batch 128, label smoothing 0.1, N epochs (default 8).
 // Usage: npm run bench -- fashion-mnist [--epochs N] [--per-class N]
 import * as fs from 'node:fs';
 import * as os from 'node:os';
@@ -11,7 +11,7 @@ import { parseArgs } from 'node:util';
 import { Adam, CrossEntropyLoss, DataLoader, ImageFolder, OneCycleLR, Trainer, manualSeed, resnet18, transforms as T, getNumThreads } from '../dist/index.js';
 import { writeImageFolder } from '../dist/cli/demo.js';
 
-const { values } = parseArgs({ options: { epochs: { type: 'string', default: '6' }, 'per-class': { type: 'string', default: '6000' } } });
+const { values } = parseArgs({ options: { epochs: { type: 'string', default: '8' }, 'per-class': { type: 'string', default: '6000' } } });
 const epochs = Number(values.epochs);
 const perClass = Number(values['per-class']);
 const root = path.join(os.tmpdir(), `torchline-fmnist-${perClass}`);

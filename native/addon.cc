@@ -1,8 +1,20 @@
 #include "addon.h"
 
+#include "common.h"
+
 namespace tl {
 
 AddonData& addonData(Napi::Env env) { return *env.GetInstanceData<AddonData>(); }
+
+Napi::Object unwrapArg(Napi::Value v, const Napi::FunctionReference& ctor, const std::string& name, const char* what) {
+  auto is = [&](const Napi::Value& x) { return x.IsObject() && x.As<Napi::Object>().InstanceOf(ctor.Value()); };
+  if (is(v)) return v.As<Napi::Object>();
+  if (v.IsObject()) {
+    Napi::Value inner = v.As<Napi::Object>().Get("handle");
+    if (is(inner)) return inner.As<Napi::Object>();
+  }
+  throw ArgError(name + " must be " + what);
+}
 
 }  // namespace tl
 

@@ -12,6 +12,11 @@ struct AddonData {
 
 AddonData& addonData(Napi::Env env);
 
+// The native object behind a JS argument: the handle itself, or a TS
+// wrapper (Tensor, Module, Optimizer) that keeps it in `handle`. Anything
+// else is a TypeError naming the argument and what it must be.
+Napi::Object unwrapArg(Napi::Value v, const Napi::FunctionReference& ctor, const std::string& name, const char* what);
+
 // Each concern registers its functions on the exports object.
 void InitRuntime(Napi::Env env, Napi::Object exports);
 void InitTensorFunctions(Napi::Env env, Napi::Object exports);

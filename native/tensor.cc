@@ -134,19 +134,8 @@ Napi::Object TensorHandle::New(Napi::Env env, torch::Tensor t, bool owned) {
   return addonData(env).tensorCtor.New({ext, Napi::Boolean::New(env, owned)});
 }
 
-bool TensorHandle::IsHandle(Napi::Value v) {
-  if (!v.IsObject()) return false;
-  return v.As<Napi::Object>().InstanceOf(addonData(v.Env()).tensorCtor.Value());
-}
-
 torch::Tensor TensorHandle::From(Napi::Value v, const char* name) {
-  // Accept the TS Tensor wrapper too: it keeps its handle in `handle`.
-  if (v.IsObject() && !IsHandle(v)) {
-    Napi::Value inner = v.As<Napi::Object>().Get("handle");
-    if (IsHandle(inner)) v = inner;
-  }
-  if (!IsHandle(v)) throw ArgError(std::string(name) + " must be a Tensor");
-  return Napi::ObjectWrap<TensorHandle>::Unwrap(v.As<Napi::Object>())->live();
+  return Unwrap(unwrapArg(v, addonData(v.Env()).tensorCtor, name, "a Tensor"))->live();
 }
 
 Napi::Value TensorHandle::Shape(const Napi::CallbackInfo& info) {

@@ -15,7 +15,6 @@ class TensorHandle : public Napi::ObjectWrap<TensorHandle> {
   // The tensor behind a JS handle; throws TypeError for anything else and
   // Error for a disposed handle.
   static torch::Tensor From(Napi::Value v, const char* name);
-  static bool IsHandle(Napi::Value v);
 
   explicit TensorHandle(const Napi::CallbackInfo& info);
   ~TensorHandle() override;

@@ -44,13 +44,7 @@ void ModelHandle::Init(Napi::Env env, Napi::Object exports) {
 }
 
 ModelHandle* ModelHandle::From(Napi::Value v, const char* name) {
-  if (v.IsObject() && !v.As<Napi::Object>().InstanceOf(addonData(v.Env()).modelCtor.Value())) {
-    Napi::Value inner = v.As<Napi::Object>().Get("handle");
-    if (inner.IsObject()) v = inner;
-  }
-  if (!v.IsObject() || !v.As<Napi::Object>().InstanceOf(addonData(v.Env()).modelCtor.Value()))
-    throw ArgError(std::string(name) + " must be a model");
-  return Napi::ObjectWrap<ModelHandle>::Unwrap(v.As<Napi::Object>());
+  return Unwrap(unwrapArg(v, addonData(v.Env()).modelCtor, name, "a model"));
 }
 
 // new ModelHandle("resnet", { depth, numClasses, zeroInitResidual })

@@ -109,14 +109,7 @@ void OptimizerHandle::Init(Napi::Env env, Napi::Object exports) {
 }
 
 OptimizerHandle* OptimizerHandle::From(Napi::Value v, const char* name) {
-  auto& ctor = addonData(v.Env()).optimizerCtor;
-  if (v.IsObject() && !v.As<Napi::Object>().InstanceOf(ctor.Value())) {
-    Napi::Value inner = v.As<Napi::Object>().Get("handle");
-    if (inner.IsObject()) v = inner;
-  }
-  if (!v.IsObject() || !v.As<Napi::Object>().InstanceOf(ctor.Value()))
-    throw ArgError(std::string(name) + " must be an optimizer");
-  return Napi::ObjectWrap<OptimizerHandle>::Unwrap(v.As<Napi::Object>());
+  return Unwrap(unwrapArg(v, addonData(v.Env()).optimizerCtor, name, "an optimizer"));
 }
 
 // new OptimizerHandle(kind, [{ params: [Tensor...], ...groupOptions }], defaults)
