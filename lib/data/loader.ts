@@ -37,7 +37,11 @@ export interface DataLoaderOptions {
   maxPixels?: number;
   /** uint8 images (N,3,H,W, 0..255) instead of normalised float32: normalise on the device. */
   uint8?: boolean;
-  /** Let libjpeg-turbo decode at a reduced scale when the crop is much larger than the output (default true). */
+  /**
+   * Let libjpeg-turbo decode at n/8 scale when the crop is at least that much larger than its target size.
+   * Much faster, but its IDCT filter is not Pillow's: pixels differ by ~1-5/255 on average. Default: on when
+   * the transforms are random (RandomResizedCrop), off otherwise, so evaluation matches torchvision exactly.
+   */
   dctScaling?: boolean;
   /** Where skip messages go (default console.warn). */
   log?: (message: string) => void;

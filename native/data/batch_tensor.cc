@@ -7,13 +7,13 @@
 
 namespace tl::data {
 
-Napi::Value wrapBatchTensor(Napi::Env env, uint8_t* data, int n, int h, int w, bool uint8) {
+Napi::Value wrapBatchTensor(Napi::Env env, uint8_t* data, size_t bytes, int n, int h, int w, bool uint8) {
   torch::Tensor t;
   try {
-    t = torch::from_blob(data, {n, 3, h, w}, [](void* p) { std::free(p); },
+    t = torch::from_blob(data, {n, 3, h, w}, [bytes](void* p) { releaseBatchBuffer(p, bytes); },
                          torch::TensorOptions().dtype(uint8 ? torch::kUInt8 : torch::kFloat32));
   } catch (...) {
-    std::free(data);
+    releaseBatchBuffer(data, bytes);
     rethrowAsJs(env);
   }
   return TensorHandle::New(env, t);

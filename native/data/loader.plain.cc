@@ -14,6 +14,7 @@
 #include <functional>
 #include <mutex>
 #include <thread>
+#include <algorithm>
 
 namespace tl::data {
 
@@ -154,6 +155,43 @@ class WorkerPool {
 
 // ------------------------------------------------------------------ batch --
 
+namespace {
+std::mutex bufferMu;
+std::vector<std::pair<void*, size_t>> freeBuffers;
+constexpr size_t kKeepBuffers = 4;
+}  // namespace
+
+uint8_t* acquireBatchBuffer(size_t bytes) {
+  {
+    std::lock_guard<std::mutex> lock(bufferMu);
+    for (size_t i = 0; i < freeBuffers.size(); i++)
+      if (freeBuffers[i].second == bytes) {
+        void* p = freeBuffers[i].first;
+        freeBuffers.erase(freeBuffers.begin() + long(i));
+        return static_cast<uint8_t*>(p);
+      }
+  }
+  void* p = std::aligned_alloc(64, bytes);
+  if (!p) throw std::bad_alloc();
+  return static_cast<uint8_t*>(p);
+}
+
+void releaseBatchBuffer(void* p, size_t bytes) {
+  if (!p) return;
+  {
+    std::lock_guard<std::mutex> lock(bufferMu);
+    if (freeBuffers.size() < kKeepBuffers) {
+      freeBuffers.emplace_back(p, bytes);
+      return;
+    }
+    // Full: drop the oldest (it may be of a size no longer used).
+    std::swap(p, freeBuffers.front().first);
+    std::swap(bytes, freeBuffers.front().second);
+    std::rotate(freeBuffers.begin(), freeBuffers.begin() + 1, freeBuffers.end());
+  }
+  std::free(p);
+}
+
 Napi::FunctionReference* ImageBatch::ctor = nullptr;
 
 void ImageBatch::Init(Napi::Env env, Napi::Object exports) {
@@ -166,7 +204,7 @@ void ImageBatch::Init(Napi::Env env, Napi::Object exports) {
 
 ImageBatch::ImageBatch(const Napi::CallbackInfo& info) : Napi::ObjectWrap<ImageBatch>(info) {}
 
-ImageBatch::~ImageBatch() { std::free(data_); }
+ImageBatch::~ImageBatch() { releaseBatchBuffer(data_, bytes_); }
 
 void ImageBatch::allocate(int n, const Plan& plan) {
   n_ = n;
@@ -174,9 +212,8 @@ void ImageBatch::allocate(int n, const Plan& plan) {
   w_ = plan.outW;
   uint8_ = plan.uint8Out;
   sampleBytes_ = plan.sampleBytes();
-  size_t bytes = std::max<size_t>(64, (sampleBytes_ * n + 63) / 64 * 64);
-  data_ = static_cast<uint8_t*>(std::aligned_alloc(64, bytes));
-  if (!data_) throw std::bad_alloc();
+  bytes_ = std::max<size_t>(64, (sampleBytes_ * n + 63) / 64 * 64);
+  data_ = acquireBatchBuffer(bytes_);
 }
 
 Napi::Value ImageBatch::ToTensor(const Napi::CallbackInfo& info) {
@@ -196,12 +233,12 @@ Napi::Value ImageBatch::ToTensor(const Napi::CallbackInfo& info) {
   }
   uint8_t* data = data_;
   data_ = nullptr;
-  return wrapBatchTensor(env, data, kept, h_, w_, uint8_);
+  return wrapBatchTensor(env, data, bytes_, kept, h_, w_, uint8_);
 }
 
 Napi::Value ImageBatch::Dispose(const Napi::CallbackInfo& info) {
   if (busy_ == 0) {
-    std::free(data_);
+    releaseBatchBuffer(data_, bytes_);
     data_ = nullptr;
   }
   return info.Env().Undefined();
@@ -270,6 +307,11 @@ void processItem(const Plan& plan, ImageBatch* batch, Item& it) {
     Sniff s = sniffJpeg(data, size);
     if (!s.fastPath) {
       it.status = "decline:" + s.reason;
+      return;
+    }
+    if (!s.hasEnd) {
+      // Decided here, not by how far the crop makes the decoder read.
+      it.status = "error:truncated JPEG (no end-of-image marker)";
       return;
     }
     processJpeg(plan, data, size, it.seed, out);
@@ -457,6 +499,29 @@ Napi::Value SampleSeeds(const Napi::CallbackInfo& info) {
   return out;
 }
 
+// planGeometry(spec, width, height, seed: bigint) -> the crop/resize/flip a sample gets (tests).
+Napi::Value PlanGeometry(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 4 || !info[0].IsObject() || !info[3].IsBigInt()) typeError(env, "planGeometry(spec, w, h, seed)");
+  Plan plan = parsePlan(env, info[0].As<Napi::Object>());
+  bool lossless = false;
+  SampleRng rng(info[3].As<Napi::BigInt>().Uint64Value(&lossless));
+  Geometry g = planGeometry(plan, info[1].As<Napi::Number>().Int32Value(), info[2].As<Napi::Number>().Int32Value(), rng);
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("cropX", g.cropX);
+  o.Set("cropY", g.cropY);
+  o.Set("cropW", g.cropW);
+  o.Set("cropH", g.cropH);
+  o.Set("gridW", g.gridW);
+  o.Set("gridH", g.gridH);
+  o.Set("outX", g.outX);
+  o.Set("outY", g.outY);
+  o.Set("outW", g.outW);
+  o.Set("outH", g.outH);
+  o.Set("flip", g.flip);
+  return o;
+}
+
 // Decode-only throughput over files on a fixed number of threads (bench limit).
 Napi::Value DecodeBench(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
@@ -496,6 +561,7 @@ void InitDataPlain(Napi::Env env, Napi::Object exports) {
   exports.Set("decodeJpeg", Napi::Function::New(env, DecodeJpegSync, "decodeJpeg"));
   exports.Set("sniffJpeg", Napi::Function::New(env, SniffJpegSync, "sniffJpeg"));
   exports.Set("sampleSeeds", Napi::Function::New(env, SampleSeeds, "sampleSeeds"));
+  exports.Set("planGeometry", Napi::Function::New(env, PlanGeometry, "planGeometry"));
   exports.Set("decodeBench", Napi::Function::New(env, DecodeBench, "decodeBench"));
 }
 

@@ -28,8 +28,10 @@ double triangle(double x) {
   return x < 1.0 ? 1.0 - x : 0.0;
 }
 
-void precompute(int inSize, int outSize, Coeffs& c) {
-  const double scale = double(inSize) / outSize;
+// in0/in1: the (possibly fractional) source box, relative to the clip start;
+// taps are clipped to [0, inSize) like Pillow clips to the image.
+void precompute(int inSize, double in0, double in1, int outSize, Coeffs& c) {
+  const double scale = (in1 - in0) / outSize;
   const double filterscale = std::max(scale, 1.0);
   const double support = 1.0 * filterscale;
   c.ksize = int(std::ceil(support)) * 2 + 1;
@@ -37,7 +39,7 @@ void precompute(int inSize, int outSize, Coeffs& c) {
   c.k.assign(size_t(outSize) * c.ksize, 0);
   std::vector<double> pre(c.ksize);
   for (int xx = 0; xx < outSize; xx++) {
-    const double center = (xx + 0.5) * scale;
+    const double center = in0 + (xx + 0.5) * scale;
     const double ss = 1.0 / filterscale;
     int xmin = int(center - support + 0.5);
     if (xmin < 0) xmin = 0;
@@ -112,21 +114,23 @@ void vertical(const uint8_t* src, size_t srcStride, int srcRow0, int rowBytes, c
 
 }  // namespace
 
-void resampleWindow(const uint8_t* src, int srcW, int /*srcH*/, int cx, int cy, int cw, int ch, int outW, int outH,
-                    int colFrom, int colTo, int rowFrom, int rowTo, uint8_t* dst, size_t dstStride) {
+void resampleBox(const uint8_t* src, int srcW, int cx, int cy, int cw, int ch, double bx0, double by0, double bx1,
+                 double by1, int outW, int outH, int colFrom, int colTo, int rowFrom, int rowTo, uint8_t* dst,
+                 size_t dstStride) {
   thread_local Coeffs hc, vc;
   thread_local std::vector<uint8_t> tmp;
   thread_local std::vector<int32_t> acc;
   if (colFrom >= colTo || rowFrom >= rowTo) return;
   const size_t srcStride = size_t(srcW) * 3;
   const uint8_t* origin = src + size_t(cy) * srcStride + size_t(cx) * 3;
-  const bool needH = outW != cw, needV = outH != ch;
+  bx0 -= cx, bx1 -= cx, by0 -= cy, by1 -= cy;
+  // Pillow skips a pass that maps pixels one to one.
+  const bool needH = !(outW == cw && bx0 == 0 && bx1 == cw), needV = !(outH == ch && by0 == 0 && by1 == ch);
   const int cols = colTo - colFrom;
   if (!needV) {
-    // Rows map one to one.
     const uint8_t* rows = origin + size_t(rowFrom) * srcStride;
     if (needH) {
-      precompute(cw, outW, hc);
+      precompute(cw, bx0, bx1, outW, hc);
       horizontal(rows, srcStride, rowTo - rowFrom, hc, colFrom, colTo, dst, dstStride);
     } else {
       for (int y = rowFrom; y < rowTo; y++)
@@ -135,13 +139,13 @@ void resampleWindow(const uint8_t* src, int srcW, int /*srcH*/, int cx, int cy, 
     }
     return;
   }
-  precompute(ch, outH, vc);
+  precompute(ch, by0, by1, outH, vc);
   const int first = vc.bounds[size_t(rowFrom) * 2];
   int last = first;
   for (int yy = rowFrom; yy < rowTo; yy++)
     last = std::max(last, vc.bounds[size_t(yy) * 2] + vc.bounds[size_t(yy) * 2 + 1]);
   if (needH) {
-    precompute(cw, outW, hc);
+    precompute(cw, bx0, bx1, outW, hc);
     tmp.resize(size_t(last - first) * cols * 3);
     horizontal(origin + size_t(first) * srcStride, srcStride, last - first, hc, colFrom, colTo, tmp.data(),
                size_t(cols) * 3);
@@ -149,6 +153,12 @@ void resampleWindow(const uint8_t* src, int srcW, int /*srcH*/, int cx, int cy, 
   } else {
     vertical(origin + size_t(colFrom) * 3, srcStride, 0, cols * 3, vc, rowFrom, rowTo, dst, dstStride, acc);
   }
+}
+
+void resampleWindow(const uint8_t* src, int srcW, int /*srcH*/, int cx, int cy, int cw, int ch, int outW, int outH,
+                    int colFrom, int colTo, int rowFrom, int rowTo, uint8_t* dst, size_t dstStride) {
+  resampleBox(src, srcW, cx, cy, cw, ch, cx, cy, cx + cw, cy + ch, outW, outH, colFrom, colTo, rowFrom, rowTo, dst,
+              dstStride);
 }
 
 void resampleBilinear(const uint8_t* src, int srcW, int srcH, int x, int y, int w, int h, int outW, int outH,
