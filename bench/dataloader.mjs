@@ -27,9 +27,9 @@ const PHOTOS = '/usr/share/doc/opencv-doc/examples/data';
 const PY = '/usr/bin/python3';
 
 // A deterministic ImageNet-like folder: 8 classes, landscape and portrait
-// ~500x375 baseline JPEGs (quality 90, 4:2:0), cut from the real photos.
+// ~500x375 baseline JPEGs (quality 95, 4:2:0, like ImageNet's), cut from the real photos.
 async function makeDataset(dir) {
-  const stamp = path.join(dir, `.complete-${nFiles}`);
+  const stamp = path.join(dir, `.complete-${nFiles}-q95`);
   if (fs.existsSync(stamp)) return;
   fs.rmSync(dir, { recursive: true, force: true });
   const photos = fs.readdirSync(PHOTOS).filter((f) => f.endsWith('.jpg')).sort();
@@ -50,7 +50,7 @@ async function makeDataset(dir) {
     await sharp(src)
       .extract({ left, top, width: cw, height: ch })
       .resize(w, h)
-      .jpeg({ quality: 90, chromaSubsampling: '4:2:0' })
+      .jpeg({ quality: 95, chromaSubsampling: '4:2:0' })
       .toFile(path.join(dir, cls, `${cls}_${i}.JPEG`));
   }
   fs.writeFileSync(stamp, '');
