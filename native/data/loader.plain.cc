@@ -482,6 +482,7 @@ Napi::Value SniffJpegSync(const Napi::CallbackInfo& info) {
   o.Set("reason", s.reason);
   o.Set("width", s.width);
   o.Set("height", s.height);
+  o.Set("hasEnd", s.hasEnd);
   return o;
 }
 
