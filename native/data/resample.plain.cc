@@ -61,33 +61,63 @@ void precompute(int inSize, double in0, double in1, int outSize, Coeffs& c) {
   }
 }
 
+// The inner kernels, also built for AVX2 (picked at load time): Pillow's
+// 32-bit fixed-point arithmetic needs 32-bit multiplies, which SSE2 lacks.
+#if defined(__GNUC__) && defined(__x86_64__) && !defined(__clang__)
+#define TL_KERNEL __attribute__((target_clones("avx2", "default")))
+#else
+#define TL_KERNEL
+#endif
+
+TL_KERNEL void accumulate(int32_t* __restrict a, const uint8_t* __restrict in, int32_t w, int n) {
+  for (int i = 0; i < n; i++) a[i] += int32_t(in[i]) * w;
+}
+
 inline uint8_t clip8(int32_t in) {
   if (in >= (1 << kPrecisionBits << 8)) return 255;
   if (in <= 0) return 0;
   return uint8_t(in >> kPrecisionBits);
 }
 
-// Output columns [colFrom, colTo) of `rows` rows; src rows are `srcStride` bytes apart.
-void horizontal(const uint8_t* src, size_t srcStride, int rows, const Coeffs& c, int colFrom, int colTo,
-                uint8_t* dst, size_t dstStride) {
-  for (int y = 0; y < rows; y++) {
-    const uint8_t* in = src + size_t(y) * srcStride;
-    uint8_t* out = dst + size_t(y) * dstStride;
-    for (int xx = colFrom; xx < colTo; xx++) {
-      const int xmin = c.bounds[size_t(xx) * 2], xmax = c.bounds[size_t(xx) * 2 + 1];
-      const int32_t* k = &c.k[size_t(xx) * c.ksize];
-      const uint8_t* p = in + size_t(xmin) * 3;
-      int32_t s0 = 1 << (kPrecisionBits - 1), s1 = s0, s2 = s0;
-      for (int x = 0; x < xmax; x++) {
-        s0 += p[0] * k[x];
-        s1 += p[1] * k[x];
-        s2 += p[2] * k[x];
-        p += 3;
+// Output columns [colFrom, colTo) of `rows` rows (src rows srcStride bytes
+// apart), computed on strips of rows transposed so that each tap is one
+// contiguous multiply-add over the strip (vectorised).
+void horizontalT(const uint8_t* src, size_t srcStride, int rows, const Coeffs& c, int colFrom, int colTo,
+                 uint8_t* dst, size_t dstStride) {
+  constexpr int S = 16;  // rows per strip: the transposed strip stays in L1
+  thread_local std::vector<uint8_t> t;
+  thread_local std::vector<int32_t> acc;
+  int cmin = c.bounds[size_t(colFrom) * 2], cmax = cmin;
+  for (int xx = colFrom; xx < colTo; xx++) {
+    cmin = std::min(cmin, c.bounds[size_t(xx) * 2]);
+    cmax = std::max(cmax, c.bounds[size_t(xx) * 2] + c.bounds[size_t(xx) * 2 + 1]);
+  }
+  const int C = cmax - cmin;
+  t.resize(size_t(C) * S * 3);
+  acc.resize(size_t(S) * 3);
+  for (int r0 = 0; r0 < rows; r0 += S) {
+    const int s = std::min(S, rows - r0), n = s * 3;
+    for (int r = 0; r < s; r++) {
+      const uint8_t* in = src + size_t(r0 + r) * srcStride + size_t(cmin) * 3;
+      uint8_t* o = t.data() + size_t(r) * 3;
+      for (int j = 0; j < C; j++) {
+        o[size_t(j) * n] = in[j * 3];
+        o[size_t(j) * n + 1] = in[j * 3 + 1];
+        o[size_t(j) * n + 2] = in[j * 3 + 2];
       }
-      out[0] = clip8(s0);
-      out[1] = clip8(s1);
-      out[2] = clip8(s2);
-      out += 3;
+    }
+    for (int xx = colFrom; xx < colTo; xx++) {
+      const int xmin = c.bounds[size_t(xx) * 2] - cmin, xmax = c.bounds[size_t(xx) * 2 + 1];
+      const int32_t* k = &c.k[size_t(xx) * c.ksize];
+      int32_t* a = acc.data();
+      std::fill(a, a + n, int32_t(1) << (kPrecisionBits - 1));
+      for (int x = 0; x < xmax; x++) accumulate(a, t.data() + size_t(xmin + x) * n, k[x], n);
+      uint8_t* o = dst + size_t(r0) * dstStride + size_t(xx - colFrom) * 3;
+      for (int r = 0; r < s; r++) {
+        o[size_t(r) * dstStride] = clip8(a[r * 3]);
+        o[size_t(r) * dstStride + 1] = clip8(a[r * 3 + 1]);
+        o[size_t(r) * dstStride + 2] = clip8(a[r * 3 + 2]);
+      }
     }
   }
 }
@@ -102,11 +132,7 @@ void vertical(const uint8_t* src, size_t srcStride, int srcRow0, int rowBytes, c
     const int32_t* k = &c.k[size_t(yy) * c.ksize];
     int32_t* a = acc.data();
     std::fill(a, a + rowBytes, int32_t(1) << (kPrecisionBits - 1));
-    for (int y = 0; y < ymax; y++) {
-      const uint8_t* in = src + size_t(ymin + y) * srcStride;
-      const int32_t w = k[y];
-      for (int i = 0; i < rowBytes; i++) a[i] += in[i] * w;
-    }
+    for (int y = 0; y < ymax; y++) accumulate(a, src + size_t(ymin + y) * srcStride, k[y], rowBytes);
     uint8_t* out = dst + size_t(yy - rowFrom) * dstStride;
     for (int i = 0; i < rowBytes; i++) out[i] = clip8(a[i]);
   }
@@ -131,7 +157,7 @@ void resampleBox(const uint8_t* src, int srcW, int cx, int cy, int cw, int ch, d
     const uint8_t* rows = origin + size_t(rowFrom) * srcStride;
     if (needH) {
       precompute(cw, bx0, bx1, outW, hc);
-      horizontal(rows, srcStride, rowTo - rowFrom, hc, colFrom, colTo, dst, dstStride);
+      horizontalT(rows, srcStride, rowTo - rowFrom, hc, colFrom, colTo, dst, dstStride);
     } else {
       for (int y = rowFrom; y < rowTo; y++)
         std::memcpy(dst + size_t(y - rowFrom) * dstStride, origin + size_t(y) * srcStride + size_t(colFrom) * 3,
@@ -147,7 +173,7 @@ void resampleBox(const uint8_t* src, int srcW, int cx, int cy, int cw, int ch, d
   if (needH) {
     precompute(cw, bx0, bx1, outW, hc);
     tmp.resize(size_t(last - first) * cols * 3);
-    horizontal(origin + size_t(first) * srcStride, srcStride, last - first, hc, colFrom, colTo, tmp.data(),
+    horizontalT(origin + size_t(first) * srcStride, srcStride, last - first, hc, colFrom, colTo, tmp.data(),
                size_t(cols) * 3);
     vertical(tmp.data(), size_t(cols) * 3, first, cols * 3, vc, rowFrom, rowTo, dst, dstStride, acc);
   } else {
