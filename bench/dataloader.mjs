@@ -29,7 +29,7 @@ const PY = '/usr/bin/python3';
 // A deterministic ImageNet-like folder: 8 classes, landscape and portrait
 // ~500x375 baseline JPEGs (quality 95, 4:2:0, like ImageNet's), cut from the real photos.
 async function makeDataset(dir) {
-  const stamp = path.join(dir, `.complete-${nFiles}-q95`);
+  const stamp = path.join(dir, `.complete-${nFiles}-v3`);
   if (fs.existsSync(stamp)) return;
   fs.rmSync(dir, { recursive: true, force: true });
   const photos = fs.readdirSync(PHOTOS).filter((f) => f.endsWith('.jpg')).sort();
@@ -41,7 +41,7 @@ async function makeDataset(dir) {
     const portrait = rand() < 0.25;
     const [w, h] = portrait ? [375, 500] : [500, 375];
     // A random crop of the photo with the target's aspect, then resized.
-    const scale = 0.6 + 0.4 * rand();
+    const scale = 0.85 + 0.15 * rand(); // mostly a downscale, as ImageNet photos are
     let cw = Math.floor(meta.width * scale), ch = Math.floor((cw * h) / w);
     if (ch > meta.height) [ch, cw] = [meta.height, Math.floor((meta.height * w) / h)];
     const left = Math.floor(rand() * (meta.width - cw + 1)), top = Math.floor(rand() * (meta.height - ch + 1));

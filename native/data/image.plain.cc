@@ -390,10 +390,12 @@ void render(const Plan& plan, const Geometry& g, const uint8_t* src, int srcW, i
     throw std::invalid_argument("the transforms produce a " + std::to_string(W) + "x" + std::to_string(H) +
                                 " image but the batch is " + std::to_string(plan.outW) + "x" +
                                 std::to_string(plan.outH) + ": end them with a fixed-size crop");
-  win.assign(size_t(W) * H * 3, 0);
   // Part of the window that lies on the grid (the rest is CenterCrop's zero padding).
   const int x0 = std::max(0, g.outX), y0 = std::max(0, g.outY);
   const int x1 = std::min(g.gridW, g.outX + W), y1 = std::min(g.gridH, g.outY + H);
+  const bool padded = x0 != g.outX || y0 != g.outY || x1 != g.outX + W || y1 != g.outY + H;
+  if (padded) win.assign(size_t(W) * H * 3, 0);
+  else win.resize(size_t(W) * H * 3);
   if (x0 < x1 && y0 < y1) {
     uint8_t* dst = win.data() + (size_t(y0 - g.outY) * W + size_t(x0 - g.outX)) * 3;
     if (g.hasBox) {
@@ -434,17 +436,27 @@ void render(const Plan& plan, const Geometry& g, const uint8_t* src, int srcW, i
       }
   for (int c = 0; c < 3; c++)
     for (int v = 0; v < 256; v++) lut[c][v] = (float(v) / 255.0f - mean[c]) / stdv[c];
-  float* o = reinterpret_cast<float*>(out);
-  for (int c = 0; c < 3; c++) {
-    const float* t = lut[c];
-    float* oc = o + c * plane;
-    for (int y = 0; y < H; y++) {
-      const uint8_t* row = win.data() + size_t(y) * W * 3 + c;
-      float* orow = oc + size_t(y) * W;
-      if (g.flip)
-        for (int x = 0; x < W; x++) orow[x] = t[row[size_t(W - 1 - x) * 3]];
-      else
-        for (int x = 0; x < W; x++) orow[x] = t[row[size_t(x) * 3]];
+  float* o0 = reinterpret_cast<float*>(out);
+  float* o1 = o0 + plane;
+  float* o2 = o1 + plane;
+  // One pass over the window writes the three planes.
+  for (int y = 0; y < H; y++) {
+    const uint8_t* row = win.data() + size_t(y) * W * 3;
+    const size_t base = size_t(y) * W;
+    if (g.flip) {
+      for (int x = 0, sx = W - 1; x < W; x++, sx--) {
+        const uint8_t* p = row + size_t(sx) * 3;
+        o0[base + x] = lut[0][p[0]];
+        o1[base + x] = lut[1][p[1]];
+        o2[base + x] = lut[2][p[2]];
+      }
+    } else {
+      for (int x = 0; x < W; x++) {
+        const uint8_t* p = row + size_t(x) * 3;
+        o0[base + x] = lut[0][p[0]];
+        o1[base + x] = lut[1][p[1]];
+        o2[base + x] = lut[2][p[2]];
+      }
     }
   }
 }
