@@ -160,6 +160,38 @@ describe('files that fail', () => {
   });
 });
 
+describe('damaged files never crash or hang the loader', () => {
+  it('survives 60 corrupted and cut JPEGs and PNGs with onError: skip', async () => {
+    await ready;
+    const fuzz = path.join(dir, 'fuzz');
+    fs.mkdirSync(fuzz, { recursive: true });
+    let rnd = 7;
+    const rand = (n: number) => ((rnd = (Math.imul(rnd, 1103515245) + 12345) >>> 0) % n);
+    const sources = [fs.readFileSync(file('good.jpg')), fs.readFileSync(file('progressive.jpg')), fs.readFileSync(file('real.png'))];
+    const rows = [];
+    for (let i = 0; i < 60; i++) {
+      const b = Buffer.from(sources[i % 3]);
+      if (i % 2 === 0) for (let k = 0; k < 1 + rand(20); k++) b[20 + rand(b.length - 20)] = rand(256); // header and data damage
+      const cut = i % 4 === 1 ? b.subarray(0, 2 + rand(b.length - 2)) : b;
+      const name = path.join(fuzz, `f${i}.jpg`);
+      fs.writeFileSync(name, cut);
+      rows.push({ uri: name, label: i });
+    }
+    const dl = new DataLoader(new ManifestDataset(rows), {
+      transform: T.imagenetTrain(64),
+      batchSize: 8,
+      numWorkers: 2,
+      onError: 'skip',
+      maxPixels: 4_000_000,
+      log: () => {},
+    });
+    let n = 0;
+    for await (const b of dl) n += b.images.shape[0];
+    expect(n + dl.skipped.length).toBe(60);
+    expect(n).toBeGreaterThan(0);
+  });
+});
+
 describe('the event loop stays free', () => {
   it('timers keep firing while batches decode', async () => {
     await ready;
