@@ -90,8 +90,10 @@ console.log(`dataset: ${files.length} JPEGs (~500x375) in ${root}; ${workers} wo
 
 const binding = require('../build/Release/torchline.node');
 binding.data.decodeBench(files.slice(0, 32), 1, 1); // warm
-const decode1 = binding.data.decodeBench(files, 1, 2);
-const decodeN = binding.data.decodeBench(files, workers, 3);
+// Best of three: a burst of a second or two is easily hit by other load.
+const bestOf = (f) => Math.max(f(), f(), f());
+const decode1 = bestOf(() => binding.data.decodeBench(files, 1, 2));
+const decodeN = bestOf(() => binding.data.decodeBench(files, workers, 3));
 console.log(`libjpeg-turbo decode only: ${decode1.toFixed(0)} img/s on 1 thread, ${decodeN.toFixed(0)} img/s on ${workers}`);
 
 // Rounds alternate torchline and torchvision so that load from elsewhere on

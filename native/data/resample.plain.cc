@@ -73,6 +73,12 @@ TL_KERNEL void accumulate(int32_t* __restrict a, const uint8_t* __restrict in, i
   for (int i = 0; i < n; i++) a[i] += int32_t(in[i]) * w;
 }
 
+// The first tap also adds the rounding bias, saving a pass over `a`.
+TL_KERNEL void accumulateFirst(int32_t* __restrict a, const uint8_t* __restrict in, int32_t w, int n) {
+  const int32_t bias = int32_t(1) << (kPrecisionBits - 1);
+  for (int i = 0; i < n; i++) a[i] = bias + int32_t(in[i]) * w;
+}
+
 inline uint8_t clip8(int32_t in) {
   if (in >= (1 << kPrecisionBits << 8)) return 255;
   if (in <= 0) return 0;
@@ -110,8 +116,9 @@ void horizontalT(const uint8_t* src, size_t srcStride, int rows, const Coeffs& c
       const int xmin = c.bounds[size_t(xx) * 2] - cmin, xmax = c.bounds[size_t(xx) * 2 + 1];
       const int32_t* k = &c.k[size_t(xx) * c.ksize];
       int32_t* a = acc.data();
-      std::fill(a, a + n, int32_t(1) << (kPrecisionBits - 1));
-      for (int x = 0; x < xmax; x++) accumulate(a, t.data() + size_t(xmin + x) * n, k[x], n);
+      if (xmax <= 0) std::fill(a, a + n, int32_t(1) << (kPrecisionBits - 1));
+      for (int x = 0; x < xmax; x++)
+        (x == 0 ? accumulateFirst : accumulate)(a, t.data() + size_t(xmin + x) * n, k[x], n);
       uint8_t* o = dst + size_t(r0) * dstStride + size_t(xx - colFrom) * 3;
       for (int r = 0; r < s; r++) {
         o[size_t(r) * dstStride] = clip8(a[r * 3]);
@@ -131,8 +138,9 @@ void vertical(const uint8_t* src, size_t srcStride, int srcRow0, int rowBytes, c
     const int ymin = c.bounds[size_t(yy) * 2] - srcRow0, ymax = c.bounds[size_t(yy) * 2 + 1];
     const int32_t* k = &c.k[size_t(yy) * c.ksize];
     int32_t* a = acc.data();
-    std::fill(a, a + rowBytes, int32_t(1) << (kPrecisionBits - 1));
-    for (int y = 0; y < ymax; y++) accumulate(a, src + size_t(ymin + y) * srcStride, k[y], rowBytes);
+    if (ymax <= 0) std::fill(a, a + rowBytes, int32_t(1) << (kPrecisionBits - 1));
+    for (int y = 0; y < ymax; y++)
+      (y == 0 ? accumulateFirst : accumulate)(a, src + size_t(ymin + y) * srcStride, k[y], rowBytes);
     uint8_t* out = dst + size_t(yy - rowFrom) * dstStride;
     for (int i = 0; i < rowBytes; i++) out[i] = clip8(a[i]);
   }
