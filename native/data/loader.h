@@ -15,7 +15,7 @@ class WorkerPool;
 class ImageBatch : public Napi::ObjectWrap<ImageBatch> {
  public:
   static void Init(Napi::Env env, Napi::Object exports);
-  static Napi::FunctionReference* ctor;
+  static Napi::Object NewInstance(Napi::Env env);
   explicit ImageBatch(const Napi::CallbackInfo& info);
   ~ImageBatch() override;
   void allocate(int n, const Plan& plan);

@@ -14,6 +14,7 @@
 #include <functional>
 #include <mutex>
 #include <thread>
+#include <unordered_map>
 #include <algorithm>
 
 namespace tl::data {
@@ -192,13 +193,37 @@ void releaseBatchBuffer(void* p, size_t bytes) {
   std::free(p);
 }
 
-Napi::FunctionReference* ImageBatch::ctor = nullptr;
+namespace {
+// The ImageBatch constructor of each environment (main thread, worker
+// threads): a reference must not cross environments.
+std::mutex ctorMu;
+std::unordered_map<napi_env, Napi::FunctionReference*> ctors;
+}  // namespace
+
+Napi::Object ImageBatch::NewInstance(Napi::Env env) {
+  Napi::FunctionReference* ref;
+  {
+    std::lock_guard<std::mutex> lock(ctorMu);
+    ref = ctors.at(env);
+  }
+  return ref->New({});
+}
 
 void ImageBatch::Init(Napi::Env env, Napi::Object exports) {
   Napi::Function f = DefineClass(env, "ImageBatch",
                                  {InstanceMethod<&ImageBatch::ToTensor>("toTensor"),
                                   InstanceMethod<&ImageBatch::Dispose>("dispose")});
-  ctor = new Napi::FunctionReference(Napi::Persistent(f));  // lives as long as the process
+  auto* ref = new Napi::FunctionReference(Napi::Persistent(f));
+  {
+    std::lock_guard<std::mutex> lock(ctorMu);
+    ctors[env] = ref;
+  }
+  napi_env raw = env;
+  env.AddCleanupHook([raw, ref] {
+    std::lock_guard<std::mutex> lock(ctorMu);
+    ctors.erase(raw);
+    delete ref;
+  });
   exports.Set("ImageBatch", f);
 }
 
@@ -357,7 +382,7 @@ Napi::Value DataPipeline::NewBatch(const Napi::CallbackInfo& info) {
   if (info.Length() < 1 || !info[0].IsNumber()) typeError(env, "newBatch(n)");
   int n = info[0].As<Napi::Number>().Int32Value();
   if (n < 0 || n > (1 << 20)) throw Napi::RangeError::New(env, "newBatch: bad batch size");
-  Napi::Object obj = ImageBatch::ctor->New({});
+  Napi::Object obj = ImageBatch::NewInstance(env);
   ImageBatch::Unwrap(obj)->allocate(n, *plan_);
   return obj;
 }
