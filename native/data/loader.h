@@ -56,7 +56,7 @@ void releaseBatchBuffer(void* p, size_t bytes);
 
 // batch_tensor.cc (the one torch file): adopts a batch buffer; the tensor
 // hands it back to releaseBatchBuffer.
-Napi::Value wrapBatchTensor(Napi::Env env, uint8_t* data, size_t bytes, int n, int h, int w, bool uint8);
+Napi::Value wrapBatchTensor(Napi::Env env, uint8_t* data, size_t bytes, int n, int h, int w, bool uint8, bool pin);
 
 void InitDataPlain(Napi::Env env, Napi::Object exports);
 

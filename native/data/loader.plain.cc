@@ -247,6 +247,7 @@ Napi::Value ImageBatch::ToTensor(const Napi::CallbackInfo& info) {
   if (!data_) throw Napi::Error::New(env, "ImageBatch.toTensor: already taken");
   // keep: the slots to keep, in order (skipped samples are dropped).
   int kept = n_;
+  const bool pin = info.Length() > 1 && info[1].ToBoolean().Value();
   if (info.Length() > 0 && info[0].IsArray()) {
     auto keep = info[0].As<Napi::Array>();
     kept = int(keep.Length());
@@ -258,7 +259,7 @@ Napi::Value ImageBatch::ToTensor(const Napi::CallbackInfo& info) {
   }
   uint8_t* data = data_;
   data_ = nullptr;
-  return wrapBatchTensor(env, data, bytes_, kept, h_, w_, uint8_);
+  return wrapBatchTensor(env, data, bytes_, kept, h_, w_, uint8_, pin);
 }
 
 Napi::Value ImageBatch::Dispose(const Napi::CallbackInfo& info) {

@@ -13,7 +13,7 @@ import { describe, expect, it } from 'vitest';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import sharp from 'sharp';
-import { DataLoader, ManifestDataset, transforms as T } from '../../lib';
+import { DataLoader, ManifestDataset, data, transforms as T } from '../../lib';
 import { binding } from '../../lib/native';
 import { collect, peer, photos, tmpDir } from './helpers';
 
@@ -161,6 +161,19 @@ describe('RandomHorizontalFlip and Normalize', () => {
     }
     expect(plain.labels.toArray()).toEqual([3]);
     expect(plain.labels.dtype).toBe('int64');
+  });
+
+  it('uint8 batches normalised later (data.normalize, the GPU path) equal the float batches', async () => {
+    const ds = new ManifestDataset(files.slice(0, 6).map((uri) => ({ uri, label: 0 })));
+    const opts = { transform: T.imagenetEval(96), batchSize: 6, numWorkers: 2, pinMemory: true };
+    const [f] = await collect(new DataLoader(ds, opts));
+    const [u] = await collect(new DataLoader(ds, { ...opts, uint8: true }));
+    expect(u.images.dtype).toBe('uint8');
+    const n = data.normalize(u.images, T.IMAGENET_MEAN, T.IMAGENET_STD, 'cpu');
+    expect(n.dtype).toBe('float32');
+    expect(n.shape).toEqual(f.images.shape);
+    expect(n.toTypedArray()).toEqual(f.images.toTypedArray());
+    expect(() => data.normalize(f.images, T.IMAGENET_MEAN, T.IMAGENET_STD)).toThrow(/uint8/);
   });
 
   it('refuses transforms that give no fixed batch size', () => {
