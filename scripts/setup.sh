@@ -13,12 +13,13 @@ say() { [ "$quiet" = 1 ] || echo "setup: $*" >&2; }
 #   libtorch-dev, libgloo-dev      LibTorch 1.13 (CPU) and c10d's Gloo headers
 #   libopenblas0-pthread           a fast BLAS (Debian's reference BLAS is ~35x slower)
 #   libturbojpeg0-dev              the JPEG fast path of the data loader
+#   libjpeg62-turbo-dev            its region decoding (libjpeg API: crop + skip scanlines)
 #   cmake, g++, ccache             the native build
 #   python3-torch/-torchvision/-pil   the Python peer for tests and benchmarks
 #   opencv-doc                     real photos for data tests and benchmarks
 #   dataset-fashion-mnist          the demo's dataset
 #   chromium                       renders the HTML report in its test
-APT_PACKAGES=(libtorch-dev libgloo-dev libopenblas0-pthread libturbojpeg0-dev cmake g++ ccache
+APT_PACKAGES=(libtorch-dev libgloo-dev libopenblas0-pthread libturbojpeg0-dev libjpeg62-turbo-dev cmake g++ ccache
   python3-torch python3-torchvision python3-pil opencv-doc dataset-fashion-mnist chromium)
 
 missing=()

@@ -1,5 +1,5 @@
 // torchline.data: datasets, transforms, samplers and the DataLoader.
-export { DataLoader, DEFAULT_MAX_PIXELS } from './loader';
+export { DataLoader, DEFAULT_MAX_PIXELS, normalize } from './loader';
 export type { Batch, DataLoaderOptions, SkippedSample } from './loader';
 export {
   ImageFolder,

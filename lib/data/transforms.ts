@@ -134,7 +134,7 @@ export function toSpec(
     outH: size[0],
     outW: size[1],
     uint8: options.uint8 ?? false,
-    dctScaling: options.dctScaling ?? true,
+    dctScaling: options.dctScaling ?? ops.some((o) => o.op === 'RandomResizedCrop'),
     maxPixels: options.maxPixels ?? 0,
   };
 }

@@ -5,6 +5,7 @@
 #pragma once
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -49,6 +50,7 @@ struct Sniff {
   bool fastPath = false;  // libjpeg-turbo decodes it with the same result sharp would give
   std::string reason;     // why not, for the logs
   int width = 0, height = 0;
+  bool hasEnd = false;    // an EOI marker follows the first scan (else: truncated)
 };
 Sniff sniffJpeg(const uint8_t* data, size_t size);
 
@@ -74,6 +76,9 @@ struct Geometry {
   // grid: CenterCrop pads with zeros, as torchvision does).
   int outX = 0, outY = 0, outW = 0, outH = 0;
   bool flip = false;
+  // After DCT scaling: the crop's exact (fractional) box in the scaled image.
+  bool hasBox = false;
+  double boxX0 = 0, boxY0 = 0, boxX1 = 0, boxY1 = 0;
   bool resampled() const { return gridW != cropW || gridH != cropH; }
 };
 Geometry planGeometry(const Plan& plan, int srcW, int srcH, SampleRng& rng);
@@ -95,6 +100,23 @@ void resampleBilinear(const uint8_t* src, int srcW, int srcH, int x, int y, int 
 // dst with rows dstStride bytes apart (CenterCrop after Resize needs no more).
 void resampleWindow(const uint8_t* src, int srcW, int srcH, int cx, int cy, int cw, int ch, int outW, int outH,
                     int colFrom, int colTo, int rowFrom, int rowTo, uint8_t* dst, size_t dstStride);
+
+// General form: the clip region (cx, cy, cw, ch) bounds the taps, the
+// fractional box [bx0, bx1) x [by0, by1) (source coordinates) is what maps
+// onto the outW x outH grid (a crop mapped onto a DCT-scaled image).
+void resampleBox(const uint8_t* src, int srcW, int cx, int cy, int cw, int ch, double bx0, double by0, double bx1,
+                 double by1, int outW, int outH, int colFrom, int colTo, int rowFrom, int rowTo, uint8_t* dst,
+                 size_t dstStride);
+
+#if defined(TORCHLINE_LIBJPEG)
+struct RegionRequest {
+  int num = 8;  // scale num/8
+  int x0 = 0, y0 = 0, x1 = 1 << 30, y1 = 1 << 30;  // in the scaled image
+};
+void decodeJpegRegion(const uint8_t* data, size_t size, int64_t maxPixels,
+                      const std::function<void(int w, int h, RegionRequest& r)>& onHeader, RgbImage& img, int& ox,
+                      int& oy);
+#endif
 
 // Reads a whole file; throws ImageError with the OS reason.
 std::vector<uint8_t> readFile(const std::string& path);

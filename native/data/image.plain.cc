@@ -71,7 +71,13 @@ Sniff sniffJpeg(const uint8_t* d, size_t size) {
       pos += 2;
       continue;
     }
-    if (m == 0xDA || m == 0xD9) break;
+    if (m == 0xDA) {
+      // Entropy-coded data never holds FF D9, so an EOI after the first scan
+      // means the file is complete; without one it was cut short.
+      for (size_t i = size - 1; i > pos + 1 && !s.hasEnd; i--) s.hasEnd = d[i - 1] == 0xFF && d[i] == 0xD9;
+      break;
+    }
+    if (m == 0xD9) break;
     size_t len = be16(d + pos + 2);
     if (len < 2 || pos + 2 + len > size) break;
     const uint8_t* seg = d + pos + 4;
@@ -384,13 +390,18 @@ void render(const Plan& plan, const Geometry& g, const uint8_t* src, int srcW, i
     throw std::invalid_argument("the transforms produce a " + std::to_string(W) + "x" + std::to_string(H) +
                                 " image but the batch is " + std::to_string(plan.outW) + "x" +
                                 std::to_string(plan.outH) + ": end them with a fixed-size crop");
-  win.assign(size_t(W) * H * 3, 0);
   // Part of the window that lies on the grid (the rest is CenterCrop's zero padding).
   const int x0 = std::max(0, g.outX), y0 = std::max(0, g.outY);
   const int x1 = std::min(g.gridW, g.outX + W), y1 = std::min(g.gridH, g.outY + H);
+  const bool padded = x0 != g.outX || y0 != g.outY || x1 != g.outX + W || y1 != g.outY + H;
+  if (padded) win.assign(size_t(W) * H * 3, 0);
+  else win.resize(size_t(W) * H * 3);
   if (x0 < x1 && y0 < y1) {
     uint8_t* dst = win.data() + (size_t(y0 - g.outY) * W + size_t(x0 - g.outX)) * 3;
-    if (g.resampled()) {
+    if (g.hasBox) {
+      resampleBox(src, srcW, g.cropX, g.cropY, g.cropW, g.cropH, g.boxX0, g.boxY0, g.boxX1, g.boxY1, g.gridW, g.gridH,
+                  x0, x1, y0, y1, dst, size_t(W) * 3);
+    } else if (g.resampled()) {
       resampleWindow(src, srcW, srcH, g.cropX, g.cropY, g.cropW, g.cropH, g.gridW, g.gridH, x0, x1, y0, y1, dst,
                      size_t(W) * 3);
     } else {
@@ -425,17 +436,27 @@ void render(const Plan& plan, const Geometry& g, const uint8_t* src, int srcW, i
       }
   for (int c = 0; c < 3; c++)
     for (int v = 0; v < 256; v++) lut[c][v] = (float(v) / 255.0f - mean[c]) / stdv[c];
-  float* o = reinterpret_cast<float*>(out);
-  for (int c = 0; c < 3; c++) {
-    const float* t = lut[c];
-    float* oc = o + c * plane;
-    for (int y = 0; y < H; y++) {
-      const uint8_t* row = win.data() + size_t(y) * W * 3 + c;
-      float* orow = oc + size_t(y) * W;
-      if (g.flip)
-        for (int x = 0; x < W; x++) orow[x] = t[row[size_t(W - 1 - x) * 3]];
-      else
-        for (int x = 0; x < W; x++) orow[x] = t[row[size_t(x) * 3]];
+  float* o0 = reinterpret_cast<float*>(out);
+  float* o1 = o0 + plane;
+  float* o2 = o1 + plane;
+  // One pass over the window writes the three planes.
+  for (int y = 0; y < H; y++) {
+    const uint8_t* row = win.data() + size_t(y) * W * 3;
+    const size_t base = size_t(y) * W;
+    if (g.flip) {
+      for (int x = 0, sx = W - 1; x < W; x++, sx--) {
+        const uint8_t* p = row + size_t(sx) * 3;
+        o0[base + x] = lut[0][p[0]];
+        o1[base + x] = lut[1][p[1]];
+        o2[base + x] = lut[2][p[2]];
+      }
+    } else {
+      for (int x = 0; x < W; x++) {
+        const uint8_t* p = row + size_t(x) * 3;
+        o0[base + x] = lut[0][p[0]];
+        o1[base + x] = lut[1][p[1]];
+        o2[base + x] = lut[2][p[2]];
+      }
     }
   }
 }
@@ -448,40 +469,90 @@ void processRgb(const Plan& plan, const uint8_t* rgb, int width, int height, uin
   render(plan, g, rgb, width, height, out);
 }
 
-void processJpeg(const Plan& plan, const uint8_t* data, size_t size, uint64_t seed, uint8_t* out) {
-#ifdef TORCHLINE_TURBOJPEG
-  thread_local RgbImage img;
-  tjhandle h = decoder();
-  int w = 0, hh = 0, subsamp = 0, cs = 0;
-  if (tjDecompressHeader3(h, data, (unsigned long)size, &w, &hh, &subsamp, &cs) != 0)
-    throw ImageError(std::string("bad JPEG header: ") + tjGetErrorStr2(h));
-  checkPixels(w, hh, plan.maxPixels);
-  SampleRng rng(seed);
-  Geometry g = planGeometry(plan, w, hh, rng);
-  int num = 8;
-  if (plan.dctScaling && g.resampled()) {
-    // The smallest n/8 that keeps the crop at least as large as its target:
-    // libjpeg-turbo then does most of the downscale inside the IDCT.
-    for (int n = 1; n < 8; n++) {
-      if (double(g.cropW) * n / 8 >= g.gridW && double(g.cropH) * n / 8 >= g.gridH) {
-        num = n;
-        break;
-      }
-    }
-  }
-  tjDecode(data, size, num, img, plan.maxPixels);
+namespace {
+
+// The smallest n/8 that keeps the crop at least as large as its target:
+// libjpeg-turbo then does most of the downscale inside the IDCT.
+int dctScale(const Plan& plan, const Geometry& g) {
+  if (!plan.dctScaling || !g.resampled()) return 8;
+  // Only 1/8, 2/8 and 4/8: libjpeg-turbo has SIMD IDCTs for those, while
+  // 3/8, 5/8, 6/8, 7/8 (and the 12x12, 14x14 chroma IDCTs they bring) are
+  // scalar C and measured slower than a full-size SIMD decode.
+  for (int n = 1; n < 8; n *= 2)
+    if (double(g.cropW) * n / 8 >= g.gridW && double(g.cropH) * n / 8 >= g.gridH) return n;
+  return 8;
+}
+
+// Moves g onto an image decoded at scale num/8 (scaled size sw x sh) whose
+// pixel (0, 0) is the scaled image's (ox, oy).
+void mapGeometry(Geometry& g, int w, int h, int num, int sw, int sh, int ox, int oy, int imgW, int imgH) {
   if (num != 8) {
-    // Map the crop onto the scaled image.
-    const double sx = double(img.width) / w, sy = double(img.height) / hh;
-    int x0 = int(std::lround(g.cropX * sx)), y0 = int(std::lround(g.cropY * sy));
-    int x1 = int(std::lround((g.cropX + g.cropW) * sx)), y1 = int(std::lround((g.cropY + g.cropH) * sy));
-    x0 = std::min(x0, img.width - 1);
-    y0 = std::min(y0, img.height - 1);
+    // A fractional box, clipped to the whole pixels it touches, so the
+    // sampling grid does not shift.
+    const double sx = double(sw) / w, sy = double(sh) / h;
+    g.hasBox = true;
+    g.boxX0 = g.cropX * sx - ox;
+    g.boxY0 = g.cropY * sy - oy;
+    g.boxX1 = (g.cropX + g.cropW) * sx - ox;
+    g.boxY1 = (g.cropY + g.cropH) * sy - oy;
+    int x0 = std::max(0, int(std::floor(g.boxX0))), y0 = std::max(0, int(std::floor(g.boxY0)));
+    int x1 = std::min(imgW, int(std::ceil(g.boxX1))), y1 = std::min(imgH, int(std::ceil(g.boxY1)));
     g.cropX = x0;
     g.cropY = y0;
-    g.cropW = std::max(1, std::min(x1, img.width) - x0);
-    g.cropH = std::max(1, std::min(y1, img.height) - y0);
+    g.cropW = std::max(1, x1 - x0);
+    g.cropH = std::max(1, y1 - y0);
+  } else {
+    g.cropX -= ox;
+    g.cropY -= oy;
   }
+}
+
+}  // namespace
+
+void processJpeg(const Plan& plan, const uint8_t* data, size_t size, uint64_t seed, uint8_t* out) {
+  thread_local RgbImage img;
+#if defined(TORCHLINE_LIBJPEG)
+  Geometry g;
+  int w = 0, h = 0, num = 8, ox = 0, oy = 0;
+  decodeJpegRegion(
+      data, size, plan.maxPixels,
+      [&](int iw, int ih, RegionRequest& r) {
+        w = iw;
+        h = ih;
+        SampleRng rng(seed);
+        g = planGeometry(plan, w, h, rng);
+        num = dctScale(plan, g);
+        r.num = num;
+        const int sw = int((int64_t(w) * num + 7) / 8), sh = int((int64_t(h) * num + 7) / 8);
+        if (g.resampled() || num != 8) {
+          const double sx = double(sw) / w, sy = double(sh) / h;
+          r.x0 = int(std::floor(g.cropX * sx));
+          r.y0 = int(std::floor(g.cropY * sy));
+          r.x1 = int(std::ceil((g.cropX + g.cropW) * sx));
+          r.y1 = int(std::ceil((g.cropY + g.cropH) * sy));
+        } else {
+          // No resize: the output window itself (CenterCrop alone).
+          r.x0 = std::max(0, g.cropX + g.outX);
+          r.y0 = std::max(0, g.cropY + g.outY);
+          r.x1 = std::min(w, g.cropX + g.outX + g.outW);
+          r.y1 = std::min(h, g.cropY + g.outY + g.outH);
+        }
+      },
+      img, ox, oy);
+  const int sw = int((int64_t(w) * num + 7) / 8), sh = int((int64_t(h) * num + 7) / 8);
+  mapGeometry(g, w, h, num, sw, sh, ox, oy, img.width, img.height);
+  render(plan, g, img.pixels.data(), img.width, img.height, out);
+#elif defined(TORCHLINE_TURBOJPEG)
+  tjhandle th = decoder();
+  int w = 0, h = 0, subsamp = 0, cs = 0;
+  if (tjDecompressHeader3(th, data, (unsigned long)size, &w, &h, &subsamp, &cs) != 0)
+    throw ImageError(std::string("bad JPEG header: ") + tjGetErrorStr2(th));
+  checkPixels(w, h, plan.maxPixels);
+  SampleRng rng(seed);
+  Geometry g = planGeometry(plan, w, h, rng);
+  int num = dctScale(plan, g);
+  tjDecode(data, size, num, img, plan.maxPixels);
+  mapGeometry(g, w, h, num, img.width, img.height, 0, 0, img.width, img.height);
   render(plan, g, img.pixels.data(), img.width, img.height, out);
 #else
   (void)plan, (void)data, (void)size, (void)seed, (void)out;

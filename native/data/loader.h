@@ -15,7 +15,7 @@ class WorkerPool;
 class ImageBatch : public Napi::ObjectWrap<ImageBatch> {
  public:
   static void Init(Napi::Env env, Napi::Object exports);
-  static Napi::FunctionReference* ctor;
+  static Napi::Object NewInstance(Napi::Env env);
   explicit ImageBatch(const Napi::CallbackInfo& info);
   ~ImageBatch() override;
   void allocate(int n, const Plan& plan);
@@ -28,6 +28,7 @@ class ImageBatch : public Napi::ObjectWrap<ImageBatch> {
   Napi::Value ToTensor(const Napi::CallbackInfo& info);
   Napi::Value Dispose(const Napi::CallbackInfo& info);
   uint8_t* data_ = nullptr;
+  size_t bytes_ = 0;
   size_t sampleBytes_ = 0;
   int n_ = 0, h_ = 0, w_ = 0;
   bool uint8_ = false;
@@ -48,8 +49,14 @@ class DataPipeline : public Napi::ObjectWrap<DataPipeline> {
   std::unique_ptr<WorkerPool> pool_;
 };
 
-// batch_tensor.cc (the one torch file): adopts a malloc'd NCHW buffer.
-Napi::Value wrapBatchTensor(Napi::Env env, uint8_t* data, int n, int h, int w, bool uint8);
+// Batch buffers are recycled (a few, of the same size): a fresh 38 MB
+// buffer per batch costs page faults on every first touch.
+uint8_t* acquireBatchBuffer(size_t bytes);
+void releaseBatchBuffer(void* p, size_t bytes);
+
+// batch_tensor.cc (the one torch file): adopts a batch buffer; the tensor
+// hands it back to releaseBatchBuffer.
+Napi::Value wrapBatchTensor(Napi::Env env, uint8_t* data, size_t bytes, int n, int h, int w, bool uint8, bool pin);
 
 void InitDataPlain(Napi::Env env, Napi::Object exports);
 

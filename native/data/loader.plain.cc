@@ -14,6 +14,8 @@
 #include <functional>
 #include <mutex>
 #include <thread>
+#include <unordered_map>
+#include <algorithm>
 
 namespace tl::data {
 
@@ -154,19 +156,80 @@ class WorkerPool {
 
 // ------------------------------------------------------------------ batch --
 
-Napi::FunctionReference* ImageBatch::ctor = nullptr;
+namespace {
+std::mutex bufferMu;
+std::vector<std::pair<void*, size_t>> freeBuffers;
+constexpr size_t kKeepBuffers = 4;
+}  // namespace
+
+uint8_t* acquireBatchBuffer(size_t bytes) {
+  {
+    std::lock_guard<std::mutex> lock(bufferMu);
+    for (size_t i = 0; i < freeBuffers.size(); i++)
+      if (freeBuffers[i].second == bytes) {
+        void* p = freeBuffers[i].first;
+        freeBuffers.erase(freeBuffers.begin() + long(i));
+        return static_cast<uint8_t*>(p);
+      }
+  }
+  void* p = std::aligned_alloc(64, bytes);
+  if (!p) throw std::bad_alloc();
+  return static_cast<uint8_t*>(p);
+}
+
+void releaseBatchBuffer(void* p, size_t bytes) {
+  if (!p) return;
+  {
+    std::lock_guard<std::mutex> lock(bufferMu);
+    if (freeBuffers.size() < kKeepBuffers) {
+      freeBuffers.emplace_back(p, bytes);
+      return;
+    }
+    // Full: drop the oldest (it may be of a size no longer used).
+    std::swap(p, freeBuffers.front().first);
+    std::swap(bytes, freeBuffers.front().second);
+    std::rotate(freeBuffers.begin(), freeBuffers.begin() + 1, freeBuffers.end());
+  }
+  std::free(p);
+}
+
+namespace {
+// The ImageBatch constructor of each environment (main thread, worker
+// threads): a reference must not cross environments.
+std::mutex ctorMu;
+std::unordered_map<napi_env, Napi::FunctionReference*> ctors;
+}  // namespace
+
+Napi::Object ImageBatch::NewInstance(Napi::Env env) {
+  Napi::FunctionReference* ref;
+  {
+    std::lock_guard<std::mutex> lock(ctorMu);
+    ref = ctors.at(env);
+  }
+  return ref->New({});
+}
 
 void ImageBatch::Init(Napi::Env env, Napi::Object exports) {
   Napi::Function f = DefineClass(env, "ImageBatch",
                                  {InstanceMethod<&ImageBatch::ToTensor>("toTensor"),
                                   InstanceMethod<&ImageBatch::Dispose>("dispose")});
-  ctor = new Napi::FunctionReference(Napi::Persistent(f));  // lives as long as the process
+  auto* ref = new Napi::FunctionReference(Napi::Persistent(f));
+  {
+    std::lock_guard<std::mutex> lock(ctorMu);
+    ctors[env] = ref;
+  }
+  napi_env raw = env;
+  env.AddCleanupHook([raw, ref] {
+    std::lock_guard<std::mutex> lock(ctorMu);
+    ctors.erase(raw);
+    delete ref;
+  });
   exports.Set("ImageBatch", f);
 }
 
 ImageBatch::ImageBatch(const Napi::CallbackInfo& info) : Napi::ObjectWrap<ImageBatch>(info) {}
 
-ImageBatch::~ImageBatch() { std::free(data_); }
+ImageBatch::~ImageBatch() { releaseBatchBuffer(data_, bytes_); }
 
 void ImageBatch::allocate(int n, const Plan& plan) {
   n_ = n;
@@ -174,9 +237,8 @@ void ImageBatch::allocate(int n, const Plan& plan) {
   w_ = plan.outW;
   uint8_ = plan.uint8Out;
   sampleBytes_ = plan.sampleBytes();
-  size_t bytes = std::max<size_t>(64, (sampleBytes_ * n + 63) / 64 * 64);
-  data_ = static_cast<uint8_t*>(std::aligned_alloc(64, bytes));
-  if (!data_) throw std::bad_alloc();
+  bytes_ = std::max<size_t>(64, (sampleBytes_ * n + 63) / 64 * 64);
+  data_ = acquireBatchBuffer(bytes_);
 }
 
 Napi::Value ImageBatch::ToTensor(const Napi::CallbackInfo& info) {
@@ -185,6 +247,7 @@ Napi::Value ImageBatch::ToTensor(const Napi::CallbackInfo& info) {
   if (!data_) throw Napi::Error::New(env, "ImageBatch.toTensor: already taken");
   // keep: the slots to keep, in order (skipped samples are dropped).
   int kept = n_;
+  const bool pin = info.Length() > 1 && info[1].ToBoolean().Value();
   if (info.Length() > 0 && info[0].IsArray()) {
     auto keep = info[0].As<Napi::Array>();
     kept = int(keep.Length());
@@ -196,12 +259,12 @@ Napi::Value ImageBatch::ToTensor(const Napi::CallbackInfo& info) {
   }
   uint8_t* data = data_;
   data_ = nullptr;
-  return wrapBatchTensor(env, data, kept, h_, w_, uint8_);
+  return wrapBatchTensor(env, data, bytes_, kept, h_, w_, uint8_, pin);
 }
 
 Napi::Value ImageBatch::Dispose(const Napi::CallbackInfo& info) {
   if (busy_ == 0) {
-    std::free(data_);
+    releaseBatchBuffer(data_, bytes_);
     data_ = nullptr;
   }
   return info.Env().Undefined();
@@ -272,6 +335,11 @@ void processItem(const Plan& plan, ImageBatch* batch, Item& it) {
       it.status = "decline:" + s.reason;
       return;
     }
+    if (!s.hasEnd) {
+      // Decided here, not by how far the crop makes the decoder read.
+      it.status = "error:truncated JPEG (no end-of-image marker)";
+      return;
+    }
     processJpeg(plan, data, size, it.seed, out);
   } catch (const ImageError& e) {
     it.status = std::string("error:") + e.what();
@@ -315,7 +383,7 @@ Napi::Value DataPipeline::NewBatch(const Napi::CallbackInfo& info) {
   if (info.Length() < 1 || !info[0].IsNumber()) typeError(env, "newBatch(n)");
   int n = info[0].As<Napi::Number>().Int32Value();
   if (n < 0 || n > (1 << 20)) throw Napi::RangeError::New(env, "newBatch: bad batch size");
-  Napi::Object obj = ImageBatch::ctor->New({});
+  Napi::Object obj = ImageBatch::NewInstance(env);
   ImageBatch::Unwrap(obj)->allocate(n, *plan_);
   return obj;
 }
@@ -440,6 +508,7 @@ Napi::Value SniffJpegSync(const Napi::CallbackInfo& info) {
   o.Set("reason", s.reason);
   o.Set("width", s.width);
   o.Set("height", s.height);
+  o.Set("hasEnd", s.hasEnd);
   return o;
 }
 
@@ -455,6 +524,29 @@ Napi::Value SampleSeeds(const Napi::CallbackInfo& info) {
   for (uint32_t i = 0; i < idx.Length(); i++)
     out[i] = sampleSeed(seed, epoch, uint64_t(idx.Get(i).As<Napi::Number>().Int64Value()));
   return out;
+}
+
+// planGeometry(spec, width, height, seed: bigint) -> the crop/resize/flip a sample gets (tests).
+Napi::Value PlanGeometry(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 4 || !info[0].IsObject() || !info[3].IsBigInt()) typeError(env, "planGeometry(spec, w, h, seed)");
+  Plan plan = parsePlan(env, info[0].As<Napi::Object>());
+  bool lossless = false;
+  SampleRng rng(info[3].As<Napi::BigInt>().Uint64Value(&lossless));
+  Geometry g = planGeometry(plan, info[1].As<Napi::Number>().Int32Value(), info[2].As<Napi::Number>().Int32Value(), rng);
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("cropX", g.cropX);
+  o.Set("cropY", g.cropY);
+  o.Set("cropW", g.cropW);
+  o.Set("cropH", g.cropH);
+  o.Set("gridW", g.gridW);
+  o.Set("gridH", g.gridH);
+  o.Set("outX", g.outX);
+  o.Set("outY", g.outY);
+  o.Set("outW", g.outW);
+  o.Set("outH", g.outH);
+  o.Set("flip", g.flip);
+  return o;
 }
 
 // Decode-only throughput over files on a fixed number of threads (bench limit).
@@ -496,6 +588,7 @@ void InitDataPlain(Napi::Env env, Napi::Object exports) {
   exports.Set("decodeJpeg", Napi::Function::New(env, DecodeJpegSync, "decodeJpeg"));
   exports.Set("sniffJpeg", Napi::Function::New(env, SniffJpegSync, "sniffJpeg"));
   exports.Set("sampleSeeds", Napi::Function::New(env, SampleSeeds, "sampleSeeds"));
+  exports.Set("planGeometry", Napi::Function::New(env, PlanGeometry, "planGeometry"));
   exports.Set("decodeBench", Napi::Function::New(env, DecodeBench, "decodeBench"));
 }
 

@@ -1,0 +1,32 @@
+// Shared by test/data: the real photos, the Python peer, temp trees.
+import { execFileSync } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { Batch, DataLoader } from '../../lib';
+
+export const PHOTOS = '/usr/share/doc/opencv-doc/examples/data';
+export const PY = '/usr/bin/python3';
+export const PEER = path.join(__dirname, 'peer.py');
+
+export function photos(): string[] {
+  return fs
+    .readdirSync(PHOTOS)
+    .filter((f) => f.endsWith('.jpg'))
+    .sort()
+    .map((f) => path.join(PHOTOS, f));
+}
+
+export function peer(...args: string[]): string {
+  return execFileSync(PY, [PEER, ...args], { encoding: 'utf8', maxBuffer: 1 << 28 });
+}
+
+export function tmpDir(name: string): string {
+  return fs.mkdtempSync(path.join(os.tmpdir(), `torchline-${name}-`));
+}
+
+export async function collect(loader: DataLoader): Promise<Batch[]> {
+  const out: Batch[] = [];
+  for await (const b of loader) out.push(b);
+  return out;
+}
