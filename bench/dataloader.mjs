@@ -10,9 +10,9 @@ import os from 'node:os';
 import path from 'node:path';
 import { createRequire } from 'node:module';
 import tl from '../dist/index.js';
+import { makeImagenetLike } from './fixtures.mjs';
 
 const require = createRequire(import.meta.url);
-const sharp = require('sharp');
 const { DataLoader, ImageFolder, transforms: T } = tl;
 
 const arg = (name, def) => {
@@ -24,38 +24,7 @@ const nFiles = arg('files', 512);
 const epochs = arg('epochs', 3);
 const rounds = arg('rounds', 2);
 const batchSize = 64;
-const PHOTOS = '/usr/share/doc/opencv-doc/examples/data';
 const PY = '/usr/bin/python3';
-
-// A deterministic ImageNet-like folder: 8 classes, landscape and portrait
-// ~500x375 baseline JPEGs (quality 95, 4:2:0, like ImageNet's), cut from the real photos.
-async function makeDataset(dir) {
-  const stamp = path.join(dir, `.complete-${nFiles}-v3`);
-  if (fs.existsSync(stamp)) return;
-  fs.rmSync(dir, { recursive: true, force: true });
-  const photos = fs.readdirSync(PHOTOS).filter((f) => f.endsWith('.jpg')).sort();
-  let rnd = 12345;
-  const rand = () => ((rnd = (Math.imul(rnd, 1103515245) + 12345) >>> 0) / 2 ** 32);
-  for (let i = 0; i < nFiles; i++) {
-    const src = path.join(PHOTOS, photos[i % photos.length]);
-    const meta = await sharp(src).metadata();
-    const portrait = rand() < 0.25;
-    const [w, h] = portrait ? [375, 500] : [500, 375];
-    // A random crop of the photo with the target's aspect, then resized.
-    const scale = 0.85 + 0.15 * rand(); // mostly a downscale, as ImageNet photos are
-    let cw = Math.floor(meta.width * scale), ch = Math.floor((cw * h) / w);
-    if (ch > meta.height) [ch, cw] = [meta.height, Math.floor((meta.height * w) / h)];
-    const left = Math.floor(rand() * (meta.width - cw + 1)), top = Math.floor(rand() * (meta.height - ch + 1));
-    const cls = `n0${1440764 + (i % 8)}`;
-    fs.mkdirSync(path.join(dir, cls), { recursive: true });
-    await sharp(src)
-      .extract({ left, top, width: cw, height: ch })
-      .resize(w, h)
-      .jpeg({ quality: 95, chromaSubsampling: '4:2:0' })
-      .toFile(path.join(dir, cls, `${cls}_${i}.JPEG`));
-  }
-  fs.writeFileSync(stamp, '');
-}
 
 async function torchline(root, transform) {
   const ds = new ImageFolder(root);
@@ -84,7 +53,7 @@ async function torchline(root, transform) {
 }
 
 const root = path.join(os.tmpdir(), 'torchline-bench-imagenet');
-await makeDataset(root);
+await makeImagenetLike(root, nFiles, 8);
 const files = new ImageFolder(root).samples.map((s) => fs.readFileSync(s[0]));
 console.log(`dataset: ${files.length} JPEGs (~500x375) in ${root}; ${workers} workers, batch ${batchSize}, ${os.cpus().length} CPUs`);
 

@@ -148,7 +148,17 @@ export class DataLoader implements AsyncIterable<Batch> {
     return this.epoch;
   }
 
-  async *[Symbol.asyncIterator](): AsyncIterator<Batch> {
+  [Symbol.asyncIterator](): AsyncIterator<Batch> {
+    return this.iterate()[Symbol.asyncIterator]();
+  }
+
+  /**
+   * The current epoch's batches from `startBatch` on: a run resumed mid-epoch
+   * continues with exactly the batches it had not seen, without decoding the others.
+   */
+  async *iterate(options: { startBatch?: number } = {}): AsyncIterable<Batch> {
+    const startBatch = options.startBatch ?? 0;
+    if (!Number.isInteger(startBatch) || startBatch < 0) throw new RangeError(`startBatch must be a non-negative integer, got ${startBatch}`);
     const epoch = this.epoch;
     const order = this.sampler.indices(epoch);
     const batches: number[][] = [];
@@ -158,7 +168,7 @@ export class DataLoader implements AsyncIterable<Batch> {
       batches.push(b);
     }
     const inflight: Promise<Batch | null>[] = [];
-    let next = 0;
+    let next = Math.min(startBatch, batches.length);
     const launch = () => {
       while (inflight.length < this.prefetch && next < batches.length) {
         const p = this.loadBatch(batches[next++], epoch);
