@@ -101,21 +101,22 @@ describe('native errors become JS errors', () => {
 describe('steps run off the event loop', () => {
   it('timers keep firing while native work runs', async () => {
     const a = Tensor.randn([512, 512]);
-    // Calibrate (after a warm-up) to ~1 s of native work whatever the machine's speed.
-    await a.matmulAsync(a, { repeat: 2 });
-    let t0 = performance.now();
-    await a.matmulAsync(a, { repeat: 8 });
-    const perRep = Math.max((performance.now() - t0) / 8, 0.05);
-    const repeat = Math.ceil(1000 / perRep);
-
+    await a.matmulAsync(a, { repeat: 2 }); // warm-up
+    // Grow the work until it takes at least 300 ms, whatever the machine's speed and load.
+    let repeat = 8;
+    let elapsed = 0;
     let ticks = 0;
-    const timer = setInterval(() => ticks++, 10);
-    t0 = performance.now();
-    const pending = a.matmulAsync(a, { repeat });
-    const r = await pending;
-    const elapsed = performance.now() - t0;
-    clearInterval(timer);
-    expect(r.shape).toEqual([512, 512]);
+    for (;;) {
+      ticks = 0;
+      const timer = setInterval(() => ticks++, 10);
+      const t0 = performance.now();
+      const r = await a.matmulAsync(a, { repeat });
+      elapsed = performance.now() - t0;
+      clearInterval(timer);
+      expect(r.shape).toEqual([512, 512]);
+      if (elapsed >= 300 || repeat > 1e5) break;
+      repeat *= 4;
+    }
     expect(elapsed).toBeGreaterThan(300);
     // A blocked loop would see 0 or 1 ticks; a free one ~elapsed/10.
     expect(ticks).toBeGreaterThan(elapsed / 10 / 4);
