@@ -152,6 +152,10 @@ export interface ApiRequest {
   /** Socket idle timeout in ms (default 60,000). */
   timeoutMs?: number;
   signal?: AbortSignal;
+  /** Receives the response headers of a successful call (e.g. a resumable session's Location). */
+  onHeaders?: (headers: http.IncomingHttpHeaders) => void;
+  /** The success body carries nothing (opening a resumable session: GCS sends none, the emulator "OK"). */
+  ignoreBody?: boolean;
 }
 
 /** One JSON API call; resolves with the parsed JSON body (or {} when empty), rejects with the HTTP status on non-2xx. */
@@ -195,6 +199,11 @@ export async function apiJson<T = any>(storage: Storage, req: ApiRequest): Promi
               /* not JSON */
             }
             reject(new StorageError(`HTTP ${status}: ${message || res.statusMessage}`, { status }));
+            return;
+          }
+          req.onHeaders?.(res.headers);
+          if (req.ignoreBody) {
+            resolve({} as T);
             return;
           }
           try {

@@ -133,7 +133,10 @@ export async function uploadOne(storage: Storage, file: string, bucketName: stri
             return { path: file, uri, size: local.size, md5Hash: local.md5Hash, crc32c: local.crc32c, status: 'skipped' as const };
           }
         }
-        const m = await multipartUpload(storage, file, bucketName, name, local, opts.contentType);
+        const m =
+          local.size > RESUMABLE_ABOVE
+            ? await resumableUpload(storage, file, bucketName, name, local, opts.contentType)
+            : await multipartUpload(storage, file, bucketName, name, local, opts.contentType);
         if (m.md5Hash !== local.md5Hash || (m.crc32c && m.crc32c !== local.crc32c) || Number(m.size) !== local.size) {
           // The file changed while uploading, or bytes were damaged: try again.
           throw Object.assign(new StorageError(`${uri}: stored object does not match ${file} (size/md5/crc32c)`), { retryable: true });
@@ -144,6 +147,71 @@ export async function uploadOne(storage: Storage, file: string, bucketName: stri
     );
   } catch (err) {
     throw toStorageError(err, `uploading ${file} to ${uri}`);
+  }
+}
+
+/** Files above this go up through a resumable session (GCS's advice: multipart for small objects only). */
+const RESUMABLE_ABOVE = 5 * 1024 * 1024;
+
+/** A body that streams a byte range of an open file (read through one descriptor). */
+function fileBody(fh: fs.promises.FileHandle, file: string, size: number, head?: Buffer, tail?: Buffer): { length: number; open: () => Readable } {
+  return {
+    length: (head?.length ?? 0) + size + (tail?.length ?? 0),
+    open: () =>
+      Readable.from(
+        (async function* () {
+          if (head) yield head;
+          let pos = 0;
+          const buf = Buffer.allocUnsafe(1 << 20);
+          while (pos < size) {
+            const { bytesRead } = await fh.read(buf, 0, Math.min(buf.length, size - pos), pos);
+            if (bytesRead === 0) throw new Error(`${file} shrank while uploading`);
+            pos += bytesRead;
+            yield Buffer.from(buf.subarray(0, bytesRead));
+          }
+          if (tail) yield tail;
+        })(),
+      ),
+  };
+}
+
+/**
+ * A resumable-session upload in one PUT: large checkpoints (hundreds of MB)
+ * exceed what one multipart request may carry (the emulator refuses > 130 MB).
+ * The session is opened with the MD5 and CRC32C, so GCS refuses damaged bytes;
+ * a failed PUT is retried whole with a new session.
+ */
+async function resumableUpload(
+  storage: Storage,
+  file: string,
+  bucket: string,
+  name: string,
+  local: { md5Hash: string; crc32c: string; size: number },
+  contentType = 'application/octet-stream',
+): Promise<{ md5Hash?: string; crc32c?: string; size: string }> {
+  let session = '';
+  await apiJson(storage, {
+    method: 'POST',
+    path: `/upload/storage/v1/b/${encodeURIComponent(bucket)}/o`,
+    query: { uploadType: 'resumable', name },
+    headers: { 'content-type': 'application/json; charset=UTF-8', 'x-upload-content-type': contentType, 'x-upload-content-length': String(local.size) },
+    body: Buffer.from(JSON.stringify({ name, md5Hash: local.md5Hash, crc32c: local.crc32c, contentType })),
+    onHeaders: (h) => (session = String(h.location ?? '')),
+    ignoreBody: true,
+  });
+  if (!session) throw Object.assign(new StorageError(`gs://${bucket}/${name}: the server opened no upload session`), { retryable: true });
+  const u = new URL(session);
+  const fh = await fs.promises.open(file, 'r');
+  try {
+    return await apiJson(storage, {
+      method: 'PUT',
+      path: u.pathname,
+      query: Object.fromEntries(u.searchParams),
+      headers: { 'content-type': contentType },
+      body: fileBody(fh, file, local.size),
+    });
+  } finally {
+    await fh.close();
   }
 }
 
@@ -175,24 +243,7 @@ async function multipartUpload(
       path: `/upload/storage/v1/b/${encodeURIComponent(bucket)}/o`,
       query: { uploadType: 'multipart', fields: 'md5Hash,crc32c,size,generation' },
       headers: { 'content-type': `multipart/related; boundary=${boundary}` },
-      body: {
-        length: head.length + local.size + tail.length,
-        open: () =>
-          Readable.from(
-            (async function* () {
-              yield head;
-              let pos = 0;
-              const buf = Buffer.allocUnsafe(1 << 20);
-              while (pos < local.size) {
-                const { bytesRead } = await fh.read(buf, 0, Math.min(buf.length, local.size - pos), pos);
-                if (bytesRead === 0) throw new Error(`${file} shrank while uploading`);
-                pos += bytesRead;
-                yield Buffer.from(buf.subarray(0, bytesRead));
-              }
-              yield tail;
-            })(),
-          ),
-      },
+      body: fileBody(fh, file, local.size, head, tail),
     });
   } finally {
     await fh.close();

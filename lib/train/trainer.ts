@@ -53,6 +53,11 @@ export interface FitOptions {
   /** Checkpoints to keep besides the best by validation top-1 (default 2). */
   keepLast?: number;
   upload?: UploadSink;
+  /**
+   * Include the optimizer state (Adam moments: 2x the weights) in checkpoints (default true, needed for an
+   * exact resume). false keeps files to the weights' size; a resume then restarts the optimizer's state.
+   */
+  checkpointOptimizer?: boolean;
   /** A checkpoint file, or 'latest' for the newest in checkpointDir, to continue from. */
   resume?: string;
   /** TensorBoard events, metrics.jsonl and report.html go here. */
@@ -210,7 +215,7 @@ export class Trainer extends EventEmitter<TrainerEvents> {
     const state = (epoch: number, batch: number) =>
       new Map<string, unknown>([
         ['model', o.model.stateDict()],
-        ['optimizer', o.optimizer.stateDict()],
+        ['optimizer', o.checkpointOptimizer === false ? null : o.optimizer.stateDict()],
         ['scheduler', o.scheduler ? JSON.stringify(o.scheduler.stateDict()) : null],
         ['epoch', epoch],
         ['batch', batch],
@@ -329,7 +334,9 @@ export class Trainer extends EventEmitter<TrainerEvents> {
   private restore(ck: Map<string, any>, o: FitOptions): void {
     if (!(ck instanceof Map) || !ck.has('model')) throw new Error('resume: not a torchline training checkpoint (no "model" entry)');
     o.model.loadStateDict(ck.get('model'));
-    o.optimizer.loadStateDict(ck.get('optimizer'));
+    const opt = ck.get('optimizer');
+    if (opt) o.optimizer.loadStateDict(opt);
+    else process.stderr.write('torchline: the checkpoint holds no optimizer state; the optimizer starts afresh\n');
     const sched = ck.get('scheduler');
     if (o.scheduler && typeof sched === 'string') o.scheduler.loadStateDict(JSON.parse(sched));
     const rng = ck.get('rng_state');

@@ -74,6 +74,20 @@ describe('upload', () => {
     expect((await remoteBytes('run1/epoch-3.pt')).equals(changed)).toBe(true);
   });
 
+  it('uploads large files (above 5 MiB) through a resumable session, verified byte for byte', async () => {
+    const dir = tmpDir('big');
+    const data = crypto.randomBytes(40 * 1024 * 1024 + 17);
+    fs.writeFileSync(path.join(dir, 'big.pth'), data);
+    const r = await st.upload(path.join(dir, 'big.pth'), `gs://${BUCKET}/big`, { storage, progress: false });
+    expect(r.files[0].status).toBe('uploaded');
+    expect((await remoteBytes('big/big.pth')).equals(data)).toBe(true);
+    // Through resets and 503s too: each failed attempt opens a new session.
+    const again = crypto.randomBytes(12 * 1024 * 1024);
+    fs.writeFileSync(path.join(dir, 'big.pth'), again);
+    await st.upload(path.join(dir, 'big.pth'), `gs://${BUCKET}/big2`, { storage: viaProxy, progress: false });
+    expect((await remoteBytes('big2/big.pth')).equals(again)).toBe(true);
+  });
+
   it('uploads a single file to prefix/basename', async () => {
     const r = await st.upload(path.join(src, 'ckpt/nested/deep/state.json'), `gs://${BUCKET}/single`, { storage, progress: false });
     expect(r.files.map((f) => f.uri)).toEqual([`gs://${BUCKET}/single/state.json`]);
