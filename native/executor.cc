@@ -39,32 +39,7 @@ void settle(napi_env rawEnv, napi_value, void*, void* data) {
 
 }  // namespace
 
-Executor::Executor(std::string name) : name_(std::move(name)), thread_([this] { loop(); }) {}
-
-Executor::~Executor() {
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    stop_ = true;
-  }
-  cv_.notify_all();
-  if (thread_.joinable()) thread_.join();
-}
-
-void Executor::loop() {
-  for (;;) {
-    std::function<void()> task;
-    {
-      std::unique_lock<std::mutex> lock(mu_);
-      cv_.wait(lock, [this] { return stop_ || !queue_.empty(); });
-      if (stop_ && queue_.empty()) return;
-      task = std::move(queue_.front());
-      queue_.pop_front();
-    }
-    // OpenMP thread counts are per thread: pick up the current setNumThreads().
-    at::init_num_threads();
-    task();
-  }
-}
+Executor::Executor(std::string name) : name_(std::move(name)) {}
 
 Napi::Promise Executor::submit(Napi::Env env, Job job, std::function<void()> settled) {
   auto* p = new Pending{Napi::Promise::Deferred::New(env), std::move(job), nullptr, std::move(settled), nullptr, nullptr};
@@ -78,21 +53,19 @@ Napi::Promise Executor::submit(Napi::Env env, Job job, std::function<void()> set
     delete p;
     throw Napi::Error::New(env, "torchline: cannot create a thread-safe function");
   }
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    queue_.push_back([p] {
-      try {
-        p->finish = p->job();
-      } catch (...) {
-        p->error = std::current_exception();
-      }
-      p->job = nullptr;  // free captured tensors on the worker, before the hop back
-      napi_threadsafe_function tsfn = p->tsfn;
-      if (napi_call_threadsafe_function(tsfn, p, napi_tsfn_blocking) != napi_ok) delete p;
-      napi_release_threadsafe_function(tsfn, napi_tsfn_release);
-    });
-  }
-  cv_.notify_one();
+  thread_.push([p] {
+    // OpenMP thread counts are per thread: pick up the current setNumThreads().
+    at::init_num_threads();
+    try {
+      p->finish = p->job();
+    } catch (...) {
+      p->error = std::current_exception();
+    }
+    p->job = nullptr;  // free captured tensors on the worker, before the hop back
+    napi_threadsafe_function tsfn = p->tsfn;
+    if (napi_call_threadsafe_function(tsfn, p, napi_tsfn_blocking) != napi_ok) delete p;
+    napi_release_threadsafe_function(tsfn, napi_tsfn_release);
+  });
   return promise;
 }
 

@@ -5,12 +5,10 @@
 #pragma once
 #include <napi.h>
 
-#include <condition_variable>
-#include <deque>
 #include <functional>
-#include <mutex>
 #include <string>
-#include <thread>
+
+#include "worker_pool.h"
 
 namespace tl {
 
@@ -22,7 +20,6 @@ using Job = std::function<Finisher()>;
 class Executor {
  public:
   explicit Executor(std::string name);
-  ~Executor();
   Executor(const Executor&) = delete;
   Executor& operator=(const Executor&) = delete;
 
@@ -36,13 +33,8 @@ class Executor {
   static Executor& shared();
 
  private:
-  void loop();
   std::string name_;
-  std::mutex mu_;
-  std::condition_variable cv_;
-  std::deque<std::function<void()>> queue_;
-  bool stop_ = false;
-  std::thread thread_;
+  WorkerPool thread_{1};
 };
 
 }  // namespace tl

@@ -5,10 +5,9 @@
 #include <memory>
 
 #include "image.h"
+#include "worker_pool.h"
 
 namespace tl::data {
-
-class WorkerPool;
 
 // One batch buffer (N x 3 x H x W, float32 or uint8) that pipeline runs write
 // into; toTensor(keep?) hands it to LibTorch without a copy.
