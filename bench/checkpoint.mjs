@@ -3,6 +3,7 @@
 // beside Python's torch.save / torch.load of the very same state, same disk.
 //
 // usage: node bench/checkpoint.mjs [repeats=5]
+import { PYTHON } from '../scripts/peer-python.js';
 import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
@@ -15,7 +16,7 @@ const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const { Tensor, checkpoint, setNumThreads } = require(path.join(root, 'dist/index.js'));
 
 const repeats = Number(process.argv[2] ?? 5);
-const PY = '/usr/bin/python3';
+const PY = PYTHON;
 // Same disk for both: one folder, files overwritten in place.
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'torchline-bench-ckpt-'));
 const median = (xs) => [...xs].sort((a, b) => a - b)[xs.length >> 1];

@@ -4,6 +4,7 @@
 // photos), beside torchvision's ImageFolder + DataLoader with the same
 // workers, plus libjpeg-turbo decode-only img/s as the ceiling.
 //   npm run bench -- dataloader [--workers N] [--files N] [--epochs N] [--rounds N]
+import { PYTHON } from '../scripts/peer-python.js';
 import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
@@ -24,7 +25,7 @@ const nFiles = arg('files', 512);
 const epochs = arg('epochs', 3);
 const rounds = arg('rounds', 2);
 const batchSize = 64;
-const PY = '/usr/bin/python3';
+const PY = PYTHON;
 
 async function torchline(root, transform) {
   const ds = new ImageFolder(root);

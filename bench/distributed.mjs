@@ -1,6 +1,7 @@
 // Data-parallel cost on this machine: all-reduce of a ResNet50-sized gradient
 // over Gloo on localhost (torchline beside torch.distributed), and the step
 // time of 2 ranks (1 thread each, half the batch each) vs 1 process (2 threads).
+import { PYTHON } from '../scripts/peer-python.js';
 import { execFileSync, spawn } from 'node:child_process';
 import * as net from 'node:net';
 import * as path from 'node:path';
@@ -36,7 +37,7 @@ async function ranks(cmd, args, world, threads) {
 
 const iters = 5;
 const ours = await ranks(process.execPath, [path.join(here, 'distributed_worker.mjs'), 'allreduce', String(iters)], 2, 1);
-const peer = await ranks('/usr/bin/python3', [path.join(here, 'distributed_peer.py'), String(iters)], 2, 1);
+const peer = await ranks(PYTHON, [path.join(here, 'distributed_peer.py'), String(iters)], 2, 1);
 const gbps = (s) => +((2 * BYTES) / s / 1e9).toFixed(3); // ring all-reduce moves ~2x the data per rank
 console.log(`all-reduce of 25.6M float32 (ResNet50 gradient, ${(BYTES / 1e6).toFixed(0)} MB), 2 ranks, Gloo, localhost:`);
 console.log(`  torchline ${(ours.seconds * 1000).toFixed(1)} ms (${gbps(ours.seconds)} GB/s bus bandwidth)   torch.distributed ${(peer.seconds * 1000).toFixed(1)} ms (${gbps(peer.seconds)} GB/s)`);

@@ -2,6 +2,7 @@
 // Normalize, DataLoader, ResNet, Adam, cross-entropy) in Python beside
 // torchline on the same folder, same workers and threads.
 // Usage: npm run bench -- end-to-end [--files N] [--model resnet50] [--size 224]
+import { PYTHON } from '../scripts/peer-python.js';
 import { execFileSync } from 'node:child_process';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -36,7 +37,7 @@ async function torchline() {
 }
 
 const ours = await torchline();
-const peer = JSON.parse(execFileSync('/usr/bin/python3', [path.join(here, 'end_to_end_peer.py'), root, values.model, String(batch), String(workers), String(size)], {
+const peer = JSON.parse(execFileSync(PYTHON, [path.join(here, 'end_to_end_peer.py'), root, values.model, String(batch), String(workers), String(size)], {
   encoding: 'utf8', env: { ...process.env, OMP_NUM_THREADS: String(getNumThreads()) },
 }));
 console.log(`end-to-end: one epoch of ${files} JPEGs (~500x375), ${values.model} at ${size} px, batch ${batch}, ${workers} workers, ${getNumThreads()} threads`);

@@ -1,6 +1,7 @@
 // Training-step throughput of ResNet50 and ResNet18 (Adam, cross-entropy) in
 // torchline beside the same model in Python PyTorch, on the same LibTorch and
 // the same thread count. Usage: npm run bench -- train-step [--steps N] [--size PX]
+import { PYTHON } from '../scripts/peer-python.js';
 import { execFileSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import * as path from 'node:path';
@@ -33,7 +34,7 @@ async function torchline(depth, batch) {
 }
 
 function peer(depth, batch) {
-  const out = execFileSync('/usr/bin/python3', [path.join(here, 'train_step_peer.py'), depth, batch, size, warmup, steps, threads].map(String), {
+  const out = execFileSync(PYTHON, [path.join(here, 'train_step_peer.py'), depth, batch, size, warmup, steps, threads].map(String), {
     encoding: 'utf8',
     env: { ...process.env, OMP_NUM_THREADS: String(threads) },
   });

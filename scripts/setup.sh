@@ -10,17 +10,16 @@ quiet=0
 say() { [ "$quiet" = 1 ] || echo "setup: $*" >&2; }
 
 # What the library, its tests, benchmarks and demo need from the system:
-#   libtorch-dev, libgloo-dev      LibTorch 1.13 (CPU) and c10d's Gloo headers
-#   libopenblas0-pthread           a fast BLAS (Debian's reference BLAS is ~35x slower)
+#   libgloo-dev                    c10d's Gloo headers (pip's torch ships the library, not gloo's headers)
 #   libturbojpeg0-dev              the JPEG fast path of the data loader
 #   libjpeg62-turbo-dev            its region decoding (libjpeg API: crop + skip scanlines)
-#   cmake, g++, ccache             the native build
-#   python3-torch/-torchvision/-pil   the Python peer for tests and benchmarks
+#   cmake, g++, ninja, ccache      the native build
 #   opencv-doc                     real photos for data tests and benchmarks
 #   dataset-fashion-mnist          the demo's dataset
 #   chromium                       renders the HTML report in its test
-APT_PACKAGES=(libtorch-dev libgloo-dev libopenblas0-pthread libturbojpeg0-dev libjpeg62-turbo-dev cmake g++ ccache
-  python3-torch python3-torchvision python3-pil opencv-doc dataset-fashion-mnist chromium)
+# LibTorch itself comes from pip's torch (below), not from Debian (libtorch-dev is 1.13).
+APT_PACKAGES=(libgloo-dev libturbojpeg0-dev libjpeg62-turbo-dev cmake g++ ninja-build ccache opencv-doc
+  dataset-fashion-mnist chromium)
 
 missing=()
 if command -v dpkg-query >/dev/null 2>&1; then
@@ -41,9 +40,36 @@ if command -v dpkg-query >/dev/null 2>&1; then
     fi
   fi
 else
-  say "not a Debian/Ubuntu system: install LibTorch (or pip torch), cmake, a C++17 compiler and libjpeg-turbo,"
-  say "then set LIBTORCH, Torch_DIR or LIBTORCH_USE_PYTORCH=1 (README 'LibTorch')."
+  say "not a Debian/Ubuntu system: install cmake, a C++20 compiler, ninja and libjpeg-turbo; LibTorch comes from pip,"
+  say "or set LIBTORCH, Torch_DIR or LIBTORCH_USE_PYTORCH=1 (README 'LibTorch')."
 fi
+
+# LibTorch: PyTorch from pip in a project-local venv (.venv). The addon links its
+# LibTorch, and tests and benchmarks use its torch/torchvision as the Python peer,
+# so "vs PyTorch" means the same LibTorch. The CUDA 13 build runs on CPU too and
+# lets every CUDA path compile (with nvcc present). cuda-bindings, cuda-toolkit and
+# triton (in torch's own requirements) are Python-side only: --no-deps skips them.
+# Bring your own instead with LIBTORCH, Torch_DIR or LIBTORCH_USE_PYTORCH (README).
+TORCH_VERSION=2.14.1
+TORCHVISION_VERSION=0.29.1
+PY_DEPS=(filelock typing-extensions sympy networkx jinja2 fsspec numpy pillow pyarrow
+  nvidia-cublas nvidia-cudnn-cu13 nvidia-nccl-cu13 nvidia-cufft nvidia-curand nvidia-cusolver nvidia-cusparse
+  nvidia-cusparselt-cu13 nvidia-nvjitlink nvidia-cuda-nvrtc nvidia-cuda-cupti nvidia-nvtx nvidia-nvshmem-cu13
+  nvidia-cufile nvidia-cuda-runtime)
+if [ -z "${LIBTORCH:-}${Torch_DIR:-}${LIBTORCH_USE_PYTORCH:-}" ]; then
+  venv_py=.venv/bin/python
+  if ! "$venv_py" -c "import torch, torchvision, pyarrow, PIL; assert torch.__version__.startswith('$TORCH_VERSION')" 2>/dev/null; then
+    py=$(command -v python3.11 || command -v python3.12 || command -v python3)
+    say "installing torch $TORCH_VERSION + torchvision $TORCHVISION_VERSION into .venv (with $py)"
+    [ -x "$venv_py" ] || "$py" -m venv .venv
+    pip=(.venv/bin/pip install -q --disable-pip-version-check --retries 0)
+    "${pip[@]}" --no-deps "torch==$TORCH_VERSION" "torchvision==$TORCHVISION_VERSION" >&2
+    "${pip[@]}" "${PY_DEPS[@]}" >&2
+  fi
+  export LIBTORCH_USE_PYTORCH=1 LIBTORCH_PYTHON="$PWD/$venv_py"
+fi
+# ccache: the worktrees of one machine share their cache.
+export CCACHE_BASEDIR="${CCACHE_BASEDIR:-$PWD}"
 
 # npm packages. --ignore-scripts: our own install hook would build before the
 # tree is ready, and firebase-tools' optional re2 compiles for minutes; nothing

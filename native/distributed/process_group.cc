@@ -144,21 +144,30 @@ class ProcessGroupHandle : public Napi::ObjectWrap<ProcessGroupHandle> {
       so.timeout = timeout_;
       auto tcp = c10::make_intrusive<c10d::TCPStore>(addr_, so);
       auto store = c10::make_intrusive<c10d::PrefixStore>(prefix_, tcp);
-      PG pg;
-      if (backend_ == "gloo") {
-        auto opts = c10d::ProcessGroupGloo::Options::create();
-        opts->timeout = timeout_;
-        const char* ifname = std::getenv("GLOO_SOCKET_IFNAME");
-        if (ifname && *ifname) opts->devices.push_back(c10d::ProcessGroupGloo::createDeviceForInterface(ifname));
-        else if (addr_ == "localhost" || addr_.rfind("127.", 0) == 0)
-          opts->devices.push_back(c10d::ProcessGroupGloo::createDeviceForHostname("127.0.0.1"));
-        else opts->devices.push_back(c10d::ProcessGroupGloo::createDefaultDevice());
-        pg = c10::make_intrusive<c10d::ProcessGroupGloo>(store, rank_, world_, opts);
-      } else {
+      // In LibTorch 2.x Gloo and NCCL are c10d::Backends behind a ProcessGroup
+      // that routes each collective by the tensors' device. Gloo always serves
+      // CPU tensors (flags, barriers, numbers), NCCL CUDA tensors when chosen.
+      auto pg = c10::make_intrusive<c10d::ProcessGroup>(store, rank_, world_);
+      auto gopts = c10d::ProcessGroupGloo::Options::create();
+      gopts->timeout = timeout_;
+      const char* ifname = std::getenv("GLOO_SOCKET_IFNAME");
+      if (ifname && *ifname) gopts->devices.push_back(c10d::ProcessGroupGloo::createDeviceForInterface(ifname));
+      else if (addr_ == "localhost" || addr_.rfind("127.", 0) == 0)
+        gopts->devices.push_back(c10d::ProcessGroupGloo::createDeviceForHostname("127.0.0.1"));
+      else gopts->devices.push_back(c10d::ProcessGroupGloo::createDefaultDevice());
+      // Each backend gets its own key space in the store, as torch.distributed does.
+      auto gloo = c10::make_intrusive<c10d::ProcessGroupGloo>(
+          c10::make_intrusive<c10d::PrefixStore>("gloo", store), rank_, world_, gopts);
+      pg->setBackend(c10::DeviceType::CPU, c10d::ProcessGroup::BackendType::GLOO, gloo);
+      pg->setDefaultBackend(c10d::ProcessGroup::BackendType::GLOO);
+      if (backend_ == "nccl") {
 #ifdef USE_C10D_NCCL
-        auto opts = c10d::ProcessGroupNCCL::Options::create();
-        opts->timeout = timeout_;
-        pg = c10::make_intrusive<c10d::ProcessGroupNCCL>(store, rank_, world_, opts);
+        auto nopts = c10d::ProcessGroupNCCL::Options::create();
+        nopts->timeout = timeout_;
+        auto nccl = c10::make_intrusive<c10d::ProcessGroupNCCL>(
+            c10::make_intrusive<c10d::PrefixStore>("nccl", store), rank_, world_, nopts);
+        pg->setBackend(c10::DeviceType::CUDA, c10d::ProcessGroup::BackendType::NCCL, nccl);
+        pg->setDefaultBackend(c10d::ProcessGroup::BackendType::NCCL);
 #endif
       }
       return [this, pg](Napi::Env env) -> Napi::Value {

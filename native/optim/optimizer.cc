@@ -79,15 +79,10 @@ std::unique_ptr<torch::optim::OptimizerOptions> makeOptions(const std::string& k
   throw std::invalid_argument("unknown optimizer '" + kind + "': expected adam, adamw or sgd");
 }
 
-// torch::optim keys per-parameter state by TensorImpl: as a string in 1.x, as
-// a pointer in 2.x.
+// torch::optim keys per-parameter state by its TensorImpl pointer.
 template <class Map>
 typename Map::key_type stateKey(const torch::Tensor& p) {
-  if constexpr (std::is_same_v<typename Map::key_type, std::string>) {
-    return c10::guts::to_string(p.unsafeGetTensorImpl());
-  } else {
-    return static_cast<typename Map::key_type>(p.unsafeGetTensorImpl());
-  }
+  return static_cast<typename Map::key_type>(p.unsafeGetTensorImpl());
 }
 
 using StateMap = std::decay_t<decltype(std::declval<torch::optim::Optimizer&>().state())>;

@@ -6,7 +6,9 @@ import * as path from 'node:path';
 import { Tensor } from '../../lib';
 import { isTuple } from '../../lib/checkpoint';
 
-export const PYTHON = '/usr/bin/python3';
+import { PYTHON } from '../support/peer';
+
+export { PYTHON };
 export const PEER = path.join(__dirname, 'peer.py');
 
 /** Runs peer.py; returns its last stdout line parsed as JSON. */

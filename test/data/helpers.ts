@@ -6,7 +6,7 @@ import * as path from 'node:path';
 import { Batch, DataLoader } from '../../lib';
 
 export const PHOTOS = '/usr/share/doc/opencv-doc/examples/data';
-export const PY = '/usr/bin/python3';
+export { PYTHON as PY } from '../support/peer';
 export const PEER = path.join(__dirname, 'peer.py');
 
 export function photos(): string[] {

@@ -9,6 +9,7 @@ import type { Storage } from '@google-cloud/storage';
 import { startGcsEmulator, storage as st, type GcsEmulator } from '../../lib';
 import { seededRandom, startFaultProxy } from './fault-proxy';
 import { seedObjects, tmpDir } from './helpers';
+import { PYTHON } from '../support/peer';
 
 const BUCKET = 'listing-bkt';
 const DATES = ['2024-01-01', '2024-01-02', '2024-01-03', '2024-01-04', '2024-01-05'];
@@ -256,7 +257,7 @@ describe('image schema rows from headers', () => {
 
   beforeAll(async () => {
     imgDir = tmpDir('images');
-    peer = JSON.parse(execFileSync('/usr/bin/python3', [path.join(__dirname, 'make_images.py'), imgDir], { encoding: 'utf8' }));
+    peer = JSON.parse(execFileSync(PYTHON, [path.join(__dirname, 'make_images.py'), imgDir], { encoding: 'utf8' }));
     await seedObjects(
       storage,
       BUCKET,

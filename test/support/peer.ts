@@ -1,10 +1,11 @@
-// Runs the Python peer (Debian's python3-torch / torchvision) on a script.
+// Runs the Python peer (the project venv's torch / torchvision, same LibTorch as the addon) on a script.
 import { execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 
-export const PYTHON = '/usr/bin/python3';
+// eslint-disable-next-line @typescript-eslint/no-require-imports
+export const PYTHON: string = require('../../scripts/peer-python.js').PYTHON;
 
 /** Runs `script` with args; returns stdout. Threads match torchline's default (all cores). */
 export function runPython(script: string, args: string[] = [], options: { timeoutMs?: number } = {}): string {
