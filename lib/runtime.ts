@@ -68,11 +68,25 @@ export const cuda = {
     if (n === 0) return 'not usable: LibTorch has CUDA but sees no GPU (no device, or the NVIDIA driver is missing)';
     return `usable: ${n} device(s), CUDA runtime ${b.cudaRuntime || '?'}, cuDNN ${b.cudnn || 'none'}`;
   },
+  /** Waits for all queued work on a GPU (default: this process's), as torch.cuda.synchronize. */
+  synchronize(device?: number): void {
+    binding.cudaSynchronize(device);
+  },
+  /**
+   * The GPU that a bare `'cuda'` means in this process, as torch.cuda.set_device. Defaults to
+   * LOCAL_RANK (torchrun gives each rank its own GPU), else 0.
+   */
+  setDevice(device: number): void {
+    binding.cudaSetDevice(device);
+  },
+  currentDevice(): number {
+    return binding.cudaCurrentDevice();
+  },
 };
 
-/** The seed's get_device(): CUDA when available, else CPU. */
+/** CUDA when available (this process's GPU: LOCAL_RANK under torchrun), else CPU. */
 export function defaultDevice(): Device {
-  return cuda.isAvailable() ? new Device('cuda', 0) : new Device('cpu');
+  return cuda.isAvailable() ? new Device('cuda', cuda.currentDevice()) : new Device('cpu');
 }
 
 /** Seeds LibTorch's generators (CPU and every GPU), as torch.manual_seed. */

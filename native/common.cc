@@ -1,5 +1,8 @@
 #include "common.h"
 
+#include <atomic>
+#include <cstdlib>
+
 namespace tl {
 
 std::string errorMessage(const c10::Error& e) {
@@ -118,12 +121,35 @@ std::string dtypeName(c10::ScalarType t) {
   return c10::toString(t);
 }
 
+namespace {
+// The GPU that a bare "cuda" means in this process, as torch.cuda.set_device
+// sets it: LOCAL_RANK under torchrun (each rank its own GPU), else 0.
+std::atomic<int> processCudaDevice{-1};
+}  // namespace
+
+int defaultCudaIndex() {
+  int d = processCudaDevice.load();
+  if (d >= 0) return d;
+  const char* lr = std::getenv("LOCAL_RANK");
+  int idx = (lr && *lr) ? std::atoi(lr) : 0;
+  return idx >= 0 ? idx : 0;
+}
+
+void setDefaultCudaIndex(int index) { processCudaDevice.store(index); }
+
 c10::Device deviceFromString(const std::string& s) {
+  c10::Device d(c10::kCPU);
   try {
-    return c10::Device(s);
+    d = c10::Device(s);
   } catch (const c10::Error&) {
     throw std::invalid_argument("invalid device '" + s + "': expected \"cpu\", \"cuda\" or \"cuda:<index>\"");
   }
+  if (!d.is_cuda()) return d;
+  if (!d.has_index()) d = c10::Device(c10::kCUDA, static_cast<c10::DeviceIndex>(defaultCudaIndex()));
+  if (torch::cuda::is_available() && d.index() >= static_cast<int>(torch::cuda::device_count()))
+    throw std::invalid_argument("device '" + s + "' resolves to cuda:" + std::to_string(d.index()) + " but there are " +
+                                std::to_string(torch::cuda::device_count()) + " CUDA device(s)");
+  return d;
 }
 
 std::string shapeString(c10::IntArrayRef sizes) {

@@ -50,7 +50,11 @@ Napi::Object argObject(const Napi::CallbackInfo& info, size_t i, const char* nam
 // PyTorch dtype names ("float32", "int64", ...) <-> ScalarType.
 c10::ScalarType dtypeFromName(const std::string& name);
 std::string dtypeName(c10::ScalarType t);
+// "cuda" without an index means this process's GPU (cuda.setDevice, else
+// LOCAL_RANK, else 0), so every torchrun rank lands on its own device.
 c10::Device deviceFromString(const std::string& s);
+int defaultCudaIndex();
+void setDefaultCudaIndex(int index);
 
 std::string shapeString(c10::IntArrayRef sizes);
 

@@ -105,6 +105,32 @@ Napi::Value CudaDeviceCount(const Napi::CallbackInfo& info) {
   TL_GUARD_END(info.Env())
 }
 
+// cuda.synchronize(device?): waits for every queued kernel and copy (timing, or
+// before reading memory that a non-blocking copy fills).
+Napi::Value CudaSynchronize(const Napi::CallbackInfo& info) {
+  TL_GUARD_BEGIN
+  if (!torch::cuda::is_available()) throw std::runtime_error("cuda.synchronize: no CUDA device is available");
+  int64_t index = info.Length() > 0 && !info[0].IsUndefined() ? argInt(info, 0, "device") : defaultCudaIndex();
+  torch::cuda::synchronize(index);
+  return info.Env().Undefined();
+  TL_GUARD_END(info.Env())
+}
+
+Napi::Value CudaSetDevice(const Napi::CallbackInfo& info) {
+  TL_GUARD_BEGIN
+  int64_t index = argInt(info, 0, "device");
+  int64_t n = static_cast<int64_t>(torch::cuda::device_count());
+  if (index < 0 || index >= n)
+    throw std::out_of_range("cuda.setDevice(" + std::to_string(index) + "): there are " + std::to_string(n) + " CUDA device(s)");
+  setDefaultCudaIndex(static_cast<int>(index));
+  return info.Env().Undefined();
+  TL_GUARD_END(info.Env())
+}
+
+Napi::Value CudaCurrentDevice(const Napi::CallbackInfo& info) {
+  return Napi::Number::New(info.Env(), defaultCudaIndex());
+}
+
 Napi::Value SetNumThreads(const Napi::CallbackInfo& info) {
   TL_GUARD_BEGIN
   int64_t n = argInt(info, 0, "threads");
@@ -158,6 +184,9 @@ void InitRuntime(Napi::Env env, Napi::Object exports) {
   exports.Set("buildInfo", Napi::Function::New<BuildInfo>(env, "buildInfo"));
   exports.Set("cudaIsAvailable", Napi::Function::New<CudaIsAvailable>(env, "cudaIsAvailable"));
   exports.Set("cudaDeviceCount", Napi::Function::New<CudaDeviceCount>(env, "cudaDeviceCount"));
+  exports.Set("cudaSynchronize", Napi::Function::New<CudaSynchronize>(env, "cudaSynchronize"));
+  exports.Set("cudaSetDevice", Napi::Function::New<CudaSetDevice>(env, "cudaSetDevice"));
+  exports.Set("cudaCurrentDevice", Napi::Function::New<CudaCurrentDevice>(env, "cudaCurrentDevice"));
   exports.Set("setNumThreads", Napi::Function::New<SetNumThreads>(env, "setNumThreads"));
   exports.Set("getNumThreads", Napi::Function::New<GetNumThreads>(env, "getNumThreads"));
   exports.Set("availableCores", Napi::Function::New<AvailableCores>(env, "availableCores"));

@@ -186,7 +186,13 @@ Napi::Value TensorHandle::To(const Napi::CallbackInfo& info) {
   TL_GUARD_BEGIN
   auto device = deviceFromString(argString(info, 0, "device"));
   bool nonBlocking = info.Length() > 1 && info[1].ToBoolean().Value();
-  return New(info.Env(), live().to(device, nonBlocking));
+  // A copy to the host is always waited for: JS reads it next (item(),
+  // toArrayBuffer()) with no stream to synchronise with. nonBlocking only
+  // speeds up host-to-device copies from pinned memory.
+  const auto& t = live();
+  if (!device.is_cuda()) nonBlocking = false;
+  c10::DeviceGuard deviceGuard(device.is_cuda() ? device : t.device());
+  return New(info.Env(), t.to(device, nonBlocking));
   TL_GUARD_END(info.Env())
 }
 

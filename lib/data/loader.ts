@@ -123,6 +123,7 @@ export class DataLoader implements AsyncIterable<Batch> {
     if (!transform) throw new TypeError('DataLoader needs a transform (options.transform or dataset.transform)');
     this.spec = toSpec(transform, {
       uint8: options.uint8,
+      pinMemory: this.pinMemory,
       dctScaling: options.dctScaling,
       maxPixels: options.maxPixels ?? DEFAULT_MAX_PIXELS,
     });
@@ -262,7 +263,7 @@ export class DataLoader implements AsyncIterable<Batch> {
       batch.dispose();
       return null;
     }
-    const images = new Tensor(batch.toTensor(keep.length === n ? undefined : keep, this.pinMemory));
+    const images = new Tensor(batch.toTensor(keep.length === n ? undefined : keep));
     const labels = Tensor.from(BigInt64Array.from(keep, (i) => BigInt(items[i].label)), [keep.length]);
     return { images, labels, indices: keep.map((i) => indices[i]) };
   }

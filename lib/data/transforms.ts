@@ -98,6 +98,8 @@ export interface PipelineSpec {
   outH: number;
   outW: number;
   uint8: boolean;
+  /** Batch buffers in page-locked memory, decoded into directly (a no-op without a usable GPU). */
+  pinMemory?: boolean;
   dctScaling: boolean;
   maxPixels: number;
 }
@@ -116,7 +118,7 @@ export function flatten(t: Transform | readonly Transform[]): PipelineSpec['ops'
 
 export function toSpec(
   t: Transform | readonly Transform[],
-  options: { uint8?: boolean; dctScaling?: boolean; maxPixels?: number } = {},
+  options: { uint8?: boolean; pinMemory?: boolean; dctScaling?: boolean; maxPixels?: number } = {},
 ): PipelineSpec {
   const ops = flatten(t);
   // The batch needs one size: the last op that sets it must set both sides.
@@ -134,6 +136,7 @@ export function toSpec(
     outH: size[0],
     outW: size[1],
     uint8: options.uint8 ?? false,
+    pinMemory: options.pinMemory ?? false,
     dctScaling: options.dctScaling ?? ops.some((o) => o.op === 'RandomResizedCrop'),
     maxPixels: options.maxPixels ?? 0,
   };

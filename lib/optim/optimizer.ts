@@ -3,7 +3,15 @@
 import { binding } from '../native';
 import { Tensor } from '../tensor';
 
-export interface AdamOptions {
+/**
+ * `fused` (default true): one kernel per parameter group for the update, as torch.optim with
+ * `fused=True`; `false` runs torch::optim's per-parameter loop (PyTorch's CPU default).
+ */
+interface StepOptions {
+  fused?: boolean;
+}
+
+export interface AdamOptions extends StepOptions {
   lr?: number;
   betas?: [number, number];
   eps?: number;
@@ -11,7 +19,7 @@ export interface AdamOptions {
   amsgrad?: boolean;
 }
 
-export interface SGDOptions {
+export interface SGDOptions extends StepOptions {
   lr: number;
   momentum?: number;
   dampening?: number;

@@ -4,22 +4,51 @@
 #include "loader.h"
 
 #include <cstdlib>
+#include <mutex>
+#include <unordered_map>
 
 namespace tl::data {
 
-Napi::Value wrapBatchTensor(Napi::Env env, uint8_t* data, size_t bytes, int n, int h, int w, bool uint8, bool pin) {
+namespace {
+
+// Pinned batch buffers come from LibTorch's CUDA host allocator (cached, and
+// known to it, so is_pinned() holds and copies are asynchronous). Its DataPtrs
+// are kept here by address until the batch buffer is released.
+std::mutex pinnedMu;
+std::unordered_map<void*, c10::DataPtr> pinnedLive;
+
+void* pinnedAllocate(size_t bytes) {
+  if (!torch::cuda::is_available()) return nullptr;
+  c10::DataPtr dp = at::detail::getCUDAHooks().getPinnedMemoryAllocator()->allocate(bytes);
+  void* p = dp.get();
+  std::lock_guard<std::mutex> lock(pinnedMu);
+  pinnedLive.emplace(p, std::move(dp));
+  return p;
+}
+
+void pinnedRelease(void* p) {
+  c10::DataPtr dp;
+  {
+    std::lock_guard<std::mutex> lock(pinnedMu);
+    auto it = pinnedLive.find(p);
+    if (it == pinnedLive.end()) return;
+    dp = std::move(it->second);
+    pinnedLive.erase(it);
+  }
+}
+
+}  // namespace
+
+Napi::Value wrapBatchTensor(Napi::Env env, uint8_t* data, size_t bytes, int n, int h, int w, bool uint8, bool pinned) {
   torch::Tensor t;
   try {
-    t = torch::from_blob(data, {n, 3, h, w}, [bytes](void* p) { releaseBatchBuffer(p, bytes); },
+    t = torch::from_blob(data, {n, 3, h, w}, [bytes, pinned](void* p) { releaseBatchBuffer(p, bytes, pinned); },
                          torch::TensorOptions().dtype(uint8 ? torch::kUInt8 : torch::kFloat32));
   } catch (...) {
-    releaseBatchBuffer(data, bytes);
+    releaseBatchBuffer(data, bytes, pinned);
     rethrowAsJs(env);
   }
   TL_GUARD_BEGIN
-  // Page-locked memory makes the host-to-GPU copy asynchronous (to(device,
-  // nonBlocking)); it costs one copy here, so only with a GPU present.
-  if (pin && torch::cuda::is_available()) t = t.pin_memory();
   return TensorHandle::New(env, t);
   TL_GUARD_END(env)
 }
@@ -59,6 +88,7 @@ Napi::Value Normalize(const Napi::CallbackInfo& info) {
 namespace tl {
 
 void InitData(Napi::Env env, Napi::Object exports) {
+  data::setPinnedHooks({data::pinnedAllocate, data::pinnedRelease});
   Napi::Object data = Napi::Object::New(env);
   data::InitDataPlain(env, data);
   data.Set("normalize", Napi::Function::New(env, data::Normalize, "normalize"));

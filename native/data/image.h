@@ -32,6 +32,7 @@ struct Op {
 struct Plan {
   std::vector<Op> ops;
   int outH = 0, outW = 0;  // every sample of a batch must come out this size
+  bool pinMemory = false;  // batch buffers in page-locked memory (when a GPU is usable)
   bool uint8Out = false;   // NCHW uint8 (normalise later, e.g. on the GPU) instead of float32
   bool dctScaling = true;  // let libjpeg-turbo decode at n/8 scale when the crop allows
   int64_t maxPixels = 0;   // 0: no limit

@@ -31,6 +31,7 @@ class ImageBatch : public Napi::ObjectWrap<ImageBatch> {
   size_t sampleBytes_ = 0;
   int n_ = 0, h_ = 0, w_ = 0;
   bool uint8_ = false;
+  bool pinned_ = false;
 };
 
 // The transform plan plus its worker threads.
@@ -50,12 +51,22 @@ class DataPipeline : public Napi::ObjectWrap<DataPipeline> {
 
 // Batch buffers are recycled (a few, of the same size): a fresh 38 MB
 // buffer per batch costs page faults on every first touch.
-uint8_t* acquireBatchBuffer(size_t bytes);
-void releaseBatchBuffer(void* p, size_t bytes);
+// With `pinned`, the buffer is page-locked host memory (from the CUDA host
+// allocator, through the hooks below) that the workers decode straight into,
+// so a copy to the GPU can be asynchronous without a staging copy.
+uint8_t* acquireBatchBuffer(size_t bytes, bool pinned);
+void releaseBatchBuffer(void* p, size_t bytes, bool pinned);
+// Set by the torch side (batch_tensor.cc): allocate returns nullptr when no GPU
+// is usable, and the batch falls back to ordinary memory.
+struct PinnedHooks {
+  void* (*allocate)(size_t bytes) = nullptr;
+  void (*release)(void* p) = nullptr;
+};
+void setPinnedHooks(PinnedHooks hooks);
 
 // batch_tensor.cc (the one torch file): adopts a batch buffer; the tensor
 // hands it back to releaseBatchBuffer.
-Napi::Value wrapBatchTensor(Napi::Env env, uint8_t* data, size_t bytes, int n, int h, int w, bool uint8, bool pin);
+Napi::Value wrapBatchTensor(Napi::Env env, uint8_t* data, size_t bytes, int n, int h, int w, bool uint8, bool pinned);
 
 void InitDataPlain(Napi::Env env, Napi::Object exports);
 

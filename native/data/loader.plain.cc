@@ -101,6 +101,7 @@ Plan parsePlan(Napi::Env env, Napi::Object spec) {
   plan.outW = int(num(env, spec, "outW", 0));
   if (plan.outH <= 0 || plan.outW <= 0) typeError(env, "spec.outH/outW must be positive");
   plan.uint8Out = spec.Get("uint8").ToBoolean().Value();
+  plan.pinMemory = spec.Get("pinMemory").ToBoolean().Value();
   Napi::Value dct = spec.Get("dctScaling");
   plan.dctScaling = dct.IsUndefined() ? true : dct.ToBoolean().Value();
   plan.maxPixels = int64_t(num(env, spec, "maxPixels", 0));
@@ -112,40 +113,61 @@ Plan parsePlan(Napi::Env env, Napi::Object spec) {
 // ------------------------------------------------------------------ batch --
 
 namespace {
+struct FreeBuffer {
+  void* p;
+  size_t bytes;
+  bool pinned;
+};
 std::mutex bufferMu;
-std::vector<std::pair<void*, size_t>> freeBuffers;
+std::vector<FreeBuffer> freeBuffers;
+PinnedHooks pinnedHooks;
 constexpr size_t kKeepBuffers = 4;
+
+void freeBuffer(const FreeBuffer& b) {
+  if (b.pinned) pinnedHooks.release(b.p);
+  else std::free(b.p);
+}
 }  // namespace
 
-uint8_t* acquireBatchBuffer(size_t bytes) {
+void setPinnedHooks(PinnedHooks hooks) {
+  std::lock_guard<std::mutex> lock(bufferMu);
+  pinnedHooks = hooks;
+}
+
+uint8_t* acquireBatchBuffer(size_t bytes, bool pinned) {
   {
     std::lock_guard<std::mutex> lock(bufferMu);
     for (size_t i = 0; i < freeBuffers.size(); i++)
-      if (freeBuffers[i].second == bytes) {
-        void* p = freeBuffers[i].first;
+      if (freeBuffers[i].bytes == bytes && freeBuffers[i].pinned == pinned) {
+        void* p = freeBuffers[i].p;
         freeBuffers.erase(freeBuffers.begin() + long(i));
         return static_cast<uint8_t*>(p);
       }
+  }
+  if (pinned) {
+    void* p = pinnedHooks.allocate ? pinnedHooks.allocate(bytes) : nullptr;
+    if (p) return static_cast<uint8_t*>(p);
+    throw std::runtime_error("no pinned memory");  // callers check pinnedAvailable() first
   }
   void* p = std::aligned_alloc(64, bytes);
   if (!p) throw std::bad_alloc();
   return static_cast<uint8_t*>(p);
 }
 
-void releaseBatchBuffer(void* p, size_t bytes) {
+void releaseBatchBuffer(void* p, size_t bytes, bool pinned) {
   if (!p) return;
+  FreeBuffer drop{p, bytes, pinned};
   {
     std::lock_guard<std::mutex> lock(bufferMu);
     if (freeBuffers.size() < kKeepBuffers) {
-      freeBuffers.emplace_back(p, bytes);
+      freeBuffers.push_back(drop);
       return;
     }
     // Full: drop the oldest (it may be of a size no longer used).
-    std::swap(p, freeBuffers.front().first);
-    std::swap(bytes, freeBuffers.front().second);
+    std::swap(drop, freeBuffers.front());
     std::rotate(freeBuffers.begin(), freeBuffers.begin() + 1, freeBuffers.end());
   }
-  std::free(p);
+  freeBuffer(drop);
 }
 
 namespace {
@@ -184,7 +206,7 @@ void ImageBatch::Init(Napi::Env env, Napi::Object exports) {
 
 ImageBatch::ImageBatch(const Napi::CallbackInfo& info) : Napi::ObjectWrap<ImageBatch>(info) {}
 
-ImageBatch::~ImageBatch() { releaseBatchBuffer(data_, bytes_); }
+ImageBatch::~ImageBatch() { releaseBatchBuffer(data_, bytes_, pinned_); }
 
 void ImageBatch::allocate(int n, const Plan& plan) {
   n_ = n;
@@ -193,7 +215,17 @@ void ImageBatch::allocate(int n, const Plan& plan) {
   uint8_ = plan.uint8Out;
   sampleBytes_ = plan.sampleBytes();
   bytes_ = std::max<size_t>(64, (sampleBytes_ * n + 63) / 64 * 64);
-  data_ = acquireBatchBuffer(bytes_);
+  pinned_ = false;
+  if (plan.pinMemory) {
+    // Pinned only where a GPU is usable; elsewhere pinMemory is a no-op, as in torch.
+    try {
+      data_ = acquireBatchBuffer(bytes_, true);
+      pinned_ = true;
+      return;
+    } catch (const std::runtime_error&) {
+    }
+  }
+  data_ = acquireBatchBuffer(bytes_, false);
 }
 
 Napi::Value ImageBatch::ToTensor(const Napi::CallbackInfo& info) {
@@ -202,7 +234,6 @@ Napi::Value ImageBatch::ToTensor(const Napi::CallbackInfo& info) {
   if (!data_) throw Napi::Error::New(env, "ImageBatch.toTensor: already taken");
   // keep: the slots to keep, in order (skipped samples are dropped).
   int kept = n_;
-  const bool pin = info.Length() > 1 && info[1].ToBoolean().Value();
   if (info.Length() > 0 && info[0].IsArray()) {
     auto keep = info[0].As<Napi::Array>();
     kept = int(keep.Length());
@@ -214,12 +245,12 @@ Napi::Value ImageBatch::ToTensor(const Napi::CallbackInfo& info) {
   }
   uint8_t* data = data_;
   data_ = nullptr;
-  return wrapBatchTensor(env, data, bytes_, kept, h_, w_, uint8_, pin);
+  return wrapBatchTensor(env, data, bytes_, kept, h_, w_, uint8_, pinned_);
 }
 
 Napi::Value ImageBatch::Dispose(const Napi::CallbackInfo& info) {
   if (busy_ == 0) {
-    releaseBatchBuffer(data_, bytes_);
+    releaseBatchBuffer(data_, bytes_, pinned_);
     data_ = nullptr;
   }
   return info.Env().Undefined();

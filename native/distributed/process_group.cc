@@ -26,6 +26,36 @@ void waitFor(const c10::intrusive_ptr<c10d::Work>& work, std::chrono::millisecon
   if (!work->wait(timeout)) throw std::runtime_error("collective did not complete");
 }
 
+// Broadcasts from rank 0 in a few flat buckets (per dtype and device, about
+// kBucketBytes each) instead of one collective per tensor: ResNet50 has ~160
+// buffers and ~320 state tensors.
+void broadcastCoalesced(const PG& pg, const std::vector<torch::Tensor>& tensors, std::chrono::milliseconds timeout) {
+  torch::NoGradGuard noGrad;
+  std::vector<torch::Tensor> bucket;
+  int64_t bytes = 0;
+  auto flush = [&] {
+    if (bucket.empty()) return;
+    std::vector<torch::Tensor> flat;
+    for (const auto& t : bucket) flat.push_back(t.reshape({-1}));
+    std::vector<torch::Tensor> one{torch::cat(flat)};
+    waitFor(pg->broadcast(one, c10d::BroadcastOptions{}), timeout);
+    int64_t off = 0;
+    for (auto& t : bucket) {
+      t.copy_(one[0].narrow(0, off, t.numel()).view(t.sizes()));
+      off += t.numel();
+    }
+    bucket.clear();
+    bytes = 0;
+  };
+  for (const auto& t : tensors) {
+    if (!bucket.empty() && (t.scalar_type() != bucket[0].scalar_type() || t.device() != bucket[0].device())) flush();
+    bucket.push_back(t);
+    bytes += t.numel() * t.element_size();
+    if (bytes >= kBucketBytes) flush();
+  }
+  flush();
+}
+
 class DataParallel : public GradSync {
  public:
   DataParallel(PG pg, std::chrono::milliseconds timeout) : pg_(std::move(pg)), timeout_(timeout) {}
@@ -71,12 +101,7 @@ class DataParallel : public GradSync {
   }
 
   void broadcastBuffers(const std::vector<torch::Tensor>& buffers) override {
-    if (buffers.empty()) return;
-    torch::NoGradGuard noGrad;
-    for (const auto& b : buffers) {
-      std::vector<torch::Tensor> one{b};
-      waitFor(pg_->broadcast(one, c10d::BroadcastOptions{}), timeout_);
-    }
+    broadcastCoalesced(pg_, buffers, timeout_);
   }
 
  private:
@@ -207,6 +232,7 @@ class ProcessGroupHandle : public Napi::ObjectWrap<ProcessGroupHandle> {
     auto pg = live();
     auto timeout = timeout_;
     return run(info, [pg, t, ao, average, timeout]() -> Finisher {
+      c10::DeviceGuard deviceGuard(t.device());
       std::vector<torch::Tensor> v{t};
       waitFor(pg->allreduce(v, ao), timeout);
       if (average) t.div_(pg->getSize());
@@ -225,6 +251,7 @@ class ProcessGroupHandle : public Napi::ObjectWrap<ProcessGroupHandle> {
     bo.rootRank = src;
     auto timeout = timeout_;
     return run(info, [pg, t, bo, timeout]() -> Finisher {
+      c10::DeviceGuard deviceGuard(t.device());
       std::vector<torch::Tensor> v{t};
       waitFor(pg->broadcast(v, bo), timeout);
       return [](Napi::Env env) -> Napi::Value { return env.Undefined(); };
@@ -263,10 +290,9 @@ class ProcessGroupHandle : public Napi::ObjectWrap<ProcessGroupHandle> {
     return executor_->submit(
         info.Env(),
         [pg, state, timeout]() -> Finisher {
-          torch::NoGradGuard noGrad;
-          for (const auto& t : state) {
-            std::vector<torch::Tensor> one{t};
-            waitFor(pg->broadcast(one, c10d::BroadcastOptions{}), timeout);
+          if (!state.empty()) {
+            c10::DeviceGuard deviceGuard(state[0].device());
+            broadcastCoalesced(pg, state, timeout);
           }
           return [](Napi::Env env) -> Napi::Value { return env.Undefined(); };
         },

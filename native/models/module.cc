@@ -112,7 +112,6 @@ Napi::Value ModelHandle::To(const Napi::CallbackInfo& info) {
   TL_GUARD_BEGIN
   requireIdle("move the model");
   auto device = deviceFromString(argString(info, 0, "device"));
-  if (device.is_cuda() && !device.has_index()) device = c10::Device(c10::kCUDA, 0);
   // Module::to keeps each parameter's TensorImpl (set_data), so handles and
   // optimizers made earlier stay attached, as in PyTorch.
   module_->to(device);
@@ -310,6 +309,7 @@ Napi::Value ModelHandle::Forward(const Napi::CallbackInfo& info) {
     throw std::invalid_argument("forward expects a floating-point input, got " + dtypeName(x.scalar_type()));
   return runStep(info, [this, x]() -> Finisher {
     torch::NoGradGuard noGrad;
+    c10::DeviceGuard deviceGuard(device_);
     auto in = x.to(device_, torch::kFloat32);
     if (channelsLast_) in = in.contiguous(at::MemoryFormat::ChannelsLast);
     auto out = forward_(in).contiguous();

@@ -134,6 +134,8 @@ OptimizerHandle::OptimizerHandle(const Napi::CallbackInfo& info) : Napi::ObjectW
     groups.emplace_back(params, makeOptions(kind_, defaults, go));
   }
   if (groups.empty()) throw std::invalid_argument("optimizer got an empty parameter list");
+  // torch.optim's fused=True: one kernel per group. fused: false keeps the per-parameter loop.
+  fused = flag(defaults, "fused", true);
   auto defaultsOpts = makeOptions(kind_, defaults, Napi::Object::New(info.Env()));
   if (kind_ == "adam")
     opt_ = std::make_unique<torch::optim::Adam>(groups, static_cast<torch::optim::AdamOptions&>(*defaultsOpts));

@@ -15,6 +15,16 @@ class OptimizerHandle : public Napi::ObjectWrap<OptimizerHandle> {
   explicit OptimizerHandle(const Napi::CallbackInfo& info);
 
   torch::optim::Optimizer& optimizer() { return *opt_; }
+
+  // One optimizer step (fused_step.cc): fused kernels unless `fused` is off.
+  // With foundInf set on the device, the kernels skip the update; undoStep()
+  // then rolls back the step counts so the state equals "never stepped".
+  void step(const std::optional<torch::Tensor>& gradScale = std::nullopt,
+            const std::optional<torch::Tensor>& foundInf = std::nullopt);
+  void undoStep();
+  bool fused = true;
+  std::vector<torch::Tensor> stepped;  // the parameters the last step updated
+  bool freshMomentum = false;          // the last SGD step created the momentum buffers
   const std::string& kind() const { return kind_; }
 
   // Dynamic loss scaling for fp16 autocast (torch.cuda.amp.GradScaler's

@@ -5,6 +5,7 @@
 #include <torch/version.h>
 
 #include <cmath>
+#include <optional>
 
 #include "addon.h"
 #include "models/module.h"
@@ -126,15 +127,32 @@ struct Metrics {
   torch::Tensor predictions;
 };
 
-void accuracy(const torch::Tensor& logits, const torch::Tensor& y, Metrics& r) {
+// Top-1 and top-5 hit counts as device tensors (read later with the loss).
+struct Hits {
+  torch::Tensor top1, top5, predictions;
+};
+
+Hits accuracy(const torch::Tensor& logits, const torch::Tensor& y) {
   torch::NoGradGuard noGrad;
   int64_t k = std::min<int64_t>(5, logits.size(1));
   auto top = std::get<1>(logits.topk(k, 1));
   auto hit = top.eq(y.view({-1, 1}));
-  r.correct1 = hit.select(1, 0).sum().item<int64_t>();
-  r.correct5 = hit.any(1).sum().item<int64_t>();
-  r.n = y.size(0);
-  r.predictions = top.select(1, 0).to(torch::kCPU, torch::kInt32).contiguous();
+  return {hit.select(1, 0).sum(), hit.any(1).sum(), top.select(1, 0)};
+}
+
+// torch.nn.utils.clip_grad_norm_ (foreach form) without reading the norm back:
+// scales by min(1, max / (norm + 1e-6)) on the device and returns the norm.
+torch::Tensor clipGradNorm(const std::vector<torch::Tensor>& params, double maxNorm) {
+  torch::NoGradGuard noGrad;
+  std::vector<torch::Tensor> grads;
+  for (const auto& p : params)
+    if (p.grad().defined()) grads.push_back(p.grad());
+  if (grads.empty()) return torch::zeros({}, torch::kFloat32);
+  auto norms = at::_foreach_norm(grads, 2);
+  auto total = at::linalg_vector_norm(at::stack(norms), 2);
+  auto coef = (maxNorm / (total + 1e-6)).clamp_max(1.0);
+  at::_foreach_mul_(grads, coef);
+  return total;
 }
 
 Napi::Object metricsToJs(Napi::Env env, const Metrics& r) {
@@ -153,7 +171,21 @@ Napi::Object metricsToJs(Napi::Env env, const Metrics& r) {
   return o;
 }
 
+[[noreturn]] void nonFiniteLoss(double loss, bool everyRank) {
+  throw CodedError("ERR_NONFINITE_LOSS", "non-finite loss (" + std::to_string(loss) +
+                                             (everyRank ? " here; checked on every rank" : "") +
+                                             "): the step was not applied; lower the learning rate, "
+                                             "check the data or enable gradient clipping");
+}
+
 // trainStep(model, optimizer, images, labels, options) -> Promise<metrics>
+//
+// The step reads the device once, after the optimizer step: the loss, the hit
+// counts, the grad norm and the skip flag travel together. Whether to skip
+// (a non-finite loss, or an fp16 overflow) is decided on the device and handed
+// to the fused optimizer kernels as found_inf, so nothing waits for the host.
+// Data parallel steps and the unfused optimizer still read the loss before the
+// update: every rank must agree, and torch::optim's loop cannot skip by itself.
 Napi::Value TrainStep(const Napi::CallbackInfo& info) {
   TL_GUARD_BEGIN
   ModelHandle* m = ModelHandle::From(info[0], "model");
@@ -169,9 +201,11 @@ Napi::Value TrainStep(const Napi::CallbackInfo& info) {
     Metrics r;
     auto& opt = o->optimizer();
     try {
+      c10::DeviceGuard deviceGuard(m->device());
       auto x = toModel(*m, b.images, torch::kFloat32);
       auto y = b.labels.to(m->device(), torch::kLong);
       auto sync = m->gradSync;
+      const bool fp16 = opts.amp == Amp::Fp16;
       // DDP's broadcast_buffers: every rank starts the forward with rank 0's BN statistics.
       if (sync && sync->syncBuffers) sync->broadcastBuffers(m->buffers());
       opt.zero_grad();
@@ -182,18 +216,19 @@ Napi::Value TrainStep(const Napi::CallbackInfo& info) {
         loss = F::cross_entropy(logits.to(torch::kFloat32), y,
                                 F::CrossEntropyFuncOptions().label_smoothing(opts.labelSmoothing));
       }
-      r.loss = loss.item<double>();
-      if (sync ? sync->anyNonFinite(r.loss) : !std::isfinite(r.loss)) {
-        throw CodedError("ERR_NONFINITE_LOSS", "non-finite loss (" + std::to_string(r.loss) + (sync ? " here; checked on every rank" : "") +
-                                                   "): the step was not applied; lower the learning rate, "
-                                                   "check the data or enable gradient clipping");
+      const bool hostCheck = (sync || !o->fused) && !fp16;
+      if (hostCheck) {
+        r.loss = loss.item<double>();
+        if (sync ? sync->anyNonFinite(r.loss) : !std::isfinite(r.loss)) nonFiniteLoss(r.loss, bool(sync));
       }
       std::vector<torch::Tensor> params;
       for (auto& g : opt.param_groups())
         for (auto& p : g.params())
           if (p.requires_grad()) params.push_back(p);
-      if (opts.amp == Amp::Fp16) {
-        // GradScaler: scale the loss, unscale the grads, skip the step on inf/nan.
+      auto flagOpts = torch::TensorOptions().dtype(torch::kFloat32).device(m->device());
+      torch::Tensor found, gradNorm;
+      if (fp16) {
+        // GradScaler: scale the loss, unscale the grads, skip the step on inf/nan, adapt the scale.
         if (o->scale.device() != m->device()) {
           o->scale = o->scale.to(m->device());
           o->growthTracker = o->growthTracker.to(m->device());
@@ -203,24 +238,39 @@ Napi::Value TrainStep(const Napi::CallbackInfo& info) {
         std::vector<torch::Tensor> grads;
         for (auto& p : params)
           if (p.grad().defined()) grads.push_back(p.grad());
-        auto foundInf = torch::zeros({1}, torch::TensorOptions().dtype(torch::kFloat32).device(m->device()));
-        at::_amp_foreach_non_finite_check_and_unscale_(grads, foundInf, o->scale.reciprocal());
-        bool skip = foundInf.item<float>() > 0;
-        if (!skip) {
-          if (opts.clipGradNorm > 0) r.gradNorm = torch::nn::utils::clip_grad_norm_(params, opts.clipGradNorm);
-          opt.step();
+        found = torch::zeros({1}, flagOpts);
+        at::_amp_foreach_non_finite_check_and_unscale_(grads, found, o->scale.reciprocal());
+        if (!o->fused && found.item<float>() > 0) {
+          // torch::optim cannot skip on the device: decide here.
+        } else {
+          if (opts.clipGradNorm > 0) gradNorm = clipGradNorm(params, opts.clipGradNorm);
+          o->step(std::nullopt, found);
         }
-        r.stepped = !skip;
-        at::_amp_update_scale_(o->scale, o->growthTracker, foundInf, o->growthFactor, o->backoffFactor,
+        at::_amp_update_scale_(o->scale, o->growthTracker, found, o->growthFactor, o->backoffFactor,
                                o->growthInterval);
       } else {
         loss.backward();
         if (sync) sync->averageGradients(params);
-        if (opts.clipGradNorm > 0) r.gradNorm = torch::nn::utils::clip_grad_norm_(params, opts.clipGradNorm);
-        opt.step();
+        if (!hostCheck) found = loss.detach().isfinite().logical_not().to(torch::kFloat32).view({1});
+        if (opts.clipGradNorm > 0) gradNorm = clipGradNorm(params, opts.clipGradNorm);
+        o->step(std::nullopt, found.defined() ? std::optional<torch::Tensor>(found) : std::nullopt);
       }
-      accuracy(logits, y, r);
-      r.predictions = torch::Tensor();  // training callers want counts, not per-sample output
+      auto hits = accuracy(logits, y);
+      auto zero = torch::zeros({1}, flagOpts);
+      auto stats = torch::cat({loss.detach().to(torch::kFloat32).view({1}), hits.top1.to(torch::kFloat32).view({1}),
+                               hits.top5.to(torch::kFloat32).view({1}), found.defined() ? found : zero,
+                               gradNorm.defined() ? gradNorm.to(torch::kFloat32).view({1}) : zero - 1})
+                       .to(torch::kCPU);
+      auto v = stats.accessor<float, 1>();
+      if (!hostCheck) r.loss = v[0];
+      r.correct1 = static_cast<int64_t>(v[1]);
+      r.correct5 = static_cast<int64_t>(v[2]);
+      r.n = y.size(0);
+      r.gradNorm = v[4];
+      const bool skipped = v[3] > 0;
+      if (skipped && o->fused) o->undoStep();
+      if (fp16) r.stepped = !skipped;
+      else if (skipped) nonFiniteLoss(r.loss, false);
     } catch (...) {
       opt.zero_grad();
       auto err = std::current_exception();
@@ -246,6 +296,7 @@ Napi::Value EvalStep(const Napi::CallbackInfo& info) {
   StepOptions opts = parseOptions(info, 3);
   return m->runStep(info, [m, b, opts]() -> Finisher {
     torch::NoGradGuard noGrad;
+    c10::DeviceGuard deviceGuard(m->device());
     Metrics r;
     auto x = toModel(*m, b.images, torch::kFloat32);
     auto y = b.labels.to(m->device(), torch::kLong);
@@ -254,10 +305,17 @@ Napi::Value EvalStep(const Napi::CallbackInfo& info) {
       AutocastScope autocast(m->device().type(), opts.amp);
       logits = m->forward(x).to(torch::kFloat32);
     }
-    r.loss = F::cross_entropy(logits, y, F::CrossEntropyFuncOptions().label_smoothing(opts.labelSmoothing))
-                 .item<double>();
+    auto loss = F::cross_entropy(logits, y, F::CrossEntropyFuncOptions().label_smoothing(opts.labelSmoothing));
+    auto hits = accuracy(logits, y);
+    auto stats = torch::stack({loss.to(torch::kFloat64), hits.top1.to(torch::kFloat64), hits.top5.to(torch::kFloat64)})
+                     .to(torch::kCPU);
+    auto v = stats.accessor<double, 1>();
+    r.loss = v[0];
+    r.correct1 = static_cast<int64_t>(v[1]);
+    r.correct5 = static_cast<int64_t>(v[2]);
+    r.n = y.size(0);
+    r.predictions = hits.predictions.to(torch::kCPU, torch::kInt32).contiguous();
     r.stepped = false;
-    accuracy(logits, y, r);
     return [r](Napi::Env env) -> Napi::Value { return metricsToJs(env, r); };
   });
   TL_GUARD_END(info.Env())
