@@ -51,6 +51,8 @@ def train(path, config_json):
     write_dir(os.path.join(path, "init"), m.state_dict())
     write_dir(os.path.join(path, "data"), {"x": x, "y": y})
     opts = dict(cfg["options"])
+    # torchline's default is fused=True; {"fused": false} compares its per-parameter loop with torch's default.
+    opts["fused"] = cfg.get("fused", True) or None
     if "betas" in opts:
         opts["betas"] = tuple(opts["betas"])
     cls = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW, "sgd": torch.optim.SGD}[cfg["kind"]]
