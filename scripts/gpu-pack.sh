@@ -13,6 +13,7 @@ npm ls --omit=dev --all --parseable 2>/dev/null | sed "s|^$PWD/||" | grep '^node
 inc=/usr/include
 cp "$inc/turbojpeg.h" "$inc/jpeglib.h" "$inc/jmorecfg.h" "$inc/jerror.h" .gpu/jpeg/include/
 cp "$inc/x86_64-linux-gnu/jconfig.h" .gpu/jpeg/include/ 2>/dev/null || cp "$inc/jconfig.h" .gpu/jpeg/include/
+cp -r "$inc/gloo" .gpu/jpeg/include/  # c10d's Gloo header needs gloo's headers
 for lib in libturbojpeg.so.0 libjpeg.so.62; do
   cp -L "/usr/lib/x86_64-linux-gnu/$lib" .gpu/jpeg/lib/
   ln -sf "$lib" ".gpu/jpeg/lib/${lib%%.so.*}.so"

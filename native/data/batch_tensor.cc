@@ -14,8 +14,10 @@ namespace {
 // Pinned batch buffers come from LibTorch's CUDA host allocator (cached, and
 // known to it, so is_pinned() holds and copies are asynchronous). Its DataPtrs
 // are kept here by address until the batch buffer is released.
+// Never destroyed: at process exit the CUDA driver may already be gone, and
+// freeing pinned memory then throws (cudaErrorCudartUnloading) and aborts.
 std::mutex pinnedMu;
-std::unordered_map<void*, c10::DataPtr> pinnedLive;
+auto& pinnedLive = *new std::unordered_map<void*, c10::DataPtr>();
 
 void* pinnedAllocate(size_t bytes) {
   if (!torch::cuda::is_available()) return nullptr;
