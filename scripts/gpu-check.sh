@@ -41,7 +41,11 @@ if [ -d .gpu/jpeg ]; then
 fi
 [ -d .gpu/photos ] && export TORCHLINE_PHOTOS="$root/.gpu/photos"
 
-if [ ! -f build/Release/torchline.node ]; then
+if [ -f build/CMakeCache.txt ]; then
+  # Configured before (setup.sh, or an earlier run on a machine kept warm): bring it up to date.
+  timeout 360 cmake --build build -j "$(nproc)" >/tmp/gpu-check-build.log 2>&1 \
+    || { grep -E "error|Error" /tmp/gpu-check-build.log | head -30; say "build failed"; exit 1; }
+elif [ ! -f build/Release/torchline.node ]; then
   say "building the addon against $py's torch"
   gen=(); command -v ninja >/dev/null 2>&1 && gen=(-G Ninja)
   timeout 120 cmake -S . -B build "${gen[@]}" -DCMAKE_BUILD_TYPE=Release \
