@@ -14,7 +14,10 @@ export {
   setRngState,
   setNumThreads,
   getNumThreads,
+  emptyCache,
+  memoryStats,
 } from './runtime';
+export type { MemoryStats } from './runtime';
 export type { VersionInfo } from './runtime';
 export * from './models';
 export * from './optim';

@@ -11,6 +11,10 @@ export interface VersionInfo {
   /** How the build found LibTorch (one of the four ways in the README). */
   libtorchSource: string;
   cxx11Abi: boolean;
+  /** The C++ standard the addon was compiled with (LibTorch 2.x needs 20). */
+  cxxStandard: number;
+  /** Whether the NCCL backend was compiled in (a CUDA LibTorch with nccl.h found). */
+  nccl: boolean;
   cuda: { compiled: boolean; available: boolean; deviceCount: number; runtime: string | null; cudnn: string | null };
   blas: { compiled: string; loaded: string | null };
   mkldnn: boolean;
@@ -31,6 +35,8 @@ export function version(): VersionInfo {
     libtorch: b.libtorch,
     libtorchSource: b.libtorchSource,
     cxx11Abi: b.cxx11Abi,
+    cxxStandard: b.cxxStandard,
+    nccl: b.ncclCompiled,
     cuda: {
       compiled: b.cudaCompiled,
       available: cuda.isAvailable(),
@@ -121,4 +127,29 @@ export function setNumThreads(n: number): void {
 
 export function getNumThreads(): number {
   return binding.getNumThreads();
+}
+
+/**
+ * Returns the CPU tensor cache's idle blocks to the system (torch.cuda.empty_cache's counterpart for the
+ * caching CPU allocator torchline installs; TORCHLINE_CPU_ALLOCATOR=system leaves LibTorch's own).
+ */
+export function emptyCache(): void {
+  binding.emptyCache();
+}
+
+export interface MemoryStats {
+  /** Whether the caching CPU allocator is installed. */
+  installed: boolean;
+  /** Bytes in blocks of 1 MiB+ held by the cache (in use + idle), and their peak. */
+  heldBytes: number;
+  peakHeldBytes: number;
+  idleBytes: number;
+  /** Idle bytes kept at most (TORCHLINE_CPU_CACHE_LIMIT, default a quarter of physical memory). */
+  limitBytes: number;
+  hits: number;
+  misses: number;
+}
+
+export function memoryStats(): MemoryStats {
+  return binding.memoryStats();
 }

@@ -20,6 +20,7 @@ Napi::Object unwrapArg(Napi::Value v, const Napi::FunctionReference& ctor, const
 
 static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   env.SetInstanceData(new tl::AddonData());
+  tl::InitMemory(env, exports);  // first: tensors made during init already use it
   tl::InitRuntime(env, exports);
   tl::InitTensorFunctions(env, exports);
   tl::InitModels(env, exports);

@@ -18,6 +18,7 @@ AddonData& addonData(Napi::Env env);
 Napi::Object unwrapArg(Napi::Value v, const Napi::FunctionReference& ctor, const std::string& name, const char* what);
 
 // Each concern registers its functions on the exports object.
+void InitMemory(Napi::Env env, Napi::Object exports);
 void InitRuntime(Napi::Env env, Napi::Object exports);
 void InitTensorFunctions(Napi::Env env, Napi::Object exports);
 void InitModels(Napi::Env env, Napi::Object exports);
@@ -26,5 +27,9 @@ void InitTrain(Napi::Env env, Napi::Object exports);
 void InitDistributed(Napi::Env env, Napi::Object exports);
 void InitCheckpoint(Napi::Env env, Napi::Object exports);
 void InitData(Napi::Env env, Napi::Object exports);
+
+// memory.cc: the caching CPU allocator (emptyCache() from JS).
+void emptyCpuCache();
+bool cpuCacheInstalled();
 
 }  // namespace tl

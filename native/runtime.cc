@@ -1,5 +1,7 @@
 // Process-wide LibTorch settings and what this build was made from.
 #include <ATen/Parallel.h>
+#include <ATen/Version.h>
+#include <ATen/cpu/Utils.h>
 #include <torch/version.h>
 
 #include <fstream>
@@ -75,6 +77,12 @@ Napi::Value BuildInfo(const Napi::CallbackInfo& info) {
   o.Set("libtorch", Napi::String::New(env, TORCH_VERSION));
   o.Set("libtorchSource", Napi::String::New(env, TORCHLINE_LIBTORCH_SOURCE));
   o.Set("cxx11Abi", Napi::Boolean::New(env, _GLIBCXX_USE_CXX11_ABI != 0));
+  o.Set("cxxStandard", Napi::Number::New(env, static_cast<double>(__cplusplus / 100 % 100)));
+#ifdef USE_C10D_NCCL
+  o.Set("ncclCompiled", Napi::Boolean::New(env, true));
+#else
+  o.Set("ncclCompiled", Napi::Boolean::New(env, false));
+#endif
 #ifdef TORCHLINE_CUDA
   o.Set("cudaCompiled", Napi::Boolean::New(env, true));
 #else
@@ -89,6 +97,18 @@ Napi::Value BuildInfo(const Napi::CallbackInfo& info) {
                                                config.find("USE_OPENMP=ON") != std::string::npos));
   o.Set("parallelInfo", Napi::String::New(env, at::get_parallel_info()));
   o.Set("config", Napi::String::New(env, config));
+  return o;
+  TL_GUARD_END(info.Env())
+}
+
+// The CPU's capabilities as ATen's cpuinfo sees them (avx512, avx512_bf16,
+// amx_bf16, ...): what precision 'auto' and doctor decide by. Booleans only.
+Napi::Value CpuCapabilities(const Napi::CallbackInfo& info) {
+  TL_GUARD_BEGIN
+  auto o = Napi::Object::New(info.Env());
+  for (const auto& [k, v] : at::cpu::get_cpu_capabilities())
+    if (v.isBool()) o.Set(k, v.toBool());
+  o.Set("capability", Napi::String::New(info.Env(), at::get_cpu_capability()));
   return o;
   TL_GUARD_END(info.Env())
 }
@@ -184,6 +204,7 @@ void InitRuntime(Napi::Env env, Napi::Object exports) {
   exports.Set("buildInfo", Napi::Function::New<BuildInfo>(env, "buildInfo"));
   exports.Set("cudaIsAvailable", Napi::Function::New<CudaIsAvailable>(env, "cudaIsAvailable"));
   exports.Set("cudaDeviceCount", Napi::Function::New<CudaDeviceCount>(env, "cudaDeviceCount"));
+  exports.Set("cpuCapabilities", Napi::Function::New<CpuCapabilities>(env, "cpuCapabilities"));
   exports.Set("cudaSynchronize", Napi::Function::New<CudaSynchronize>(env, "cudaSynchronize"));
   exports.Set("cudaSetDevice", Napi::Function::New<CudaSetDevice>(env, "cudaSetDevice"));
   exports.Set("cudaCurrentDevice", Napi::Function::New<CudaCurrentDevice>(env, "cudaCurrentDevice"));

@@ -5,7 +5,6 @@
 
 #include <atomic>
 #include <cstring>
-#include <malloc.h>
 
 namespace tl {
 
@@ -95,33 +94,11 @@ void TensorHandle::set(torch::Tensor t, bool owned) {
   if (reported_) Napi::MemoryManagement::AdjustExternalMemory(Env(), reported_);
 }
 
-// glibc keeps freed blocks of Node's many-threaded processes in its arenas
-// instead of reusing or returning them: 500 x 4 MiB tensors made and disposed
-// grew RSS by 2 GiB. Returning free pages after every 64 MiB of released
-// tensor storage keeps RSS flat; pinning malloc's thresholds instead slowed
-// ResNet50 steps by 30-200% and did not always help. TORCHLINE_KEEP_MALLOC=1
-// turns this off.
-static void releasedHostBytes(int64_t bytes) {
-  static const bool keep = [] {
-    const char* k = std::getenv("TORCHLINE_KEEP_MALLOC");
-    return k && *k && *k != '0';
-  }();
-  static std::atomic<int64_t> pending{0};
-  if (keep || bytes < (1 << 20)) return;
-  if (pending.fetch_add(bytes) + bytes >= (int64_t(64) << 20)) {
-    pending = 0;
-    malloc_trim(0);
-  }
-}
-
 void TensorHandle::release() {
   if (reported_) Napi::MemoryManagement::AdjustExternalMemory(Env(), -reported_);
-  // Only when this handle held the last reference is the storage really freed.
-  int64_t freed = tensor_.defined() && tensor_.use_count() == 1 && tensor_.storage().use_count() == 1 ? reported_ : 0;
   reported_ = 0;
   tensor_ = torch::Tensor();
   disposed_ = true;
-  if (freed) releasedHostBytes(freed);
 }
 
 const torch::Tensor& TensorHandle::live() const {

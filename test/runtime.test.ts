@@ -1,8 +1,12 @@
 import { describe, expect, it } from 'vitest';
 import { execFileSync } from 'node:child_process';
+import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { Device, cuda, defaultDevice, getNumThreads, manualSeed, setNumThreads, version, Tensor } from '../lib';
+import {
+  Device, cuda, defaultDevice, emptyCache, getNumThreads, manualSeed, memoryStats, resolvePrecision, setNumThreads, version, Tensor,
+} from '../lib';
+import { PYTHON } from './support/peer';
 
 const root = path.resolve(__dirname, '..');
 
@@ -22,6 +26,9 @@ describe('loading and version', () => {
     const facts = JSON.parse(out);
     expect(facts.libtorch).toBe(version().libtorch);
     expect(facts.cudaStatus).toMatch(/usable/);
+    expect(facts.cxxStandard).toBeGreaterThanOrEqual(20);
+    expect(facts.precisionAuto.precision).toBe(resolvePrecision('auto', defaultDevice()).precision);
+    expect(facts.cpuAllocator).toBe('caching');
   });
 });
 
@@ -70,5 +77,50 @@ describe('threads and seeds', () => {
     const b = Tensor.randn([5]).toArray();
     expect(a).toEqual(b);
     expect(() => manualSeed(-1)).toThrow(RangeError);
+  });
+});
+
+describe('LibTorch 2.x with the CUDA build', () => {
+  const peer = JSON.parse(
+    execFileSync(PYTHON, ['-c', 'import json, torch; print(json.dumps({"v": torch.__version__, "cuda": torch.version.cuda}))'], { encoding: 'utf8' }),
+  );
+
+  it('is built against the same LibTorch as the Python peer, in C++20', () => {
+    const v = version();
+    expect(peer.v.startsWith(v.libtorch)).toBe(true);
+    expect(Number(v.libtorch.split('.')[0])).toBeGreaterThanOrEqual(2);
+    expect(v.cxxStandard).toBeGreaterThanOrEqual(20);
+  });
+
+  it('compiles the CUDA and NCCL paths whenever the LibTorch has CUDA (a CPU machine included)', () => {
+    const v = version();
+    expect(v.cuda.compiled).toBe(peer.cuda !== null);
+    expect(v.nccl).toBe(peer.cuda !== null);
+    if (!v.cuda.available) expect(() => cuda.synchronize()).toThrow(/no CUDA device/);
+  });
+
+  it("precision 'auto' follows the CPU's native bf16 (from /proc/cpuinfo)", () => {
+    const flags = fs.readFileSync('/proc/cpuinfo', 'utf8');
+    const native = /\b(avx512_bf16|amx_bf16)\b/.test(flags);
+    const r = resolvePrecision('auto', 'cpu');
+    expect(r.precision).toBe(native ? 'bf16' : 'fp32');
+    expect(r.channelsLast).toBe(native);
+    expect(() => resolvePrecision('fp16', 'cpu')).toThrow(/needs a CUDA device/);
+    expect(() => resolvePrecision('half' as never, 'cpu')).toThrow(RangeError);
+  });
+});
+
+describe('caching CPU allocator', () => {
+  it('reuses freed blocks of 1 MiB+ by size and gives them back on emptyCache()', () => {
+    expect(memoryStats().installed).toBe(true);
+    const before = memoryStats();
+    const data = new Float32Array(1 << 20); // 4 MiB
+    for (let i = 0; i < 100; i++) Tensor.from(data).dispose();
+    const after = memoryStats();
+    expect(after.misses - before.misses).toBeLessThanOrEqual(2);
+    expect(after.hits - before.hits).toBeGreaterThanOrEqual(98);
+    expect(after.idleBytes).toBeGreaterThan(0);
+    emptyCache();
+    expect(memoryStats().idleBytes).toBe(0);
   });
 });

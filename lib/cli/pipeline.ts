@@ -37,6 +37,7 @@ export interface PipelineConfig {
   weightsOnly?: boolean;
   device?: string;
   amp?: 'fp16' | 'bf16';
+  precision?: 'auto' | 'fp32' | 'bf16' | 'fp16';
   logDir: string;
   resume?: string;
   seed: number;
@@ -91,6 +92,7 @@ export const PIPELINE_FLAGS = {
   'weights-only': { type: 'boolean' },
   device: { type: 'string' },
   amp: { type: 'string' },
+  precision: { type: 'string' },
   'log-dir': { type: 'string' },
   resume: { type: 'string' },
   seed: { type: 'string' },
@@ -113,7 +115,9 @@ export const PIPELINE_USAGE = `  --config FILE            JSON file with any of 
   --scheduler S            none|cosine|step learning-rate schedule (default none, as the seed)
   --checkpoint-every N     epochs (default 2)   --keep-last N (default 2)
   --weights-only           checkpoints without optimizer state (1/3 the size; resume restarts Adam)
-  --device cpu|cuda[:i]    (default: cuda when available)   --amp fp16|bf16
+  --device cpu|cuda[:i]    (default: cuda when available)
+  --precision auto|fp32|bf16|fp16   (default auto: bf16 + channels_last on a CPU with native bf16,
+                           fp16 on CUDA, else fp32; \`torchline doctor\` says what auto picks here)
   --log-dir DIR            metrics.jsonl, TensorBoard events, report.html (default ./runs/latest)
   --resume FILE|latest     continue a run from a checkpoint
   --seed N                 shuffling and augmentation seed (default 0)`;
@@ -135,7 +139,7 @@ export function resolveConfig(values: Record<string, unknown>, base: Partial<Pip
     } catch (err) {
       throw new CliError(`--config ${values.config}: ${(err as Error).message}`);
     }
-    const known = new Set(Object.keys(DEFAULTS).concat(['bucket', 'pretrained', 'labelRegex', 'device', 'amp', 'resume', 'weightsOnly']));
+    const known = new Set(Object.keys(DEFAULTS).concat(['bucket', 'pretrained', 'labelRegex', 'device', 'amp', 'precision', 'resume', 'weightsOnly']));
     for (const k of Object.keys(fromFile)) if (!known.has(k)) throw new CliError(`--config ${values.config}: unknown option '${k}'`);
   }
   const c: PipelineConfig = { ...DEFAULTS, ...base, ...fromFile };
@@ -158,6 +162,9 @@ export function resolveConfig(values: Record<string, unknown>, base: Partial<Pip
   if (flag('model') !== undefined) c.model = flag('model') as PipelineConfig['model'];
   if (flag('augment') !== undefined) c.augment = flag('augment') as PipelineConfig['augment'];
   if (flag('amp') !== undefined) c.amp = flag('amp') as PipelineConfig['amp'];
+  if (flag('precision') !== undefined) c.precision = flag('precision') as PipelineConfig['precision'];
+  if (c.precision !== undefined && !['auto', 'fp32', 'bf16', 'fp16'].includes(c.precision))
+    throw new CliError(`--precision must be auto, fp32, bf16 or fp16, got '${c.precision}'`);
   if (flag('scheduler') !== undefined) c.scheduler = flag('scheduler') as PipelineConfig['scheduler'];
   if (!['none', 'cosine', 'step'].includes(c.scheduler)) throw new CliError(`--scheduler must be none, cosine or step, got '${c.scheduler}'`);
   if (!['resnet18', 'resnet34', 'resnet50', 'resnet101', 'resnet152'].includes(c.model)) throw new CliError(`--model must be resnet18, resnet34, resnet50, resnet101 or resnet152, got '${c.model}'`);
@@ -270,14 +277,14 @@ export async function runPipeline(c: PipelineConfig): Promise<PipelineResult> {
     say(c, `uploaded: ${uri}`);
   });
   const fit = await trainer.fit({
-    model, optimizer, scheduler, train, val, epochs: c.epochs, device, amp: c.amp, checkpointEvery: c.checkpointEvery,
+    model, optimizer, scheduler, train, val, epochs: c.epochs, device, amp: c.amp, precision: c.precision, checkpointEvery: c.checkpointEvery,
     checkpointDir: c.checkpointDir, keepLast: c.keepLast, upload, checkpointOptimizer: !c.weightsOnly, resume: c.resume, logDir: c.logDir,
     classes: trainSet.classes, progress: c.quiet ? null : undefined,
     config: { model: c.model, epochs: c.epochs, batchSize: c.batchSize, lr: c.lr, scheduler: c.scheduler, imageSize: c.imageSize, seed: c.seed },
   });
 
   // 10. Evaluate (the seed's evaluate_model).
-  const ev = await trainer.evaluate(model, val, { classes: trainSet.classes, amp: c.amp });
+  const ev = await trainer.evaluate(model, val, { classes: trainSet.classes, amp: c.amp, precision: c.precision ?? 'auto' });
   fs.writeFileSync(path.join(c.logDir, 'eval.json'), JSON.stringify(ev, null, 2));
   return {
     accuracy: ev.top1, top5: ev.top5, valImages: ev.n, trainImages: trainSet.length, classes: trainSet.classes,

@@ -1,4 +1,6 @@
 export { trainStep, evalStep, CrossEntropyLoss, backends } from './step';
+export { resolvePrecision, cpuHasNativeBf16 } from './precision';
+export type { Precision, ResolvedPrecision, Amp } from './precision';
 export type { Batch, StepOptions, StepResult, EvalResult } from './step';
 export { Trainer } from './trainer';
 export type { FitOptions, FitResult, EvalMetrics, Loader, UploadSink, TrainerEvents } from './trainer';

@@ -1,5 +1,6 @@
 // One optimisation or evaluation step on a batch, run natively on the model's
 // own thread; resolves with plain numbers.
+import { resolvePrecision, type Precision } from './precision';
 import { binding } from '../native';
 import { Tensor } from '../tensor';
 import type { Module } from '../models/module';
@@ -26,8 +27,13 @@ export interface StepOptions {
   lossFn?: CrossEntropyLoss;
   /** Clip the gradients' total L2 norm to this value (torch.nn.utils.clip_grad_norm_). */
   clipGradNorm?: number;
-  /** Mixed precision: 'fp16' (CUDA, with dynamic loss scaling) or 'bf16'. */
+  /** Mixed precision: 'fp16' (CUDA, with dynamic loss scaling) or 'bf16'. Overrides `precision`. */
   amp?: 'fp16' | 'bf16' | false;
+  /**
+   * 'auto' | 'fp32' | 'bf16' | 'fp16', resolved for the model's device (resolvePrecision). Without it (and
+   * without amp) a step runs in fp32. channels_last is the model's own setting (model.channelsLast()).
+   */
+  precision?: Precision;
 }
 
 export interface StepResult {
@@ -47,8 +53,9 @@ export interface EvalResult extends StepResult {
   predictions: Int32Array;
 }
 
-function nativeOptions(o: StepOptions): object {
-  return { labelSmoothing: o.lossFn?.labelSmoothing ?? 0, clipGradNorm: o.clipGradNorm ?? 0, amp: o.amp || 'off' };
+function nativeOptions(model: Module, o: StepOptions): object {
+  const amp = o.amp ?? (o.precision ? resolvePrecision(o.precision, model.device).amp : false);
+  return { labelSmoothing: o.lossFn?.labelSmoothing ?? 0, clipGradNorm: o.clipGradNorm ?? 0, amp: amp || 'off' };
 }
 
 function checkBatch(batch: Batch): void {
@@ -63,13 +70,13 @@ function checkBatch(batch: Batch): void {
  */
 export function trainStep(model: Module, optimizer: Optimizer, batch: Batch, options: StepOptions = {}): Promise<StepResult> {
   checkBatch(batch);
-  return binding.trainStep(model.handle, optimizer.handle, batch.images.handle, batch.labels.handle, nativeOptions(options));
+  return binding.trainStep(model.handle, optimizer.handle, batch.images.handle, batch.labels.handle, nativeOptions(model, options));
 }
 
 /** Forward and loss without gradients; the model's train/eval mode is left as it is (call eval() first). */
 export function evalStep(model: Module, batch: Batch, options: Omit<StepOptions, 'clipGradNorm'> = {}): Promise<EvalResult> {
   checkBatch(batch);
-  return binding.evalStep(model.handle, batch.images.handle, batch.labels.handle, nativeOptions(options));
+  return binding.evalStep(model.handle, batch.images.handle, batch.labels.handle, nativeOptions(model, options));
 }
 
 export const backends = {

@@ -2,6 +2,7 @@
 // train steps, validation without gradients, checkpoints every N epochs
 // (atomic, PyTorch-readable) handed to a background upload queue, metrics as
 // JSON lines + TensorBoard + an HTML report, and clean stops on SIGINT/SIGTERM.
+import { resolvePrecision, type Amp, type Precision } from './precision';
 import { EventEmitter } from 'node:events';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
@@ -43,7 +44,13 @@ export interface FitOptions {
   val?: Loader;
   epochs: number;
   device?: DeviceLike;
-  amp?: 'fp16' | 'bf16' | false;
+  /**
+   * 'auto' (default): the fastest precision that keeps accuracy here (resolvePrecision: bf16 autocast +
+   * channels_last on a CPU with native bf16, fp16 + loss scaling on CUDA, else fp32). `amp` overrides it.
+   */
+  precision?: Precision;
+  amp?: Amp;
+  /** Defaults to what the precision picks. */
   channelsLast?: boolean;
   lossFn?: CrossEntropyLoss;
   clipGradNorm?: number;
@@ -115,7 +122,7 @@ export class Trainer extends EventEmitter<TrainerEvents> {
   }
 
   /** Accuracy and loss over a loader, without gradients, in eval mode (restored after). */
-  async evaluate(model: Module, loader: Loader, options: { classes?: string[]; amp?: 'fp16' | 'bf16' | false } = {}): Promise<EvalMetrics> {
+  async evaluate(model: Module, loader: Loader, options: { classes?: string[]; amp?: Amp; precision?: Precision } = {}): Promise<EvalMetrics> {
     const wasTraining = model.training;
     model.eval();
     let loss = 0;
@@ -126,7 +133,7 @@ export class Trainer extends EventEmitter<TrainerEvents> {
     const total = new Map<number, number>();
     try {
       for await (const batch of loader) {
-        const r = await evalStep(model, batch, { amp: options.amp });
+        const r = await evalStep(model, batch, { amp: options.amp, precision: options.precision });
         const labels = batch.labels.toArray();
         labels.forEach((y, i) => {
           total.set(y, (total.get(y) ?? 0) + 1);
@@ -156,7 +163,9 @@ export class Trainer extends EventEmitter<TrainerEvents> {
     if (!Number.isInteger(o.epochs) || o.epochs < 1) throw new RangeError(`epochs must be a positive integer, got ${o.epochs}`);
     const device = Device.parse(o.device ?? o.model.device);
     o.model.to(device);
-    if (o.channelsLast) o.model.channelsLast(true);
+    const chosen = resolvePrecision(o.precision ?? 'auto', device);
+    o = { ...o, amp: o.amp ?? chosen.amp };
+    if (o.channelsLast ?? chosen.channelsLast) o.model.channelsLast(true);
     const every = o.checkpointEvery ?? 2;
     const lead = !o.group || o.group.rank === 0;
     if (!lead) o = { ...o, checkpointDir: undefined, logDir: undefined, upload: undefined, progress: null };

@@ -182,6 +182,27 @@ describe('trainStep behaviour', () => {
     expect(model.stateDict().get('fc.weight')!.toArray()).toEqual(before);
   });
 
+  it.each([true, false])('a NaN loss leaves Adam\'s weights, moments and step counts as they were (fused: %s)', async (fused) => {
+    const model = resnet18({ numClasses: 3 }).train();
+    const opt = new Adam(model.parameters(), { lr: 1e-3, fused });
+    const labels = Tensor.from(new BigInt64Array([0n, 1n]), [2]);
+    await trainStep(model, opt, { images: Tensor.randn([2, 3, 32, 32]), labels });
+    const w = model.stateDict().get('fc.weight')!.toArray();
+    const st = opt.stateDict().state;
+    const last = st.size - 1;
+    const m = (st.get(last)!.exp_avg as Tensor).toArray();
+    const err = await trainStep(model, opt, { images: Tensor.full([2, 3, 32, 32], NaN), labels }).catch((e) => e);
+    expect(err.code).toBe('ERR_NONFINITE_LOSS');
+    const after = opt.stateDict().state;
+    expect(model.stateDict().get('fc.weight')!.toArray()).toEqual(w);
+    expect((after.get(last)!.exp_avg as Tensor).toArray()).toEqual(m);
+    expect(after.get(last)!.step).toBe(1);
+    model.loadStateDict(model.stateDict()); // BN running stats took the NaNs (as in torch); the next step still runs
+    const ok = await trainStep(model.eval(), opt, { images: Tensor.randn([2, 3, 32, 32]), labels });
+    expect(ok.stepped).toBe(true);
+    expect(opt.stateDict().state.get(last)!.step).toBe(2);
+  });
+
   it('refuses sync weight access while a step is in flight', async () => {
     const model = resnet18({ numClasses: 3 }).train();
     const opt = new SGD(model.parameters(), { lr: 0.1 });
