@@ -16,7 +16,6 @@
 //   npm run bench -- storage [--objects 20000] [--rtt 20] [--imagenet-classes 1000] [--imagenet-per-class 50]
 import { spawn } from 'node:child_process';
 import * as fs from 'node:fs';
-import * as http from 'node:http';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -54,22 +53,14 @@ async function startEmulatorProcess() {
   return { url, stop: () => child.kill() };
 }
 
-// A proxy adding a fixed delay per request (keep-alive both sides).
+// The latency proxy (bench/storage-latency-proxy.mjs) in its own process.
 async function startLatencyProxy(upstream, ms) {
-  const up = new URL(upstream);
-  const agent = new http.Agent({ keepAlive: true, maxSockets: 256 });
-  const server = http.createServer((req, res) => {
-    setTimeout(() => {
-      const p = http.request({ host: up.hostname, port: up.port, method: req.method, path: req.url, headers: req.headers, agent }, (pr) => {
-        res.writeHead(pr.statusCode, pr.headers);
-        pr.pipe(res);
-      });
-      p.on('error', () => res.destroy());
-      req.pipe(p);
-    }, ms);
+  const child = spawn(process.execPath, [path.join(here, 'storage-latency-proxy.mjs'), upstream, String(ms)], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const url = await new Promise((resolve, reject) => {
+    child.stdout.once('data', (d) => resolve(String(d).trim()));
+    child.once('exit', (c) => reject(new Error(`latency proxy exited ${c}`)));
   });
-  await new Promise((r) => server.listen(0, '127.0.0.1', r));
-  return { url: `http://127.0.0.1:${server.address().port}`, close: () => (server.closeAllConnections(), server.close(), agent.destroy()) };
+  return { url, close: () => child.kill() };
 }
 
 const time = async (fn) => {

@@ -196,15 +196,18 @@ function visible(relPath: string): boolean {
 const offsetSupport = new WeakMap<Storage, Promise<boolean>>();
 
 /**
- * Probes with startOffset = the last folder: a server that honours it
- * answers with an object of that folder; one that ignores it (the Firebase
- * emulator) with the first object under the root, which sorts before.
+ * Probes with a startOffset above every name under the root: a server that
+ * honours it answers with nothing; one that ignores it (the Firebase
+ * emulator) with the root's first object. Runs alongside the root's own
+ * listing, so it costs no round trip. Only speed depends on the answer: a
+ * range keeps only objects of its own folders, whatever the server sends.
  */
-function supportsOffsets(storage: Storage, bucket: string, root: string, last: string): Promise<boolean> {
+function supportsOffsets(storage: Storage, bucket: string, root: string): Promise<boolean> {
   let p = offsetSupport.get(storage);
   if (!p) {
-    p = listPage(storage, bucket, { prefix: root, startOffset: last, maxResults: 1 }).then(
-      (page) => page.items.length > 0 && page.items[0].name >= last,
+    const above = root + '\u{10FFFF}';
+    p = listPage(storage, bucket, { prefix: root, startOffset: above, maxResults: 1 }).then(
+      (page) => page.items.length === 0 || page.items[0].name >= above,
       () => false,
     );
     offsetSupport.set(storage, p);
@@ -247,9 +250,10 @@ async function discoverGcs(loc: Location, opts: ListOptions, keepHidden = false)
     } while (pageToken);
   };
   const folders: string[] = [];
+  const ranged = (opts.rangeListing ?? true) ? supportsOffsets(storage, loc.bucket, root) : Promise.resolve(false);
   await listFolder(root, (p) => folders.push(p));
   folders.sort();
-  if (folders.length > 1 && (opts.rangeListing ?? true) && (await supportsOffsets(storage, loc.bucket, root, folders[folders.length - 1]))) {
+  if (folders.length > 1 && (await ranged)) {
     // Contiguous ranges of folders, each listed flat between two folder
     // names. A range also holds what sorts between its folders (root files,
     // hidden folders): only objects of the range's own folders are kept.
