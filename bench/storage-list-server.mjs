@@ -39,6 +39,8 @@ export async function startListServer(objects, { bucket = 'list-bkt', updated = 
       return;
     }
     const q = u.searchParams;
+    // Partial responses as GCS gives them for `fields=items(a,b,...),prefixes,nextPageToken`.
+    const itemFields = /items\(([^)]*)\)/.exec(q.get('fields') ?? '')?.[1].split(',').map((f) => f.trim());
     const prefix = q.get('prefix') ?? '';
     const delimiter = q.get('delimiter') ?? '';
     const startOffset = q.get('startOffset') ?? '';
@@ -68,7 +70,8 @@ export async function startListServer(objects, { bucket = 'list-bkt', updated = 
         i = lowerBound(sorted, p.slice(0, -1) + String.fromCharCode(p.charCodeAt(p.length - 1) + 1));
         continue;
       }
-      items.push({ kind: 'storage#object', bucket, name: o.name, size: o.size, updated, generation: '1', md5Hash: '1B2M2Y8AsgTpgAmY7PhCfg==', crc32c: 'AAAAAA==' });
+      const full = { kind: 'storage#object', bucket, name: o.name, size: o.size, updated, generation: '1', md5Hash: '1B2M2Y8AsgTpgAmY7PhCfg==', crc32c: 'AAAAAA==' };
+      items.push(itemFields ? Object.fromEntries(itemFields.filter((f) => f in full).map((f) => [f, full[f]])) : full);
       i++;
     }
     const body = { kind: 'storage#objects', ...(items.length ? { items } : {}), ...(prefixes.length ? { prefixes } : {}) };
