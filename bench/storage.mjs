@@ -7,10 +7,15 @@
 // request in between, as a stand-in for the round trip to real GCS, where
 // latency rather than the server's CPU dominates.
 //
-//   npm run bench -- storage [--objects 20000] [--rtt 20]
+// A third part lists an ImageNet-shaped tree (1,000 class folders x 50
+// objects: a flat listing is 50 sequential pages) through the same proxy,
+// served by bench/storage-list-server.mjs in its own process: the emulator
+// scans and sorts all its objects on every list call and ignores
+// startOffset/endOffset, so under it both listings would measure its CPU.
+//
+//   npm run bench -- storage [--objects 20000] [--rtt 20] [--imagenet-classes 1000] [--imagenet-per-class 50]
 import { spawn } from 'node:child_process';
 import * as fs from 'node:fs';
-import * as http from 'node:http';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -30,6 +35,8 @@ const arg = (name, dflt) => {
 const N = arg('objects', 20000);
 const RTT = arg('rtt', 20);
 const CLASSES = 100;
+const IN_CLASSES = arg('imagenet-classes', 1000);
+const IN_PER = arg('imagenet-per-class', 50);
 const BUCKET = 'bench-bkt';
 
 // The emulator in a child process.
@@ -46,22 +53,14 @@ async function startEmulatorProcess() {
   return { url, stop: () => child.kill() };
 }
 
-// A proxy adding a fixed delay per request (keep-alive both sides).
+// The latency proxy (bench/storage-latency-proxy.mjs) in its own process.
 async function startLatencyProxy(upstream, ms) {
-  const up = new URL(upstream);
-  const agent = new http.Agent({ keepAlive: true, maxSockets: 256 });
-  const server = http.createServer((req, res) => {
-    setTimeout(() => {
-      const p = http.request({ host: up.hostname, port: up.port, method: req.method, path: req.url, headers: req.headers, agent }, (pr) => {
-        res.writeHead(pr.statusCode, pr.headers);
-        pr.pipe(res);
-      });
-      p.on('error', () => res.destroy());
-      req.pipe(p);
-    }, ms);
+  const child = spawn(process.execPath, [path.join(here, 'storage-latency-proxy.mjs'), upstream, String(ms)], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const url = await new Promise((resolve, reject) => {
+    child.stdout.once('data', (d) => resolve(String(d).trim()));
+    child.once('exit', (c) => reject(new Error(`latency proxy exited ${c}`)));
   });
-  await new Promise((r) => server.listen(0, '127.0.0.1', r));
-  return { url: `http://127.0.0.1:${server.address().port}`, close: () => (server.closeAllConnections(), server.close(), agent.destroy()) };
+  return { url, close: () => child.kill() };
 }
 
 const time = async (fn) => {
@@ -77,6 +76,17 @@ const best = async (runs, fn) => {
   }
   return b;
 };
+// The peer's per-object download, repeated once on a connection reset: a
+// keep-alive socket the emulator closed while idle surfaces in the client
+// library as "socket hang up" without its own retry.
+async function peerDownload(b, name, dest) {
+  try {
+    await b.file(name).download({ destination: dest });
+  } catch (e) {
+    if (e?.code !== 'ECONNRESET') throw e;
+    await b.file(name).download({ destination: dest });
+  }
+}
 const fmt = (x) => (x >= 100 ? x.toFixed(0) : x.toFixed(1));
 
 const emu = await startEmulatorProcess();
@@ -111,7 +121,7 @@ console.log(`seeded ${N} objects in ${seed.s.toFixed(1)} s (${fmt(N / seed.s)} o
 // seed's list_blobs does) and the same raw transport torchline uses, paged flat.
 const flatLib = await best(3, async () => (await lib.bucket(BUCKET).getFiles({ prefix: 'train/' }))[0].length);
 const flatRaw = await best(3, async () => (await st.listFlat(`gs://${BUCKET}/train`, { storage: direct })).length);
-const part = await best(3, async () => (await st.listPartitioned(`gs://${BUCKET}/train`, { storage: direct, concurrency: 32 })).files.length);
+const part = await best(3, async () => (await st.listPartitioned(`gs://${BUCKET}/train`, { storage: direct, concurrency: 32, recursiveFileLookup: true, minPartitionNum: 1 })).files.length);
 for (const x of [flatLib, flatRaw, part]) if (x.r !== N) throw new Error(`listing returned ${x.r} objects, expected ${N}`);
 const listRate = { lib: N / flatLib.s, raw: N / flatRaw.s, part: N / part.s };
 console.log(`listing ${N} objects (best of 3):`);
@@ -127,7 +137,7 @@ const seq = await time(async () => {
   for (const name of names.slice(0, SEQ)) {
     const dest = path.join(tmp, 'seq', name);
     fs.mkdirSync(path.dirname(dest), { recursive: true });
-    await b.file(name).download({ destination: dest });
+    await peerDownload(b, name, dest);
   }
 });
 const par = await time(() => st.download(`gs://${BUCKET}/train`, path.join(tmp, 'par'), { storage: direct, concurrency: 64, progress: false }));
@@ -149,18 +159,50 @@ const libProxy = (() => {
   return s;
 })();
 const flatRtt = await time(async () => (await st.listFlat(`gs://${BUCKET}/train`, { storage: viaProxy })).length);
-const partRtt = await time(async () => (await st.listPartitioned(`gs://${BUCKET}/train`, { storage: viaProxy, concurrency: 32 })).files.length);
+const partRtt = await time(async () => (await st.listPartitioned(`gs://${BUCKET}/train`, { storage: viaProxy, concurrency: 32, recursiveFileLookup: true, minPartitionNum: 1 })).files.length);
 const SEQ_RTT = 300;
 const seqRtt = await time(async () => {
   const b = libProxy.bucket(BUCKET);
   for (const name of names.slice(0, SEQ_RTT)) {
     const dest = path.join(tmp, 'seq-rtt', name);
     fs.mkdirSync(path.dirname(dest), { recursive: true });
-    await b.file(name).download({ destination: dest });
+    await peerDownload(b, name, dest);
   }
 });
 const parRtt = await time(() => st.download(`gs://${BUCKET}/train`, path.join(tmp, 'par-rtt'), { storage: viaProxy, concurrency: 64, progress: false }));
 proxy.close();
+
+// ImageNet-shaped listing under the same latency: the list server in a child process.
+const inN = IN_CLASSES * IN_PER;
+const listSrv = await (async () => {
+  const code = `
+    const { startListServer } = await import(${JSON.stringify(path.join(here, 'storage-list-server.mjs'))});
+    const objs = [];
+    for (let c = 0; c < ${IN_CLASSES}; c++) {
+      const cls = 'n' + String(1440764 + c * 997).padStart(8, '0');
+      for (let i = 0; i < ${IN_PER}; i++) objs.push({ name: 'imagenet/train/' + cls + '/' + cls + '_' + (10000 + i * 7) + '.JPEG', size: 40000 + ((c * 131 + i * 17) % 90000) });
+    }
+    const s = await startListServer(objs, { bucket: ${JSON.stringify(BUCKET)} });
+    console.log(s.url);`;
+  const child = spawn(process.execPath, ['--input-type=module', '-e', code], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const url = await new Promise((resolve, reject) => {
+    child.stdout.once('data', (d) => resolve(String(d).trim()));
+    child.once('exit', (c) => reject(new Error(`list server exited ${c}`)));
+  });
+  return { url, stop: () => child.kill() };
+})();
+const inProxy = await startLatencyProxy(listSrv.url, RTT);
+const inStorage = () => st.createStorage({ emulatorHost: inProxy.url });
+const inRoot = `gs://${BUCKET}/imagenet/train`;
+const inFlat = await best(3, async () => (await st.listFlat(inRoot, { storage: inStorage() })).length);
+const inPart = await best(3, async () =>
+  (await st.listPartitioned(inRoot, { storage: inStorage(), concurrency: 32, recursiveFileLookup: true, minPartitionNum: 1 })).files.length,
+);
+for (const x of [inFlat, inPart]) if (x.r !== inN) throw new Error(`ImageNet-shaped listing returned ${x.r} objects, expected ${inN}`);
+inProxy.close();
+listSrv.stop();
+const inRate = { flat: inN / inFlat.s, part: inN / inPart.s };
+
 const rtt = {
   listFlat: N / flatRtt.s,
   listPart: N / partRtt.s,
@@ -170,6 +212,10 @@ const rtt = {
 console.log(`with ${RTT} ms added per request:`);
 console.log(`  listing: flat ${fmt(rtt.listFlat)} objects/s, partitioned ${fmt(rtt.listPart)} objects/s = ${(rtt.listPart / rtt.listFlat).toFixed(2)}x`);
 console.log(`  download: sequential ${fmt(rtt.seq)} files/s (${SEQ_RTT} files), torchline ${fmt(rtt.par)} files/s = ${(rtt.par / rtt.seq).toFixed(2)}x`);
+console.log(
+  `  ImageNet-shaped listing (${IN_CLASSES} folders x ${IN_PER}, ${Math.ceil(inN / 1000)} flat pages, best of 3): flat ${fmt(inRate.flat)} objects/s ` +
+    `(${(inFlat.s * 1000).toFixed(0)} ms), torchline partitioned ${fmt(inRate.part)} objects/s (${(inPart.s * 1000).toFixed(0)} ms) = ${(inRate.part / inRate.flat).toFixed(2)}x`,
+);
 
 fs.rmSync(tmp, { recursive: true, force: true });
 emu.stop();
@@ -185,6 +231,15 @@ console.log(
       ms: RTT,
       listing: { torchline: Math.round(rtt.listPart), peer: Math.round(rtt.listFlat), ratio: Number((rtt.listPart / rtt.listFlat).toFixed(2)) },
       download: { torchline: Math.round(rtt.par), peer: Math.round(rtt.seq), ratio: Number((rtt.par / rtt.seq).toFixed(2)) },
+      listingImagenet: {
+        torchline: Math.round(inRate.part),
+        peer: Math.round(inRate.flat),
+        unit: 'objects/s',
+        ratio: Number((inRate.part / inRate.flat).toFixed(2)),
+        classes: IN_CLASSES,
+        perClass: IN_PER,
+        server: 'bench/storage-list-server.mjs',
+      },
     },
     objects: N,
   }),

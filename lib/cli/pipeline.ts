@@ -209,7 +209,8 @@ export async function runPipeline(c: PipelineConfig): Promise<PipelineResult> {
   if (c.bucket) {
     for (const [prefix, dir] of [[c.trainPrefix, c.trainDir], [c.valPrefix, c.valDir]] as const) {
       const src = `gs://${c.bucket}/${prefix}`;
-      const listing = await tl.listPartitioned(src).catch((err: Error) => {
+      // Class folders (prefix/<class>/x.jpg) are below the root: Spark reads them only with recursiveFileLookup.
+      const listing = await tl.listPartitioned(src, { recursiveFileLookup: true }).catch((err: Error) => {
         throw new CliError(`cannot list ${src}: ${err.message}`);
       });
       if (listing.files.length === 0) throw new CliError(`no files under ${src}`);

@@ -4,27 +4,40 @@ import { CliError } from './registry';
 
 export const list: Command = {
   summary: 'Spark-style partitioned listing of gs://bucket/prefix or a folder',
-  usage: `Usage: torchline list LOCATION [--json] [--recursive] [--glob PATTERN] [--image] [--rank R --world-size W]
+  usage: `Usage: torchline list LOCATION [--json] [--recursive] [--base-path LOC] [--glob PATTERN] [--image] [--min-partitions N] [--rank R --world-size W]
 
   LOCATION            gs://bucket/prefix or a local folder
   --json              one JSON object (files, partitions, columns) instead of a table
-  --recursive         Spark's recursiveFileLookup (no partition columns)
+  --recursive         Spark's recursiveFileLookup: files at every depth, no partition columns. Without it
+                      (and without key=value folders) only the root's direct children are listed, as in
+                      Spark: class folders (train/<class>/x.jpg) need --recursive
+  --base-path LOC     Spark's basePath: where partition discovery stops (an ancestor of LOCATION)
   --glob PATTERN      Spark's pathGlobFilter on file names, e.g. '*.jpg'
   --image             read each file's image header (Spark's image schema), dropping invalid ones
-  --rank R --world-size W   only the partitions of one rank`,
+  --min-partitions N  spark.sql.files.minPartitionNum (default: --world-size, else this machine's cores)
+  --rank R --world-size W   only the partitions of one rank (every rank must use the same plan)`,
   positionals: 1,
-  options: { json: { type: 'boolean' }, recursive: { type: 'boolean' }, glob: { type: 'string' }, image: { type: 'boolean' }, rank: { type: 'string' }, 'world-size': { type: 'string' } },
+  options: { json: { type: 'boolean' }, recursive: { type: 'boolean' }, 'base-path': { type: 'string' }, 'min-partitions': { type: 'string' }, glob: { type: 'string' }, image: { type: 'boolean' }, rank: { type: 'string' }, 'world-size': { type: 'string' } },
   async run(v, pos) {
     if (!pos[0]) throw new CliError('list needs a LOCATION (gs://bucket/prefix or a folder)');
     const tl = await import('../index');
-    const l = await tl.listPartitioned(pos[0], { recursiveFileLookup: Boolean(v.recursive), pathGlobFilter: v.glob as string | undefined, image: v.image ? { dropInvalid: true } : false });
-    let parts = l.partitions;
-    if (v.rank !== undefined || v['world-size'] !== undefined) {
-      const rank = Number(v.rank);
-      const world = Number(v['world-size']);
-      if (!Number.isInteger(rank) || !Number.isInteger(world) || world < 1 || rank < 0 || rank >= world) throw new CliError('--rank and --world-size must be integers with 0 <= rank < world-size');
-      parts = l.forRank(rank, world);
+    const sharded = v.rank !== undefined || v['world-size'] !== undefined;
+    const rank = Number(v.rank);
+    const world = Number(v['world-size']);
+    if (sharded && (!Number.isInteger(rank) || !Number.isInteger(world) || world < 1 || rank < 0 || rank >= world)) {
+      throw new CliError('--rank and --world-size must be integers with 0 <= rank < world-size');
     }
+    const minPartitionNum = v['min-partitions'] !== undefined ? Number(v['min-partitions']) : undefined;
+    if (minPartitionNum !== undefined && !(Number.isInteger(minPartitionNum) && minPartitionNum >= 1)) throw new CliError('--min-partitions must be a positive integer');
+    const l = await tl.listPartitioned(pos[0], {
+      recursiveFileLookup: Boolean(v.recursive),
+      basePath: v['base-path'] as string | undefined,
+      pathGlobFilter: v.glob as string | undefined,
+      image: v.image ? { dropInvalid: true } : false,
+      minPartitionNum,
+      worldSize: sharded ? world : undefined,
+    });
+    const parts = sharded ? l.forRank(rank, world) : l.partitions;
     if (v.json) {
       process.stdout.write(JSON.stringify({ root: String(l.root), columns: l.partitionColumns, maxSplitBytes: l.maxSplitBytes, partitions: parts.map((p) => ({ index: p.index, files: p.files.map((f) => ({ path: f.path, length: f.length, modificationTime: f.modificationTime, partitionValues: f.partitionValues })) })) }) + '\n');
       return 0;

@@ -1,9 +1,12 @@
 // The @google-cloud/storage client, configured once: standard credentials
 // (GOOGLE_APPLICATION_CREDENTIALS, application-default, metadata server),
-// STORAGE_EMULATOR_HOST for a local server, and retries with backoff on
-// 408/429/5xx and connection resets. Errors that leave this module carry a
-// status code and a message with any credential material removed.
-import { Storage, IdempotencyStrategy } from '@google-cloud/storage';
+// STORAGE_EMULATOR_HOST for a local server. torchline uses it for its
+// configuration, auth headers and CRC32C only: the requests themselves go
+// through http.ts (see there why), with retries decided in retry.ts, so the
+// library's own retry settings would change nothing and are not offered.
+// Errors that leave this module carry a status code and a message with any
+// credential material removed.
+import { Storage } from '@google-cloud/storage';
 import type { StorageOptions } from '@google-cloud/storage';
 
 export interface StorageClientOptions {
@@ -13,11 +16,11 @@ export interface StorageClientOptions {
   keyFilename?: string;
   /** `http://host:port` of a GCS emulator; default: STORAGE_EMULATOR_HOST. */
   emulatorHost?: string;
-  /** Attempts after the first on retryable errors (default 5). */
-  maxRetries?: number;
-  /** Upper bound on one backoff delay, seconds (default 16). */
-  maxRetryDelay?: number;
-  /** Extra options passed through to `new Storage()`. */
+  /**
+   * Extra options passed through to `new Storage()`: those that shape requests
+   * (apiEndpoint, authClient, credentials, userProject, useAuthWithCustomEndpoint)
+   * apply; retryOptions do not (each torchline call takes its own retry options).
+   */
   storageOptions?: StorageOptions;
 }
 
@@ -29,17 +32,6 @@ export function createStorage(opts: StorageClientOptions = {}): Storage {
   const so: StorageOptions = {
     ...(opts.projectId ? { projectId: opts.projectId } : {}),
     ...(opts.keyFilename ? { keyFilename: opts.keyFilename } : {}),
-    retryOptions: {
-      autoRetry: true,
-      maxRetries: opts.maxRetries ?? 5,
-      retryDelayMultiplier: 2,
-      maxRetryDelay: opts.maxRetryDelay ?? 16,
-      totalTimeout: 600,
-      retryableErrorFn: isRetryableError,
-      // Our writes put whole objects whose content we verify afterwards, so a
-      // repeated write is harmless: retry them too.
-      idempotencyStrategy: IdempotencyStrategy.RetryAlways,
-    },
     ...opts.storageOptions,
   };
   if (opts.emulatorHost && opts.emulatorHost !== process.env.STORAGE_EMULATOR_HOST) {

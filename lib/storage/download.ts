@@ -4,19 +4,26 @@
 // CRC32C) and only then renamed into place, so a file at its final path is
 // always complete and verified. Interrupted transfers resume from the partial
 // file with a Range request; 408/429/5xx, connection resets and stalls are
-// retried with exponential backoff and jitter. Object names that would land
-// outside the destination are refused before anything is written.
+// retried with exponential backoff and jitter (retry.ts). Object names that
+// would land outside the destination, or on top of each other, are refused
+// before anything is written.
+//
+// Objects stored with `Content-Encoding: gzip` are fetched as stored (the
+// hashes and Range describe those bytes), verified, and then decompressed into
+// place, as the client library's download does by default (`decompress`).
 import * as crypto from 'node:crypto';
 import { setMaxListeners } from 'node:events';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
+import * as zlib from 'node:zlib';
 import type { Storage } from '@google-cloud/storage';
-import { createStorage, isRetryableError, StorageError, toStorageError } from './client';
+import { createStorage, StorageError, toStorageError } from './client';
 import { Location, type LocationLike } from './location';
 import { listAll, type ListedObject } from './listing';
-import { mapLimit, sleep } from './pool';
+import { mapLimit } from './pool';
+import { withRetries } from './retry';
 import { ContentHasher, hashFile } from './verify';
 import { Progress, type TransferProgress } from './progress';
 import { createMediaAgent, openMedia, type MediaAgent } from './http';
@@ -37,10 +44,20 @@ export interface DownloadOptions {
   maxRetryDelayMs?: number;
   /** Abort and resume a transfer that receives nothing for this long (ms, default 30,000). */
   stallTimeoutMs?: number;
-  /** How a file already at its final path is accepted: 'checksum' (default) or 'size'. */
+  /**
+   * How a file already at its final path is accepted: 'checksum' (default) or 'size'. A decompressed
+   * gzip-stored object cannot be checked against the stored hashes: it is accepted when it still carries
+   * the object's update time, which download stamps on it.
+   */
   verifyExisting?: 'checksum' | 'size';
-  /** Unsafe object names: 'error' (default) refuses the whole download before writing; 'skip' leaves them out. */
+  /**
+   * Unsafe object names, and names that would land on the same local path (case folding, Unicode NFC,
+   * an object `a` beside `a/b`): 'error' (default) refuses the whole download before writing; 'skip'
+   * leaves them out (every member of a colliding group).
+   */
   onUnsafeName?: 'error' | 'skip';
+  /** Decompress objects stored with Content-Encoding gzip after verifying the stored bytes (default true, as the client library). */
+  decompress?: boolean;
   /** Progress on stderr: redrawn on a TTY (default), a line every 5 s when true without a TTY, a callback, or false. */
   progress?: boolean | ((p: TransferProgress) => void);
   signal?: AbortSignal;
@@ -49,8 +66,11 @@ export interface DownloadOptions {
 export interface DownloadedFile {
   name: string;
   path: string;
+  /** Stored size (for a decompressed gzip object, the compressed size). */
   size: number;
   status: 'downloaded' | 'skipped';
+  /** True when the stored gzip bytes were decompressed into `path`. */
+  decompressed?: boolean;
 }
 
 export interface DownloadResult {
@@ -74,6 +94,28 @@ export class UnsafeObjectNameError extends StorageError {
   }
 }
 
+/** Objects whose local paths would collide; each pair names both objects. */
+export class NameCollisionError extends StorageError {
+  constructor(readonly collisions: NameCollision[]) {
+    super(
+      `refusing to download: ${collisions.length} object name(s) would land on the same local path: ` +
+        collisions
+          .slice(0, 5)
+          .map((c) => `${JSON.stringify(c.a)} and ${JSON.stringify(c.b)} (${c.why})`)
+          .join('; ') +
+        (collisions.length > 5 ? '; ...' : ''),
+      { code: 'ENAMECOLLISION' },
+    );
+    this.name = 'NameCollisionError';
+  }
+}
+
+export interface NameCollision {
+  a: string;
+  b: string;
+  why: 'same name after case folding or Unicode NFC normalisation' | 'a file where another object needs a folder';
+}
+
 export class DownloadError extends StorageError {
   constructor(readonly failures: { name: string; error: Error }[], readonly result: DownloadResult) {
     super(
@@ -89,17 +131,23 @@ export class DownloadError extends StorageError {
 
 /**
  * Why a relative object name is unsafe as a local path, or undefined if safe:
- * absolute or drive paths, `.`/`..`/empty segments, backslashes, control
- * characters, percent-encoded separators or dots, over-long segments, and
- * names that collide with our partial folder.
+ * absolute paths, `.`/`..`/empty segments, backslashes, control characters,
+ * Unicode forms that normalise to separators or dot segments, over-long
+ * segments, and names inside our partial folder. On Windows also drive
+ * letters and any `:` (alternate data streams). Percent signs are literal
+ * characters in a local name: `label=a%2Fb` (Spark's escapePathName of the
+ * value `a/b`) is an ordinary folder name and is kept as it is.
  */
-export function unsafeNameReason(rel: string): string | undefined {
+export function unsafeNameReason(rel: string, platform: NodeJS.Platform = process.platform): string | undefined {
   if (rel === '') return 'empty name';
-  if (rel.startsWith('/') || /^[A-Za-z]:/.test(rel)) return 'absolute path';
+  if (rel.startsWith('/')) return 'absolute path';
   if (rel.includes('\\')) return 'backslash';
   // eslint-disable-next-line no-control-regex
   if (/[\u0000-\u001f\u007f]/.test(rel)) return 'control character';
-  if (/%(?:2e|2f|5c|00)/i.test(rel)) return 'percent-encoded dot, slash or NUL';
+  if (platform === 'win32') {
+    if (/^[A-Za-z]:/.test(rel)) return 'absolute path';
+    if (rel.includes(':')) return 'colon (an NTFS stream name)';
+  }
   const n = rel.normalize('NFKC');
   if (n !== rel && (n.includes('\\') || n.split('/').length !== rel.split('/').length || n.split('/').some((x) => x === '.' || x === '..'))) {
     return 'Unicode form that normalises to a separator or dot segment';
@@ -110,8 +158,41 @@ export function unsafeNameReason(rel: string): string | undefined {
     if (s === '.' || s === '..') return `"${s}" segment`;
     if (Buffer.byteLength(s) > 255) return 'segment longer than 255 bytes';
   }
-  if (segs[0] === PARTIAL_DIR) return `reserved folder ${PARTIAL_DIR}`;
+  if (foldName(segs[0]) === PARTIAL_DIR) return `reserved folder ${PARTIAL_DIR}`;
   return undefined;
+}
+
+/** The key two names share when a case-insensitive or normalisation-insensitive file system (macOS, Windows) would see one file. */
+function foldName(s: string): string {
+  return s.normalize('NFC').toLowerCase();
+}
+
+/**
+ * Relative names that would land on the same local path: equal after case
+ * folding and Unicode NFC (one file on macOS and Windows; on Linux two files
+ * that no longer copy anywhere else), or an object `a` beside `a/b` (a file
+ * where a folder must be, on every file system).
+ */
+export function findNameCollisions(rels: readonly string[]): NameCollision[] {
+  const out: NameCollision[] = [];
+  const files = new Map<string, string>();
+  const dirs = new Map<string, string>();
+  for (const rel of rels) {
+    const key = foldName(rel);
+    const other = files.get(key);
+    if (other !== undefined) out.push({ a: other, b: rel, why: 'same name after case folding or Unicode NFC normalisation' });
+    else files.set(key, rel);
+    const segs = key.split('/');
+    for (let i = 1; i < segs.length; i++) {
+      const d = segs.slice(0, i).join('/');
+      if (!dirs.has(d)) dirs.set(d, rel);
+    }
+  }
+  for (const [key, rel] of files) {
+    const child = dirs.get(key);
+    if (child !== undefined) out.push({ a: rel, b: child, why: 'a file where another object needs a folder' });
+  }
+  return out;
 }
 
 /** Downloads every object under `src` (a gs:// prefix) into the local folder `dest`. */
@@ -137,6 +218,15 @@ export async function download(src: LocationLike, dest: string, opts: DownloadOp
     const skip = new Set(bad.map((b) => b.o));
     objects = objects.filter((o) => !skip.has(o));
   }
+  const collisions = findNameCollisions(objects.map((o) => relName(loc, o)));
+  if (collisions.length) {
+    if ((opts.onUnsafeName ?? 'error') === 'error') {
+      throw new NameCollisionError(collisions.map((c) => ({ ...c, a: loc.dirPrefix + c.a, b: loc.dirPrefix + c.b })));
+    }
+    const skip = new Set(collisions.flatMap((c) => [c.a, c.b]));
+    objects = objects.filter((o) => !skip.has(relName(loc, o)));
+  }
+  const decompress = opts.decompress ?? true;
   const partialDir = path.join(destRoot, PARTIAL_DIR);
   // What is already there, learnt with one readdir per folder instead of a
   // stat per object (most objects of a fresh download are absent).
@@ -178,7 +268,7 @@ export async function download(src: LocationLike, dest: string, opts: DownloadOp
     const rel = relName(loc, o);
     const finalPath = path.join(destRoot, ...rel.split('/'));
     try {
-      if (existing.has(rel) && (await presentAndVerified(finalPath, o, opts.verifyExisting ?? 'checksum'))) {
+      if (existing.has(rel) && (await presentAndVerified(finalPath, o, opts.verifyExisting ?? 'checksum', decompress))) {
         result.skipped++;
         result.files.push({ name: o.name, path: finalPath, size: o.size, status: 'skipped' });
         progress.add(1, o.size);
@@ -187,12 +277,14 @@ export async function download(src: LocationLike, dest: string, opts: DownloadOp
       await mkdirp(path.dirname(finalPath));
       const pname = partialName(o);
       const partial = path.join(partialDir, pname);
-      const { bytes, retries } = await fetchVerified(storage, loc.bucket, o, partial, partials.has(pname), opts, agent, (n) => progress.add(0, n));
-      await fs.promises.rename(partial, finalPath);
+      const { bytes, retries, gzip } = await fetchVerified(storage, loc.bucket, o, partial, partials.has(pname), opts, agent, (n) => progress.add(0, n));
+      const decoded = gzip && decompress;
+      if (decoded) await gunzipInto(partial, finalPath, o);
+      else await fs.promises.rename(partial, finalPath);
       result.bytes += bytes;
       result.retries += retries;
       result.downloaded++;
-      result.files.push({ name: o.name, path: finalPath, size: o.size, status: 'downloaded' });
+      result.files.push({ name: o.name, path: finalPath, size: o.size, status: 'downloaded', ...(decoded ? { decompressed: true } : {}) });
       progress.add(1, 0);
     } catch (err) {
       if (opts.signal?.aborted) throw err;
@@ -238,9 +330,33 @@ function partialName(o: ListedObject): string {
   return crypto.createHash('sha1').update(`${o.name}\n${o.generation ?? ''}\n${o.size}`).digest('hex') + '.part';
 }
 
-async function presentAndVerified(file: string, o: ListedObject, mode: 'checksum' | 'size'): Promise<boolean> {
+function isGzipStored(o: ListedObject): boolean {
+  return (o.contentEncoding ?? '').trim().toLowerCase() === 'gzip';
+}
+
+/** Decompresses a verified gzip partial into place (through a second partial), stamped with the object's update time. */
+async function gunzipInto(partial: string, finalPath: string, o: ListedObject): Promise<void> {
+  const tmp = `${partial}.gunzip`;
+  try {
+    await pipeline(fs.createReadStream(partial), zlib.createGunzip(), fs.createWriteStream(tmp));
+  } catch (err) {
+    await fs.promises.rm(tmp, { force: true });
+    throw new StorageError(`${o.name}: stored with Content-Encoding gzip, but its verified bytes do not decompress (${(err as Error).message})`, {
+      code: 'EGZIP',
+    });
+  }
+  await fs.promises.utimes(tmp, o.updated, o.updated);
+  await fs.promises.rename(tmp, finalPath);
+  await fs.promises.rm(partial, { force: true });
+}
+
+async function presentAndVerified(file: string, o: ListedObject, mode: 'checksum' | 'size', decompress: boolean): Promise<boolean> {
   const st = await fs.promises.stat(file).catch(() => undefined);
-  if (!st || !st.isFile() || st.size !== o.size) return false;
+  if (!st || !st.isFile()) return false;
+  // A decoded gzip object has neither the stored size nor the stored hashes:
+  // the update time stamped on it at download is what identifies it.
+  if (decompress && isGzipStored(o)) return Math.abs(st.mtimeMs - o.updated.getTime()) < 1;
+  if (st.size !== o.size) return false;
   if (mode === 'size') return true;
   const h = await hashFile(file, new ContentHasher(o));
   return h.matches();
@@ -256,7 +372,7 @@ class ShortReadError extends Error {
   readonly code = 'ESHORTREAD';
 }
 
-/** Fetches one object into `partial`, resuming what is there, until it verifies. */
+/** Fetches one object into `partial`, resuming what is there, until it verifies. `gzip`: the stored bytes are a gzip stream. */
 async function fetchVerified(
   storage: Storage,
   bucket: string,
@@ -266,15 +382,13 @@ async function fetchVerified(
   opts: DownloadOptions,
   agent: MediaAgent,
   onBytes: (n: number) => void,
-): Promise<{ bytes: number; retries: number }> {
-  const maxRetries = opts.maxRetries ?? 8;
-  const baseDelay = opts.retryDelayMs ?? 250;
-  const maxDelay = opts.maxRetryDelayMs ?? 20_000;
+): Promise<{ bytes: number; retries: number; gzip: boolean }> {
   const stallMs = opts.stallTimeoutMs ?? 30_000;
   let bytes = 0;
   let corruptRestarts = 0;
-  for (let attempt = 0; ; attempt++) {
-    try {
+  let gzip = isGzipStored(o);
+  return withRetries(
+    async (attempt) => {
       let have = attempt > 0 || mayExist ? ((await fs.promises.stat(partial).catch(() => undefined))?.size ?? 0) : 0;
       if (have > o.size) {
         await fs.promises.rm(partial, { force: true });
@@ -286,6 +400,7 @@ async function fetchVerified(
         const r = await fetchTail(storage, bucket, o, partial, have, hasher, stallMs, opts.signal, agent, onBytes);
         bytes += r.got;
         hasher = r.hasher;
+        gzip ||= r.storedGzip;
         have = r.offset + r.got;
         if (have !== o.size) throw new ShortReadError(`got ${have} of ${o.size} bytes`);
       }
@@ -297,15 +412,10 @@ async function fetchVerified(
         }
         throw Object.assign(new Error(`${hasher.algorithm} mismatch, restarting`), { retryable: true });
       }
-      return { bytes, retries: attempt };
-    } catch (err) {
-      if (opts.signal?.aborted) throw opts.signal.reason ?? err;
-      if (attempt >= maxRetries || !isRetryableError(err)) throw err;
-      // Backoff: base * 2^attempt, capped, with +-50% jitter.
-      const delay = Math.min(maxDelay, baseDelay * 2 ** attempt) * (0.5 + Math.random());
-      await sleep(delay);
-    }
-  }
+      return { bytes, retries: attempt, gzip };
+    },
+    { maxRetries: opts.maxRetries ?? 8, retryDelayMs: opts.retryDelayMs, maxRetryDelayMs: opts.maxRetryDelayMs, signal: opts.signal },
+  );
 }
 
 /** Appends the object's bytes from `start` to `partial` (or rewrites it when the server ignores the range). */
@@ -320,7 +430,7 @@ async function fetchTail(
   signal: AbortSignal | undefined,
   agent: MediaAgent,
   onBytes: (n: number) => void,
-): Promise<{ got: number; offset: number; hasher: ContentHasher }> {
+): Promise<{ got: number; offset: number; hasher: ContentHasher; storedGzip: boolean }> {
   const { res, offset } = await openMedia(storage, {
     bucket,
     name: o.name,
@@ -331,6 +441,15 @@ async function fetchTail(
     headersTimeoutMs: stallMs,
   });
   if (offset !== start) hasher = new ContentHasher(o);
+  const served = String(res.headers['content-encoding'] ?? '').trim().toLowerCase();
+  const storedGzip = isGzipStored(o) || String(res.headers['x-goog-stored-content-encoding'] ?? '').toLowerCase() === 'gzip';
+  if (storedGzip && served !== 'gzip') {
+    // Decompressed on the way (transcoding): no stored hash describes these bytes.
+    res.destroy();
+    throw new StorageError(`${o.name} is stored gzip-encoded but was served decompressed; its bytes cannot be verified`, { code: 'ETRANSCODED' });
+  }
+  // A front end may compress an uncompressed object on the fly: undo that before hashing.
+  const decode = served === 'gzip' && !storedGzip ? zlib.createGunzip() : undefined;
   let got = 0;
   let timer: NodeJS.Timeout | undefined;
   const arm = () => {
@@ -352,16 +471,18 @@ async function fetchTail(
     if (offset === 0 && o.size <= SMALL_OBJECT) {
       // Small objects: collect the body, then one write (fewer file system round trips than a stream).
       const chunks: Buffer[] = [];
-      await pipeline(res, meter, async function* (src: AsyncIterable<Buffer>) {
+      const collect = async function* (src: AsyncIterable<Buffer>) {
         for await (const c of src) chunks.push(c);
-      });
+      };
+      await (decode ? pipeline(res, decode, meter, collect) : pipeline(res, meter, collect));
       if (res.complete) await fs.promises.writeFile(partial, Buffer.concat(chunks));
     } else {
-      await pipeline(res, meter, fs.createWriteStream(partial, { flags: offset > 0 ? 'a' : 'w' }));
+      const sink = fs.createWriteStream(partial, { flags: offset > 0 ? 'a' : 'w' });
+      await (decode ? pipeline(res, decode, meter, sink) : pipeline(res, meter, sink));
     }
   } finally {
     clearTimeout(timer);
   }
   if (!res.complete) throw Object.assign(new Error('connection closed before the body ended'), { code: 'ECONNRESET' });
-  return { got, offset, hasher };
+  return { got, offset, hasher, storedGzip };
 }

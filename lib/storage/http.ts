@@ -1,16 +1,17 @@
-// The GCS JSON API over Node's own HTTP client. The client library (7.x,
-// node-fetch underneath) neither ends nor errors when a connection is reset
-// or cut short in the middle of a body with a Content-Length, so a transfer
-// or even a list call would wait forever; Node's IncomingMessage reports
-// both. The library still provides the configuration: endpoint (or
-// STORAGE_EMULATOR_HOST), credentials and auth headers (none for an
-// emulator, as the library does), user project.
+// The GCS JSON API over Node's own HTTP client. Every request torchline makes
+// goes through here; @google-cloud/storage provides only the configuration:
+// endpoint (or STORAGE_EMULATOR_HOST), credentials and auth headers (none for
+// an emulator, as the library does), user project, and its CRC32C class.
+// Why not the library's own requests: its media and list streams (7.x) neither
+// end nor error when a connection is reset in the middle of a body with a
+// Content-Length, so a transfer waits forever (pinned by
+// test/storage/library.test.ts against the fault proxy: when an upgrade fixes
+// it, that test fails and says so). Node's IncomingMessage reports both.
 import * as http from 'node:http';
 import * as https from 'node:https';
 import type { Readable } from 'node:stream';
 import type { Storage } from '@google-cloud/storage';
-import { isRetryableError, StorageError } from './client';
-import { sleep } from './pool';
+import { StorageError } from './client';
 
 export interface MediaAgent {
   http: http.Agent;
@@ -68,7 +69,15 @@ export interface MediaResponse {
   offset: number;
 }
 
-/** GETs the stored bytes (no gunzip) of one object; rejects on non-2xx with the status. */
+/**
+ * GETs the stored bytes of one object; rejects on non-2xx with the status.
+ * Asks for `Accept-Encoding: gzip`, as the client library does: an object
+ * stored with `Content-Encoding: gzip` then comes back as stored (its size,
+ * MD5 and CRC32C are those of the stored bytes, and Range applies to them),
+ * where `identity` would make GCS decompress it on the fly, ignore Range and
+ * send bytes that no stored hash describes. Node's client never gunzips by
+ * itself: the caller sees the response's content-encoding and decides.
+ */
 export async function openMedia(storage: Storage, req: MediaRequest): Promise<MediaResponse> {
   const base = endpointOf(storage);
   const q = new URLSearchParams({ alt: 'media' });
@@ -78,7 +87,7 @@ export async function openMedia(storage: Storage, req: MediaRequest): Promise<Me
   const url = `${base}/download/storage/v1/b/${encodeURIComponent(req.bucket)}/o/${encodeURIComponent(req.name)}?${q}`;
   const headers: Record<string, string> = {
     ...(await authHeaders(storage, url)),
-    'accept-encoding': 'identity',
+    'accept-encoding': 'gzip',
     'user-agent': 'torchline-storage',
   };
   const start = req.start ?? 0;
@@ -129,15 +138,27 @@ export async function openMedia(storage: Storage, req: MediaRequest): Promise<Me
   });
 }
 
-/** Reads bytes [start, end] of an object into memory (header reads). */
-export async function readRange(storage: Storage, bucket: string, name: string, start: number, end: number): Promise<Buffer> {
-  const { res } = await openMedia(storage, { bucket, name, start, end });
+/**
+ * Reads stored bytes [start, end] of an object into memory (header reads).
+ * `gzip` is true when the response carries `Content-Encoding: gzip`, i.e. the
+ * bytes are (part of) a gzip stream.
+ */
+export async function readRange(
+  storage: Storage,
+  bucket: string,
+  name: string,
+  start: number,
+  end: number,
+  generation?: string,
+): Promise<{ bytes: Buffer; gzip: boolean }> {
+  const { res } = await openMedia(storage, { bucket, name, start, end, generation });
   const chunks: Buffer[] = [];
   for await (const c of res) chunks.push(c as Buffer);
   if (!res.complete) throw Object.assign(new Error('connection closed before the body ended'), { code: 'ECONNRESET' });
   const buf = Buffer.concat(chunks);
+  const gzip = String(res.headers['content-encoding'] ?? '').toLowerCase() === 'gzip';
   // A server that ignores Range sends everything: keep the asked-for slice.
-  return res.statusCode === 200 ? buf.subarray(start, end + 1) : buf;
+  return { bytes: res.statusCode === 200 ? buf.subarray(start, end + 1) : buf, gzip };
 }
 
 export interface ApiRequest {
@@ -152,18 +173,24 @@ export interface ApiRequest {
   /** Socket idle timeout in ms (default 60,000). */
   timeoutMs?: number;
   signal?: AbortSignal;
-  /** Receives the response headers of a successful call (e.g. a resumable session's Location). */
-  onHeaders?: (headers: http.IncomingHttpHeaders) => void;
-  /** The success body carries nothing (opening a resumable session: GCS sends none, the emulator "OK"). */
-  ignoreBody?: boolean;
 }
 
-/** One JSON API call; resolves with the parsed JSON body (or {} when empty), rejects with the HTTP status on non-2xx. */
-export async function apiJson<T = any>(storage: Storage, req: ApiRequest): Promise<T> {
+export interface ApiResponse {
+  status: number;
+  headers: http.IncomingHttpHeaders;
+  text: string;
+}
+
+/**
+ * One JSON API call; resolves with the status, headers and body text of any
+ * complete response (the caller judges the status), rejects when the
+ * connection fails or closes before the response ends.
+ */
+export async function apiRequest(storage: Storage, req: ApiRequest): Promise<ApiResponse> {
   const q = new URLSearchParams();
   for (const [k, v] of Object.entries(req.query ?? {})) if (v !== undefined) q.set(k, String(v));
   const userProject = (storage as any).userProject;
-  if (userProject) q.set('userProject', userProject);
+  if (userProject && !q.has('userProject')) q.set('userProject', userProject);
   const qs = q.toString();
   const url = `${endpointOf(storage)}${req.path}${qs ? `?${qs}` : ''}`;
   const u = new URL(url);
@@ -175,8 +202,8 @@ export async function apiJson<T = any>(storage: Storage, req: ApiRequest): Promi
     ...req.headers,
   };
   const body = req.body;
-  if (body) headers['content-length'] = String(Buffer.isBuffer(body) ? body.length : body.length);
-  return new Promise<T>((resolve, reject) => {
+  headers['content-length'] = String(body ? body.length : 0);
+  return new Promise<ApiResponse>((resolve, reject) => {
     const r = mod.request(
       u,
       { method: req.method, headers, agent: u.protocol === 'https:' ? agent.https : agent.http, signal: req.signal, timeout: req.timeoutMs ?? 60_000 },
@@ -189,28 +216,7 @@ export async function apiJson<T = any>(storage: Storage, req: ApiRequest): Promi
             reject(Object.assign(new Error('connection closed before the response ended'), { code: 'ECONNRESET' }));
             return;
           }
-          const text = Buffer.concat(chunks).toString('utf8');
-          const status = res.statusCode ?? 0;
-          if (status < 200 || status >= 300) {
-            let message = text.slice(0, 300).replace(/\s+/g, ' ');
-            try {
-              message = JSON.parse(text)?.error?.message ?? message;
-            } catch {
-              /* not JSON */
-            }
-            reject(new StorageError(`HTTP ${status}: ${message || res.statusMessage}`, { status }));
-            return;
-          }
-          req.onHeaders?.(res.headers);
-          if (req.ignoreBody) {
-            resolve({} as T);
-            return;
-          }
-          try {
-            resolve((text ? JSON.parse(text) : {}) as T);
-          } catch {
-            reject(Object.assign(new Error(`unparsable response from ${u.pathname}`), { code: 'ECONNRESET' }));
-          }
+          resolve({ status: res.statusCode ?? 0, headers: res.headers, text: Buffer.concat(chunks).toString('utf8') });
         });
       },
     );
@@ -226,25 +232,29 @@ export async function apiJson<T = any>(storage: Storage, req: ApiRequest): Promi
   });
 }
 
-export interface RetryOptions {
-  maxRetries?: number;
-  retryDelayMs?: number;
-  maxRetryDelayMs?: number;
-  signal?: AbortSignal;
+/** The StorageError for a non-2xx response: the status and the server's message. */
+export function httpError(res: ApiResponse, statusMessage?: string): StorageError {
+  let message = res.text.slice(0, 300).replace(/\s+/g, ' ');
+  try {
+    message = JSON.parse(res.text)?.error?.message ?? message;
+  } catch {
+    /* not JSON */
+  }
+  return new StorageError(`HTTP ${res.status}: ${message || statusMessage || http.STATUS_CODES[res.status] || ''}`, { status: res.status });
 }
 
-/** Runs fn until it succeeds, retrying retryable errors with exponential backoff and jitter. */
-export async function withRetries<T>(fn: (attempt: number) => Promise<T>, opts: RetryOptions = {}): Promise<T> {
-  const max = opts.maxRetries ?? 6;
-  const base = opts.retryDelayMs ?? 250;
-  const cap = opts.maxRetryDelayMs ?? 20_000;
-  for (let attempt = 0; ; attempt++) {
-    try {
-      return await fn(attempt);
-    } catch (err) {
-      if (opts.signal?.aborted) throw opts.signal.reason ?? err;
-      if (attempt >= max || !isRetryableError(err)) throw err;
-      await sleep(Math.min(cap, base * 2 ** attempt) * (0.5 + Math.random()));
-    }
+/** Parses a JSON body ({} when empty); a body that is not JSON counts as a broken response (retryable). */
+export function parseJsonBody<T = any>(res: ApiResponse, what: string): T {
+  try {
+    return (res.text ? JSON.parse(res.text) : {}) as T;
+  } catch {
+    throw Object.assign(new Error(`unparsable response from ${what}`), { code: 'ECONNRESET' });
   }
+}
+
+/** One JSON API call; resolves with the parsed JSON body (or {} when empty), rejects with the HTTP status on non-2xx. */
+export async function apiJson<T = any>(storage: Storage, req: ApiRequest): Promise<T> {
+  const res = await apiRequest(storage, req);
+  if (res.status < 200 || res.status >= 300) throw httpError(res);
+  return parseJsonBody<T>(res, req.path);
 }

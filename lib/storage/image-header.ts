@@ -163,7 +163,8 @@ function parseBmp(b: Buffer, need: (n: number) => HeaderResult): HeaderResult {
     if (b.length < 14 + 56) return need(14 + 56);
     const bpp = b.readUInt16LE(28);
     const compression = b.readUInt32LE(30);
-    const alphaMask = b.readUInt32LE(54);
+    // BITMAPV3INFOHEADER and later: red, green, blue, alpha masks at 54, 58, 62, 66.
+    const alphaMask = b.readUInt32LE(66);
     if ((compression === 3 || compression === 6) && bpp >= 16 && alphaMask !== 0) channels = 4;
   }
   return { kind: 'ok', format: 'bmp', height, width, nChannels: channels };

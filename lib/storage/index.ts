@@ -8,6 +8,7 @@ export { listPartitioned, listFiles, listFlat, listAll, assignPartitions } from 
 export type { ListOptions, ListedObject, FileRow, FilePartition, PartitionedListing } from './listing';
 export {
   isHiddenName,
+  isDataFileName,
   globToRegExp,
   inferPartitionType,
   widerPartitionType,
@@ -21,10 +22,12 @@ export {
 export type { PartitionType, PartitionValue, PartitionColumn } from './spark';
 export { parseImageHeader, OCV_MODES } from './image-header';
 export type { ImageSchemaRow } from './image-header';
-export { download, unsafeNameReason, UnsafeObjectNameError, DownloadError, PARTIAL_DIR } from './download';
-export type { DownloadOptions, DownloadResult, DownloadedFile } from './download';
-export { upload, uploadOne, UploadQueue, UploadError } from './upload';
+export { download, unsafeNameReason, findNameCollisions, UnsafeObjectNameError, NameCollisionError, DownloadError, PARTIAL_DIR } from './download';
+export type { DownloadOptions, DownloadResult, DownloadedFile, NameCollision } from './download';
+export { upload, uploadOne, UploadQueue, UploadError, PreconditionFailedError } from './upload';
 export type { UploadOptions, UploadResult, UploadedFile } from './upload';
 export type { TransferProgress } from './progress';
+export { withRetries, backoffDelay } from './retry';
+export type { RetryOptions } from './retry';
 export { startGcsEmulator } from './emulator';
 export type { GcsEmulator, GcsEmulatorOptions } from './emulator';

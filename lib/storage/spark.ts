@@ -19,6 +19,16 @@ export function isHiddenName(name: string): boolean {
 }
 
 /**
+ * PartitioningAwareFileIndex.isDataPath (SPARK-15895): `_metadata`,
+ * `_common_metadata` and other `_`/`.` names (without `=`) are listed but are
+ * not data files: they are never rows, and a leaf folder holding only such
+ * files takes no part in partition inference.
+ */
+export function isDataFileName(name: string): boolean {
+  return !((name.startsWith('_') && !name.includes('=')) || name.startsWith('.'));
+}
+
+/**
  * Hadoop's GlobFilter as used by `pathGlobFilter` (matched against the file
  * name only): `*`, `?`, `[abc]`, `[a-z]`, `[^a]`/`[!a]`, `{a,b}`, `\` escapes.
  */

@@ -3,17 +3,25 @@
 // CRC32C are computed first and sent with the object (GCS rejects a
 // mismatching upload), then compared with what the server stored. Files whose
 // remote copy already has the same MD5 are skipped, so re-running an
-// interrupted folder upload resumes it. Each file goes up in one multipart
-// request (a failed one is repeated whole; the emulator we test against has
-// no multi-request resumable sessions, so a within-file resume could not be
-// tested here and is not attempted).
+// interrupted folder upload resumes it.
+//
+// Every write carries a precondition, ifGenerationMatch = the generation read
+// just before (0: "must not exist yet"), which makes it idempotent: a retried
+// write cannot overwrite an object someone else wrote in between (it fails
+// with 412 instead), which is when the client library's conditional strategy
+// retries writes too. Small files go up in one multipart request; above 5 MiB
+// a resumable session, which after a failure asks the server how much it has
+// (`Content-Range: bytes */N` -> 308 + Range) and sends only the rest. The
+// Firebase emulator cannot hold a multi-request session, so that protocol is
+// tested against test/storage/gcs-protocol-server.ts.
 import * as crypto from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { Readable } from 'node:stream';
 import type { Storage } from '@google-cloud/storage';
 import { createStorage, StorageError, statusOf, toStorageError } from './client';
-import { apiJson, withRetries } from './http';
+import { apiJson, apiRequest, httpError, parseJsonBody, type ApiResponse } from './http';
+import { withRetries, type RetryOptions } from './retry';
 import { Location, type LocationLike } from './location';
 import { mapLimit } from './pool';
 import { fileDigests } from './verify';
@@ -25,8 +33,10 @@ export interface UploadOptions {
   concurrency?: number;
   /** Attempts after the first for one file (default 6). */
   maxRetries?: number;
-  /** First backoff delay in ms (default 250), doubled per attempt with jitter, capped at 20 s. */
+  /** First backoff delay in ms (default 250), doubled per attempt with jitter. */
   retryDelayMs?: number;
+  /** Backoff ceiling in ms (default 20,000). */
+  maxRetryDelayMs?: number;
   /** Skip files whose remote object already has the same MD5 (default true). */
   skipExisting?: boolean;
   /** Content type for every object (default: guessed by the client from the name). */
@@ -52,6 +62,14 @@ export interface UploadResult {
   skipped: number;
   bytes: number;
   ms: number;
+}
+
+/** The object changed (another writer) between our read of its generation and our write: nothing was overwritten. */
+export class PreconditionFailedError extends StorageError {
+  constructor(message: string) {
+    super(message, { status: 412, code: 'EPRECONDITION' });
+    this.name = 'PreconditionFailedError';
+  }
 }
 
 export class UploadError extends StorageError {
@@ -116,35 +134,64 @@ export async function upload(src: string, dest: LocationLike, opts: UploadOption
   return result;
 }
 
-/** Uploads one local file to exactly gs://bucket/name, verified; retried on transient errors. */
+interface StoredMeta {
+  md5Hash?: string;
+  crc32c?: string;
+  size: string;
+  generation?: string;
+}
+
+type Digests = { md5Hash: string; crc32c: string; size: number };
+
+const sameContent = (m: StoredMeta | undefined, local: Digests) =>
+  !!m && m.md5Hash === local.md5Hash && (!m.crc32c || m.crc32c === local.crc32c) && Number(m.size) === local.size;
+
+/** Uploads one local file to exactly gs://bucket/name, verified; retried on transient errors (every write is conditional). */
 export async function uploadOne(storage: Storage, file: string, bucketName: string, name: string, opts: UploadOptions = {}): Promise<UploadedFile> {
   const uri = `gs://${bucketName}/${name}`;
   const objectPath = `/storage/v1/b/${encodeURIComponent(bucketName)}/o/${encodeURIComponent(name)}`;
-  try {
-    return await withRetries(
-      async () => {
-        const local = await fileDigests(file);
-        if (opts.skipExisting ?? true) {
-          const remote = await apiJson(storage, { method: 'GET', path: objectPath, query: { fields: 'md5Hash,crc32c,size' } }).catch((e) => {
-            if (statusOf(e) === 404) return undefined;
-            throw e;
-          });
-          if (remote && remote.md5Hash === local.md5Hash && Number(remote.size) === local.size) {
-            return { path: file, uri, size: local.size, md5Hash: local.md5Hash, crc32c: local.crc32c, status: 'skipped' as const };
-          }
-        }
-        const m =
-          local.size > RESUMABLE_ABOVE
-            ? await resumableUpload(storage, file, bucketName, name, local, opts.contentType)
-            : await multipartUpload(storage, file, bucketName, name, local, opts.contentType);
-        if (m.md5Hash !== local.md5Hash || (m.crc32c && m.crc32c !== local.crc32c) || Number(m.size) !== local.size) {
-          // The file changed while uploading, or bytes were damaged: try again.
-          throw Object.assign(new StorageError(`${uri}: stored object does not match ${file} (size/md5/crc32c)`), { retryable: true });
-        }
-        return { path: file, uri, size: local.size, md5Hash: local.md5Hash, crc32c: local.crc32c, status: 'uploaded' as const };
-      },
-      { maxRetries: opts.maxRetries ?? 6, retryDelayMs: opts.retryDelayMs ?? 250 },
+  const retry: RetryOptions = { maxRetries: opts.maxRetries ?? 6, retryDelayMs: opts.retryDelayMs ?? 250, maxRetryDelayMs: opts.maxRetryDelayMs };
+  const stat = () =>
+    withRetries(
+      () =>
+        apiJson<StoredMeta>(storage, { method: 'GET', path: objectPath, query: { fields: 'md5Hash,crc32c,size,generation' } }).catch((e) => {
+          if (statusOf(e) === 404) return undefined;
+          throw e;
+        }),
+      retry,
     );
+  try {
+    let local = await fileDigests(file);
+    let remote = await stat();
+    const result = (status: 'uploaded' | 'skipped'): UploadedFile => ({ path: file, uri, size: local.size, md5Hash: local.md5Hash, crc32c: local.crc32c, status });
+    if ((opts.skipExisting ?? true) && sameContent(remote, local)) return result('skipped');
+    for (let round = 0; ; round++) {
+      const generation = remote?.generation ?? '0';
+      let m: StoredMeta | undefined;
+      try {
+        m =
+          local.size > RESUMABLE_ABOVE
+            ? await resumableUpload(storage, file, bucketName, name, local, generation, retry, opts.contentType)
+            : await withRetries(() => multipartUpload(storage, file, bucketName, name, local, generation, opts.contentType), retry);
+      } catch (err) {
+        if (statusOf(err) !== 412) throw err;
+        // 412 after a retry may be our own earlier attempt, which landed
+        // while its response was lost: then the object holds our bytes.
+        const now = await stat();
+        if (!sameContent(now, local)) {
+          throw new PreconditionFailedError(
+            `${uri} changed while uploading ${file} (expected generation ${generation}, now ${now?.generation ?? 'deleted'}): not overwritten`,
+          );
+        }
+        m = now;
+      }
+      if (sameContent(m, local)) return result('uploaded');
+      // The file changed while it was read (a checkpoint replaced meanwhile):
+      // hash it again and write over the generation we just made.
+      if (round >= 2) throw new StorageError(`${uri}: stored object does not match ${file} (size/md5/crc32c) after ${round + 1} uploads`);
+      local = await fileDigests(file);
+      remote = m;
+    }
   } catch (err) {
     throw toStorageError(err, `uploading ${file} to ${uri}`);
   }
@@ -153,8 +200,8 @@ export async function uploadOne(storage: Storage, file: string, bucketName: stri
 /** Files above this go up through a resumable session (GCS's advice: multipart for small objects only). */
 const RESUMABLE_ABOVE = 5 * 1024 * 1024;
 
-/** A body that streams a byte range of an open file (read through one descriptor). */
-function fileBody(fh: fs.promises.FileHandle, file: string, size: number, head?: Buffer, tail?: Buffer): { length: number; open: () => Readable } {
+/** A body that streams bytes [start, start + size) of an open file (read through one descriptor). */
+function fileBody(fh: fs.promises.FileHandle, file: string, start: number, size: number, head?: Buffer, tail?: Buffer): { length: number; open: () => Readable } {
   return {
     length: (head?.length ?? 0) + size + (tail?.length ?? 0),
     open: () =>
@@ -164,7 +211,7 @@ function fileBody(fh: fs.promises.FileHandle, file: string, size: number, head?:
           let pos = 0;
           const buf = Buffer.allocUnsafe(1 << 20);
           while (pos < size) {
-            const { bytesRead } = await fh.read(buf, 0, Math.min(buf.length, size - pos), pos);
+            const { bytesRead } = await fh.read(buf, 0, Math.min(buf.length, size - pos), start + pos);
             if (bytesRead === 0) throw new Error(`${file} shrank while uploading`);
             pos += bytesRead;
             yield Buffer.from(buf.subarray(0, bytesRead));
@@ -175,41 +222,86 @@ function fileBody(fh: fs.promises.FileHandle, file: string, size: number, head?:
   };
 }
 
+/** The next byte a resumable session wants, from a 308's `Range: bytes=0-K` (none: nothing persisted). */
+function persistedBytes(res: ApiResponse): number {
+  const m = /^bytes=0-(\d+)$/.exec(String(res.headers.range ?? '').trim());
+  return m ? Number(m[1]) + 1 : 0;
+}
+
+class SessionLostError extends Error {
+  readonly retryable = true;
+  readonly code = 'ESESSION';
+}
+
 /**
- * A resumable-session upload in one PUT: large checkpoints (hundreds of MB)
- * exceed what one multipart request may carry (the emulator refuses > 130 MB).
- * The session is opened with the MD5 and CRC32C, so GCS refuses damaged bytes;
- * a failed PUT is retried whole with a new session.
+ * Google's resumable upload protocol: one POST opens a session (with the
+ * MD5, CRC32C and the precondition, so GCS refuses damaged bytes and a lost
+ * race), one PUT sends the bytes. After a failure the session is asked how
+ * much it holds (`Content-Range: bytes *\/N`: 308 with `Range: bytes=0-K`, or
+ * 200/201 when the object is already complete) and only the rest is sent; a
+ * session that is gone (404/410, or a server that cannot answer the query)
+ * is replaced by a new one. All of it runs in one retry loop.
  */
 async function resumableUpload(
   storage: Storage,
   file: string,
   bucket: string,
   name: string,
-  local: { md5Hash: string; crc32c: string; size: number },
+  local: Digests,
+  generation: string,
+  retry: RetryOptions,
   contentType = 'application/octet-stream',
-): Promise<{ md5Hash?: string; crc32c?: string; size: string }> {
-  let session = '';
-  await apiJson(storage, {
-    method: 'POST',
-    path: `/upload/storage/v1/b/${encodeURIComponent(bucket)}/o`,
-    query: { uploadType: 'resumable', name },
-    headers: { 'content-type': 'application/json; charset=UTF-8', 'x-upload-content-type': contentType, 'x-upload-content-length': String(local.size) },
-    body: Buffer.from(JSON.stringify({ name, md5Hash: local.md5Hash, crc32c: local.crc32c, contentType })),
-    onHeaders: (h) => (session = String(h.location ?? '')),
-    ignoreBody: true,
-  });
-  if (!session) throw Object.assign(new StorageError(`gs://${bucket}/${name}: the server opened no upload session`), { retryable: true });
-  const u = new URL(session);
+): Promise<StoredMeta> {
   const fh = await fs.promises.open(file, 'r');
-  try {
-    return await apiJson(storage, {
+  let session: URL | undefined;
+  let offset = 0;
+  const sessionRequest = (headers: Record<string, string>, body?: { length: number; open: () => Readable }) =>
+    apiRequest(storage, {
       method: 'PUT',
-      path: u.pathname,
-      query: Object.fromEntries(u.searchParams),
-      headers: { 'content-type': contentType },
-      body: fileBody(fh, file, local.size),
+      path: session!.pathname,
+      query: Object.fromEntries(session!.searchParams),
+      headers: { 'content-type': contentType, ...headers },
+      body,
     });
+  try {
+    return await withRetries(async (attempt) => {
+      if (session && attempt > 0) {
+        const q = await sessionRequest({ 'content-range': `bytes */${local.size}` });
+        if (q.status === 200 || q.status === 201) return parseJsonBody<StoredMeta>(q, 'an upload session');
+        if (q.status === 308) offset = persistedBytes(q);
+        else if (q.status >= 500 || q.status === 429 || q.status === 408) throw httpError(q);
+        else session = undefined;
+      }
+      if (!session) {
+        let location = '';
+        const opened = await apiRequest(storage, {
+          method: 'POST',
+          path: `/upload/storage/v1/b/${encodeURIComponent(bucket)}/o`,
+          query: { uploadType: 'resumable', name, ifGenerationMatch: generation },
+          headers: { 'content-type': 'application/json; charset=UTF-8', 'x-upload-content-type': contentType, 'x-upload-content-length': String(local.size) },
+          body: Buffer.from(JSON.stringify({ name, md5Hash: local.md5Hash, crc32c: local.crc32c, contentType })),
+        });
+        if (opened.status < 200 || opened.status >= 300) throw httpError(opened);
+        location = String(opened.headers.location ?? '');
+        if (!location) throw Object.assign(new StorageError(`gs://${bucket}/${name}: the server opened no upload session`), { retryable: true });
+        session = new URL(location);
+        offset = 0;
+      }
+      const res = await sessionRequest(
+        { 'content-range': `bytes ${offset}-${local.size - 1}/${local.size}` },
+        fileBody(fh, file, offset, local.size - offset),
+      );
+      if (res.status === 200 || res.status === 201) return parseJsonBody<StoredMeta>(res, 'an upload session');
+      if (res.status === 308) {
+        offset = persistedBytes(res);
+        throw new SessionLostError(`the session holds ${offset} of ${local.size} bytes`);
+      }
+      if (res.status === 404 || res.status === 410) {
+        session = undefined;
+        throw new SessionLostError(`upload session gone (HTTP ${res.status})`);
+      }
+      throw httpError(res);
+    }, retry);
   } finally {
     await fh.close();
   }
@@ -217,17 +309,18 @@ async function resumableUpload(
 
 /**
  * A JSON-API multipart upload (metadata + bytes in one request), streamed
- * from the file. The MD5 and CRC32C we send make GCS refuse damaged bytes.
- * A failed request is repeated whole: GCS keeps nothing of it.
+ * from the file. The MD5 and CRC32C we send make GCS refuse damaged bytes,
+ * and the precondition makes a repeated request harmless.
  */
 async function multipartUpload(
   storage: Storage,
   file: string,
   bucket: string,
   name: string,
-  local: { md5Hash: string; crc32c: string; size: number },
+  local: Digests,
+  generation: string,
   contentType = 'application/octet-stream',
-): Promise<{ md5Hash?: string; crc32c?: string; size: string }> {
+): Promise<StoredMeta> {
   const boundary = `torchline-${crypto.randomBytes(16).toString('hex')}`;
   const meta = JSON.stringify({ name, md5Hash: local.md5Hash, crc32c: local.crc32c, contentType });
   const head = Buffer.from(
@@ -241,9 +334,9 @@ async function multipartUpload(
     return await apiJson(storage, {
       method: 'POST',
       path: `/upload/storage/v1/b/${encodeURIComponent(bucket)}/o`,
-      query: { uploadType: 'multipart', fields: 'md5Hash,crc32c,size,generation' },
+      query: { uploadType: 'multipart', ifGenerationMatch: generation, fields: 'md5Hash,crc32c,size,generation' },
       headers: { 'content-type': `multipart/related; boundary=${boundary}` },
-      body: fileBody(fh, file, local.size, head, tail),
+      body: fileBody(fh, file, 0, local.size, head, tail),
     });
   } finally {
     await fh.close();

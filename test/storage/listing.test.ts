@@ -157,6 +157,35 @@ describe('partitioned listing of 5,000+ objects', () => {
     }
   });
 
+  it('lists contiguous folder ranges flat where the server honours startOffset/endOffset: same rows, a few requests', async () => {
+    // The emulator ignores the offsets (probed: discovery falls back to a
+    // folder-by-folder walk); bench/storage-list-server.mjs implements
+    // objects.list as documented, offsets included.
+    const { startListServer } = await import('../../bench/storage-list-server.mjs');
+    const srv = await startListServer(
+      objects.map((o) => ({ name: o.name, size: o.data.length })),
+      { bucket: BUCKET },
+    );
+    try {
+      const via = st.createStorage({ emulatorHost: srv.url });
+      const a = await st.listPartitioned(`gs://${BUCKET}/ds`, { storage, minPartitionNum: 4 });
+      const b = await st.listPartitioned(`gs://${BUCKET}/ds`, { storage: via, minPartitionNum: 4 });
+      expect(b.files.map((f) => [f.path, f.length, f.partitionValues])).toEqual(a.files.map((f) => [f.path, f.length, f.partitionValues]));
+      expect(b.partitionColumns).toEqual(a.partitionColumns);
+      expect(srv.state.withOffsets).toBeGreaterThan(1);
+      expect(a.stats.listRequests).toBeGreaterThanOrEqual(106);
+      // The root, then 5 year ranges of ~1,040 objects: 2 pages each.
+      expect(b.stats.listRequests).toBeLessThanOrEqual(11);
+      const small = await st.listPartitioned(`gs://${BUCKET}/ds`, { storage: via, minPartitionNum: 4, pageSize: 7, concurrency: 2 });
+      expect(small.files.map((f) => f.path)).toEqual(a.files.map((f) => f.path));
+      const allA = await st.listAll(`gs://${BUCKET}/ds`, { storage });
+      const allB = await st.listAll(`gs://${BUCKET}/ds`, { storage: via, pageSize: 50 });
+      expect(allB.map((o) => o.name)).toEqual(allA.map((o) => o.name));
+    } finally {
+      await srv.close();
+    }
+  });
+
   it('survives resets, truncated bodies and 503s on list calls with the same result', async () => {
     const proxy = await startFaultProxy(emu.url, 3);
     try {
@@ -201,16 +230,17 @@ describe('partitioned listing of 5,000+ objects', () => {
     expect(l.files[0].path.startsWith('file:///')).toBe(true);
   });
 
-  it('recursiveFileLookup reads every visible non-empty file and infers no columns', async () => {
+  it('recursiveFileLookup reads every visible non-empty data file and infers no columns', async () => {
     const got = await st.listPartitioned(`gs://${BUCKET}/ds`, { storage, recursiveFileLookup: true, minPartitionNum: 4 });
     expect(got.partitionColumns).toEqual([]);
     const want = objects
       .filter((o) => o.name.startsWith('ds/') && o.data.length > 0 && !o.name.endsWith('/'))
       .filter((o) => !o.name.slice(3).split('/').some(hiddenSeg))
+      // PartitioningAwareFileIndex.listFiles keeps isDataPath files only: _metadata is listed, never read.
+      .filter((o) => !/(^|\/)_[^=/]*$/.test(o.name))
       .map((o) => `gs://${BUCKET}/${o.name}`)
       .sort();
-    // _metadata is visible and, without partitioning, read.
-    expect(want).toContain(`gs://${BUCKET}/ds/_metadata`);
+    expect(want).not.toContain(`gs://${BUCKET}/ds/_metadata`);
     expect(got.files.map((f) => f.path)).toEqual(want);
   });
 
@@ -286,11 +316,103 @@ describe('image schema rows from headers', () => {
     }
   });
 
-  it('dropInvalid drops what Spark could not decode', async () => {
-    const got = await st.listPartitioned(`gs://${BUCKET}/img`, { storage, image: { dropInvalid: true } });
+  it('dropInvalid drops what Spark could not decode, at read time: the plan counted them', async () => {
+    const cfg = { storage, minPartitionNum: 3, openCostInBytes: 1000, maxPartitionBytes: 200_000 };
+    const got = await st.listPartitioned(`gs://${BUCKET}/img`, { ...cfg, image: { dropInvalid: true } });
     const valid = Object.keys(peer).filter((n) => sparkChannels(n) > 0).sort();
     expect(got.files.map((f) => path.basename(f.path))).toEqual(valid);
+    // The image source drops invalid rows while reading each partition
+    // (ImageFileFormat.buildReader), after FilePartition packed every file:
+    // the same partitions as without dropInvalid, less the invalid files.
+    const all = await st.listPartitioned(`gs://${BUCKET}/img`, { ...cfg, image: true });
+    expect(got.maxSplitBytes).toBe(all.maxSplitBytes);
+    expect(got.partitions.map((p) => p.files.map((f) => f.path))).toEqual(
+      all.partitions.map((p) => p.files.filter((f) => f.image!.height >= 0).map((f) => f.path)),
+    );
     expect(valid).not.toContain('cmyk.jpg');
     expect(valid).toContain('big-icc.jpg');
   });
 });
+
+// Spark 3.5's file index, restated from the source and cited per case
+// (sql/core/.../execution/datasources/PartitioningAwareFileIndex.scala,
+// PartitioningUtils.scala, HadoopFSUtils.scala): each fixture's expected rows
+// follow from those rules, not from running this implementation.
+describe('Spark 3.5 file index rules', () => {
+  const put = (names: string[]) => seedObjects(storage, BUCKET, names.map((name) => ({ name, data: Buffer.from(`bytes of ${name}`) })));
+  const rel = (l: { files: { object: { relPath: string } }[] }) => l.files.map((f) => f.object.relPath);
+  const both = async (prefix: string, opts: Parameters<typeof st.listPartitioned>[1] = {}) => {
+    const local = tmpDir('rules');
+    for (const o of (await st.listAll(`gs://${BUCKET}/${prefix}`, { storage })).filter((x) => !x.name.endsWith('/'))) {
+      const p = path.join(local, o.relPath);
+      fs.mkdirSync(path.dirname(p), { recursive: true });
+      fs.writeFileSync(p, `bytes of ${o.name}`);
+    }
+    try {
+      const g = await st.listPartitioned(`gs://${BUCKET}/${prefix}`, { storage, minPartitionNum: 1, ...opts });
+      const l = await st.listPartitioned(local, { minPartitionNum: 1, ...opts });
+      expect(rel(l)).toEqual(rel(g));
+      expect(l.partitionColumns).toEqual(g.partitionColumns);
+      return g;
+    } finally {
+      fs.rmSync(local, { recursive: true, force: true });
+    }
+  };
+
+  it('without partition columns or recursiveFileLookup, only the root\'s direct children are read (allFiles)', async () => {
+    // allFiles(): partitionColumns.isEmpty && !recursiveFileLookup -> leafDirToChildrenFiles(rootPath) only.
+    await put(['imgfolder/cat/1.jpg', 'imgfolder/cat/2.jpg', 'imgfolder/dog/3.jpg', 'imgfolder/readme.txt']);
+    expect(rel(await both('imgfolder'))).toEqual(['readme.txt']);
+    // An ImageFolder tree with nothing at its root gives 0 rows in Spark.
+    await put(['imgfolder2/cat/1.jpg', 'imgfolder2/dog/2.jpg']);
+    expect(rel(await both('imgfolder2'))).toEqual([]);
+    expect(rel(await both('imgfolder2', { recursiveFileLookup: true }))).toEqual(['cat/1.jpg', 'dog/2.jpg']);
+  });
+
+  it('_metadata files are not rows, and a leaf folder holding only them takes no part in partition inference', async () => {
+    // isDataPath (SPARK-15895) filters inferPartitioning's leaf dirs and listFiles' rows.
+    await put(['meta/a=1/x.jpg', 'meta/a=1/_metadata', 'meta/a=2/y.jpg', 'meta/summary/_common_metadata', 'meta/_metadata']);
+    const got = await both('meta');
+    expect(got.partitionColumns).toEqual([{ name: 'a', type: 'int' }]);
+    expect(rel(got)).toEqual(['a=1/x.jpg', 'a=2/y.jpg']);
+  });
+
+  it('pathGlobFilter applies after partition inference (matchPathPattern in listFiles/allFiles)', async () => {
+    // The .txt folder still takes part in type inference: int and string widen to string.
+    await put(['globx/x=1/a.jpg', 'globx/x=abc/b.txt']);
+    const got = await both('globx', { pathGlobFilter: '*.jpg' });
+    expect(got.partitionColumns).toEqual([{ name: 'x', type: 'string' }]);
+    expect(got.files.map((f) => [f.object.relPath, f.partitionValues])).toEqual([['x=1/a.jpg', { x: '1' }]]);
+    // ... and in the conflicting-layout check.
+    await put(['globy/a=1/a.jpg', 'globy/plain/b.txt']);
+    await expect(st.listPartitioned(`gs://${BUCKET}/globy`, { storage, pathGlobFilter: '*.jpg' })).rejects.toThrow(/Conflicting directory structures/);
+  });
+
+  it('basePath: partition discovery stops at the base, not at the root (PartitioningAwareFileIndex.basePaths)', async () => {
+    const root = `gs://${BUCKET}/ds/year=2024-01-02`;
+    const plain = await st.listPartitioned(root, { storage, minPartitionNum: 1 });
+    expect(plain.partitionColumns).toEqual([{ name: 'label', type: 'int' }]);
+    const based = await st.listPartitioned(root, { storage, minPartitionNum: 1, basePath: `gs://${BUCKET}/ds` });
+    expect(based.partitionColumns).toEqual([
+      { name: 'year', type: 'date' },
+      { name: 'label', type: 'int' },
+    ]);
+    expect(based.files.map((f) => f.path)).toEqual(plain.files.map((f) => f.path));
+    expect(based.files.every((f) => f.partitionValues.year === '2024-01-02')).toBe(true);
+    const local = await st.listPartitioned(path.join(localRoot, 'ds/year=2024-01-02'), { minPartitionNum: 1, basePath: path.join(localRoot, 'ds') });
+    expect(local.files.map((f) => [f.object.relPath, f.partitionValues])).toEqual(based.files.map((f) => [f.object.relPath, f.partitionValues]));
+    await expect(st.listPartitioned(root, { storage, basePath: `gs://${BUCKET}/other` })).rejects.toThrow(/Wrong basePath/);
+  });
+
+  it('every rank computes the same plan: a host-dependent minPartitionNum is refused for worldSize > 1', async () => {
+    const host = await st.listPartitioned(`gs://${BUCKET}/ds`, { storage });
+    expect(host.forRank(0, 1).length).toBe(host.partitions.length);
+    expect(() => host.forRank(0, 2)).toThrow(/minPartitionNum defaulted to this host's/);
+    const w = await st.listPartitioned(`gs://${BUCKET}/ds`, { storage, worldSize: 2 });
+    const m = await st.listPartitioned(`gs://${BUCKET}/ds`, { storage, minPartitionNum: 2 });
+    expect(w.partitions.map((p) => p.files.map((f) => f.path))).toEqual(m.partitions.map((p) => p.files.map((f) => f.path)));
+    expect(w.forRank(1, 2).map((p) => p.index)).toEqual(m.forRank(1, 2).map((p) => p.index));
+    expect(() => w.forRank(0, 3)).toThrow(/worldSize 2/);
+  });
+});
+

@@ -258,3 +258,48 @@ describe('rank assignment', () => {
     expect(() => storage.assignPartitions(parts, 0, 0)).toThrow(RangeError);
   });
 });
+
+describe('data files (PartitioningAwareFileIndex.isDataPath)', () => {
+  it.each([
+    ['_metadata', false],
+    ['_common_metadata', false],
+    ['_SUCCESS', false],
+    ['.x', false],
+    ['_a=1', true],
+    ['part-0.jpg', true],
+  ])('%s -> %s', (name, data) => expect(storage.isDataFileName(name)).toBe(data));
+});
+
+describe('BMP headers', () => {
+  // A 1x1, 32-bit BI_BITFIELDS bitmap with a BITMAPV4HEADER (108 bytes):
+  // masks red, green, blue, alpha at file offsets 54, 58, 62, 66
+  // (BITMAPV3INFOHEADER layout, which V4 and V5 extend).
+  function bmpV4(alphaMask: number, dib = 108): Buffer {
+    const b = Buffer.alloc(14 + dib + 4);
+    b.write('BM', 0, 'latin1');
+    b.writeUInt32LE(b.length, 2);
+    b.writeUInt32LE(14 + dib, 10);
+    b.writeUInt32LE(dib, 14);
+    b.writeInt32LE(1, 18);
+    b.writeInt32LE(1, 22);
+    b.writeUInt16LE(1, 26);
+    b.writeUInt16LE(32, 28);
+    b.writeUInt32LE(3, 30); // BI_BITFIELDS
+    if (dib >= 56) {
+      b.writeUInt32LE(0x00ff0000, 54);
+      b.writeUInt32LE(0x0000ff00, 58);
+      b.writeUInt32LE(0x000000ff, 62);
+      b.writeUInt32LE(alphaMask, 66);
+    }
+    return b;
+  }
+  it.each([
+    ['V4 without an alpha mask', bmpV4(0), 3],
+    ['V4 with an alpha mask', bmpV4(0xff000000), 4],
+    ['V3 (56-byte header) with an alpha mask', bmpV4(0xff000000, 56), 4],
+    ['V5 without an alpha mask', bmpV4(0, 124), 3],
+  ])('%s -> %d channels', (_name, buf, ch) => {
+    const h = storage.parseImageHeader(buf, true);
+    expect(h).toMatchObject({ kind: 'ok', format: 'bmp', width: 1, height: 1, nChannels: ch });
+  });
+});

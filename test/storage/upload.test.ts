@@ -26,7 +26,7 @@ beforeAll(async () => {
   emu = await startGcsEmulator();
   storage = st.createStorage({ emulatorHost: emu.url });
   proxy = await startFaultProxy(emu.url, 77);
-  viaProxy = st.createStorage({ emulatorHost: proxy.url, maxRetries: 8, maxRetryDelay: 0.05 });
+  viaProxy = st.createStorage({ emulatorHost: proxy.url });
   src = tmpDir('upload');
   const rand = seededRandom(5);
   const put = (rel: string, size: number) => {
