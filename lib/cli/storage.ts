@@ -11,20 +11,28 @@ export const list: Command = {
   --recursive         Spark's recursiveFileLookup (no partition columns)
   --glob PATTERN      Spark's pathGlobFilter on file names, e.g. '*.jpg'
   --image             read each file's image header (Spark's image schema), dropping invalid ones
-  --rank R --world-size W   only the partitions of one rank`,
+  --rank R --world-size W   only the partitions of one rank
+  --parquet           describe a Spark Parquet table (automatic when every file ends in .parquet):
+                      its kind (image / binaryFile), partitions, files, row groups and rows; with
+                      --rank/--world-size, the row groups that rank reads`,
   positionals: 1,
-  options: { json: { type: 'boolean' }, recursive: { type: 'boolean' }, glob: { type: 'string' }, image: { type: 'boolean' }, rank: { type: 'string' }, 'world-size': { type: 'string' } },
+  options: { json: { type: 'boolean' }, recursive: { type: 'boolean' }, glob: { type: 'string' }, image: { type: 'boolean' }, rank: { type: 'string' }, 'world-size': { type: 'string' }, parquet: { type: 'boolean' } },
   async run(v, pos) {
     if (!pos[0]) throw new CliError('list needs a LOCATION (gs://bucket/prefix or a folder)');
     const tl = await import('../index');
     const l = await tl.listPartitioned(pos[0], { recursiveFileLookup: Boolean(v.recursive), pathGlobFilter: v.glob as string | undefined, image: v.image ? { dropInvalid: true } : false });
-    let parts = l.partitions;
+    let share: { rank: number; world: number } | undefined;
     if (v.rank !== undefined || v['world-size'] !== undefined) {
       const rank = Number(v.rank);
       const world = Number(v['world-size']);
       if (!Number.isInteger(rank) || !Number.isInteger(world) || world < 1 || rank < 0 || rank >= world) throw new CliError('--rank and --world-size must be integers with 0 <= rank < world-size');
-      parts = l.forRank(rank, world);
+      share = { rank, world };
     }
+    if (v.parquet || (l.files.length > 0 && !v.image && l.files.every((f) => f.path.endsWith('.parquet')))) {
+      const { describeParquet } = await import('./parquet');
+      return describeParquet(pos[0], { json: Boolean(v.json), glob: v.glob as string | undefined, share });
+    }
+    const parts = share ? l.forRank(share.rank, share.world) : l.partitions;
     if (v.json) {
       process.stdout.write(JSON.stringify({ root: String(l.root), columns: l.partitionColumns, maxSplitBytes: l.maxSplitBytes, partitions: parts.map((p) => ({ index: p.index, files: p.files.map((f) => ({ path: f.path, length: f.length, modificationTime: f.modificationTime, partitionValues: f.partitionValues })) })) }) + '\n');
       return 0;
