@@ -4,8 +4,8 @@
 // loader needs them:
 //
 //   - A DataLoader iteration announces its order (openEpoch); the reader
-//     fetches the row groups that order needs next, up to `readAhead` ahead of
-//     the furthest one asked for, and drops a row group once every row the
+//     fetches the row groups that order needs next, up to `readAhead`
+//     (default shuffleBuffer: the whole next window) ahead of the furthest one asked for, and drops a row group once every row the
 //     order takes from it has been handed out.
 //   - At most `maxResidentRowGroups` row groups (default
 //     2 * shuffleBuffer + readAhead) are held or in flight; past that the
@@ -13,7 +13,7 @@
 //     read again if asked for later). A batch's own row groups are always
 //     read, so the bound is max(maxResidentRowGroups, row groups of the
 //     batches in flight). Memory is that many row groups' decoded columns:
-//     Spark's default row group is 128 MiB, so ~1.3 GiB with the defaults;
+//     Spark's default row group is 128 MiB, so ~1.5 GiB with the defaults (12);
 //     lower shuffleBuffer / readAhead or write smaller row groups
 //     (parquet.block.size) to use less.
 //
@@ -41,7 +41,7 @@ export interface ParquetDatasetOptions extends LabeledOptions {
   storage?: Storage;
   /** Row groups shuffled together by the default sampler (default 4). */
   shuffleBuffer?: number;
-  /** Row groups fetched ahead of the one the loader is on (default 2). */
+  /** Row groups fetched ahead of the furthest one the loader asked for (default shuffleBuffer). */
   readAhead?: number;
   /** Upper bound on row groups held or in flight (default 2 * shuffleBuffer + readAhead). */
   maxResidentRowGroups?: number;
@@ -259,7 +259,7 @@ export class ParquetImageDataset implements Dataset {
     this.readColumns = readColumns;
     this.transform = options.transform;
     this.shuffleBuffer = options.shuffleBuffer ?? 4;
-    this.readAhead = options.readAhead ?? 2;
+    this.readAhead = options.readAhead ?? this.shuffleBuffer;
     this.maxResidentRowGroups = options.maxResidentRowGroups ?? 2 * this.shuffleBuffer + this.readAhead;
     if (!Number.isInteger(this.readAhead) || this.readAhead < 0) throw new RangeError(`readAhead must be a non-negative integer, got ${this.readAhead}`);
     if (!Number.isInteger(this.maxResidentRowGroups) || this.maxResidentRowGroups < 1)
