@@ -7,7 +7,7 @@ import { pathToFileURL } from 'node:url';
 import type { Storage } from '@google-cloud/storage';
 import type { AsyncBuffer, Compressors, FileMetaData } from 'hyparquet';
 import { toStorageError } from '../storage/client';
-import { readRange, withRetries } from '../storage/http';
+import { openMedia, withRetries } from '../storage/http';
 
 export type { FileMetaData };
 
@@ -87,7 +87,13 @@ export function gcsSource(bucket: string, name: string, size: number, opts: GcsS
       try {
         return await withRetries(
           async () => {
-            const buf = await readRange(opts.storage, bucket, name, start, end - 1);
+            const { res } = await openMedia(opts.storage, { bucket, name, generation: opts.generation, start, end: end - 1 });
+            const chunks: Buffer[] = [];
+            for await (const c of res) chunks.push(c as Buffer);
+            if (!res.complete) throw Object.assign(new Error('connection closed before the body ended'), { code: 'ECONNRESET' });
+            let buf = Buffer.concat(chunks);
+            // A server that ignores Range sends the whole object: keep the asked-for slice.
+            if (res.statusCode === 200) buf = buf.subarray(start, end);
             // A cut-short body that still ended cleanly: retry it like a reset.
             if (buf.length !== end - start) throw Object.assign(new Error(`short read: ${buf.length} of ${end - start} bytes`), { code: 'ECONNRESET' });
             return buf;
