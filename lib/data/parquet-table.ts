@@ -195,18 +195,19 @@ export function describeTable(t: ParquetTable): {
   partitions: { values: Record<string, PartitionValue>; files: number; rowGroups: number; rows: number }[];
   sparkVersion?: string;
 } {
-  const parts = new Map<string, { values: Record<string, PartitionValue>; files: number; rowGroups: number; rows: number }>();
-  t.files.forEach((f, fi) => {
+  type Part = { values: Record<string, PartitionValue>; files: number; rowGroups: number; rows: number };
+  const parts = new Map<string, Part>();
+  const ofFile: Part[] = t.files.map((f) => {
     const key = JSON.stringify(f.partitionValues, (_k, v) => (typeof v === 'bigint' ? String(v) : v));
     const p = parts.get(key) ?? { values: f.partitionValues, files: 0, rowGroups: 0, rows: 0 };
     p.files++;
-    for (const g of t.rowGroups)
-      if (g.file === fi) {
-        p.rowGroups++;
-        p.rows += g.rows;
-      }
     parts.set(key, p);
+    return p;
   });
+  for (const g of t.rowGroups) {
+    ofFile[g.file].rowGroups++;
+    ofFile[g.file].rows += g.rows;
+  }
   return {
     root: String(t.root),
     kind: t.kind,
