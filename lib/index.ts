@@ -48,6 +48,6 @@ export type {
 export * as checkpoint from './checkpoint';
 export { load, loadAsync, save, saveAsync, safetensors, CheckpointManager, CheckpointError, UnsafePickleError } from './checkpoint';
 export * as data from './data';
-export { DataLoader, ImageFolder, ImageFiles, ManifestDataset, DistributedSampler, transforms } from './data';
+export { DataLoader, ImageFolder, ImageFiles, ManifestDataset, DistributedSampler, ParquetImageDataset, transforms } from './data';
 export type { Dataset, DataLoaderOptions } from './data';
 export * as distributed from './distributed';

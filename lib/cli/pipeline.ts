@@ -29,6 +29,10 @@ export interface PipelineConfig {
   pretrained?: string;
   /** Label from the file name (a regex with one group, the seed's convention) instead of the folder. */
   labelRegex?: string;
+  /** 'folder': class folders (ImageFolder); 'parquet': a Spark image / binaryFile table (ParquetImageDataset). */
+  dataFormat?: 'folder' | 'parquet';
+  /** Parquet: the partition column or field holding the label (default: the only partition column, or `label`). */
+  labelColumn?: string;
   /** LR schedule over the epochs: none (the seed), cosine annealing, or step decay (x0.1 every third of the run). */
   scheduler: 'none' | 'cosine' | 'step';
   checkpointEvery: number;
@@ -86,6 +90,8 @@ export const PIPELINE_FLAGS = {
   augment: { type: 'string' },
   pretrained: { type: 'string' },
   'label-regex': { type: 'string' },
+  'data-format': { type: 'string' },
+  'label-column': { type: 'string' },
   scheduler: { type: 'string' },
   'checkpoint-every': { type: 'string' },
   'keep-last': { type: 'string' },
@@ -112,6 +118,9 @@ export const PIPELINE_USAGE = `  --config FILE            JSON file with any of 
   --image-size PX          (default 224)     --augment imagenet|flip|none (default imagenet)
   --pretrained FILE        torchvision weights (.pth) to fine-tune from
   --label-regex RE         label from the file name's first group instead of the folder
+  --data-format F          folder (class sub-folders, default) or parquet: --train-dir / --val-dir are Spark
+                           image or binaryFile tables (a folder or gs://bucket/table/), streamed by row group
+  --label-column C         parquet: partition column or field with the label (default: the partition column)
   --scheduler S            none|cosine|step learning-rate schedule (default none, as the seed)
   --checkpoint-every N     epochs (default 2)   --keep-last N (default 2)
   --weights-only           checkpoints without optimizer state (1/3 the size; resume restarts Adam)
@@ -139,7 +148,7 @@ export function resolveConfig(values: Record<string, unknown>, base: Partial<Pip
     } catch (err) {
       throw new CliError(`--config ${values.config}: ${(err as Error).message}`);
     }
-    const known = new Set(Object.keys(DEFAULTS).concat(['bucket', 'pretrained', 'labelRegex', 'device', 'amp', 'precision', 'resume', 'weightsOnly']));
+    const known = new Set(Object.keys(DEFAULTS).concat(['bucket', 'pretrained', 'labelRegex', 'device', 'amp', 'precision', 'resume', 'weightsOnly', 'dataFormat', 'labelColumn']));
     for (const k of Object.keys(fromFile)) if (!known.has(k)) throw new CliError(`--config ${values.config}: unknown option '${k}'`);
   }
   const c: PipelineConfig = { ...DEFAULTS, ...base, ...fromFile };
@@ -147,7 +156,7 @@ export function resolveConfig(values: Record<string, unknown>, base: Partial<Pip
   const str: [string, keyof PipelineConfig][] = [
     ['bucket', 'bucket'], ['train-prefix', 'trainPrefix'], ['val-prefix', 'valPrefix'], ['train-dir', 'trainDir'], ['val-dir', 'valDir'],
     ['checkpoint-dir', 'checkpointDir'], ['checkpoint-prefix', 'checkpointPrefix'], ['pretrained', 'pretrained'], ['label-regex', 'labelRegex'],
-    ['device', 'device'], ['log-dir', 'logDir'], ['resume', 'resume'],
+    ['device', 'device'], ['log-dir', 'logDir'], ['resume', 'resume'], ['data-format', 'dataFormat'], ['label-column', 'labelColumn'],
   ];
   for (const [f, k] of str) if (flag(f) !== undefined) (c as unknown as Record<string, unknown>)[k] = flag(f);
   if (flag('epochs') !== undefined) c.epochs = num(flag('epochs'), 'epochs', { int: true, min: 1 });
@@ -169,6 +178,8 @@ export function resolveConfig(values: Record<string, unknown>, base: Partial<Pip
   if (!['none', 'cosine', 'step'].includes(c.scheduler)) throw new CliError(`--scheduler must be none, cosine or step, got '${c.scheduler}'`);
   if (!['resnet18', 'resnet34', 'resnet50', 'resnet101', 'resnet152'].includes(c.model)) throw new CliError(`--model must be resnet18, resnet34, resnet50, resnet101 or resnet152, got '${c.model}'`);
   if (!['imagenet', 'flip', 'none'].includes(c.augment)) throw new CliError(`--augment must be imagenet, flip or none, got '${c.augment}'`);
+  if (c.dataFormat !== undefined && !['folder', 'parquet'].includes(c.dataFormat)) throw new CliError(`--data-format must be folder or parquet, got '${c.dataFormat}'`);
+  if (c.dataFormat === 'parquet' && c.labelRegex) throw new CliError('--label-regex is for class folders; with --data-format parquet use --label-column');
   if (c.amp !== undefined && !['fp16', 'bf16'].includes(c.amp)) throw new CliError(`--amp must be fp16 or bf16, got '${c.amp}'`);
   if (c.bucket !== undefined && !/^[a-z0-9][a-z0-9._-]{1,220}[a-z0-9]$/.test(c.bucket)) throw new CliError(`--bucket '${c.bucket}' is not a valid bucket name`);
   if (c.labelRegex !== undefined) {
@@ -205,8 +216,11 @@ export async function runPipeline(c: PipelineConfig): Promise<PipelineResult> {
   const t0 = performance.now();
   const T = tl.transforms;
 
+  const parquet = c.dataFormat === 'parquet';
+  // Parquet tables are read where they are (gs:// by byte range): nothing to download.
+  const tableOf = (dir: string, prefix: string) => (c.bucket && !/^gs:\/\//.test(dir) ? `gs://${c.bucket}/${prefix}` : dir);
   // 1-4. Data: from the bucket (partitioned listing, verified parallel download) or local folders.
-  if (c.bucket) {
+  if (c.bucket && !parquet) {
     for (const [prefix, dir] of [[c.trainPrefix, c.trainDir], [c.valPrefix, c.valDir]] as const) {
       const src = `gs://${c.bucket}/${prefix}`;
       // Class folders (prefix/<class>/x.jpg) are below the root: Spark reads them only with recursiveFileLookup.
@@ -220,7 +234,7 @@ export async function runPipeline(c: PipelineConfig): Promise<PipelineResult> {
     }
   }
   for (const [name, dir] of [['train', c.trainDir], ['validation', c.valDir]]) {
-    if (!fs.existsSync(dir)) throw new CliError(`${name} folder ${dir} does not exist`);
+    if (!parquet && !fs.existsSync(dir)) throw new CliError(`${name} folder ${dir} does not exist`);
   }
 
   // 5-7. Datasets, transforms, loaders.
@@ -236,8 +250,16 @@ export async function runPipeline(c: PipelineConfig): Promise<PipelineResult> {
     c.labelRegex
       ? new tl.ImageFiles(dir, { label: new RegExp(c.labelRegex), transform: transform as never, classes })
       : new tl.ImageFolder(dir, { transform: transform as never });
-  const trainSet = makeDataset(c.trainDir, trainT);
-  const valSet = makeDataset(c.valDir, evalT, trainSet.classes);
+  const openTable = async (dir: string, transform: unknown[], classes?: string[]) => {
+    const ds = await tl.ParquetImageDataset.open(dir, { transform: transform as never, labelColumn: c.labelColumn, classes }).catch((err: Error) => {
+      throw new CliError(`cannot read the table ${dir}: ${err.message}`);
+    });
+    const d = ds.describe();
+    say(c, `table ${dir}: ${d.kind}, ${d.rows} rows in ${d.rowGroups} row groups of ${d.files} files, label from ${ds.labelColumn}`);
+    return ds;
+  };
+  const trainSet = parquet ? await openTable(tableOf(c.trainDir, c.trainPrefix), trainT) : makeDataset(c.trainDir, trainT);
+  const valSet = parquet ? await openTable(tableOf(c.valDir, c.valPrefix), evalT, trainSet.classes) : makeDataset(c.valDir, evalT, trainSet.classes);
   if (!c.labelRegex && valSet.classes.join('\n') !== trainSet.classes.join('\n')) {
     throw new CliError(`the validation classes (${valSet.classes.length}) differ from the train classes (${trainSet.classes.length})`);
   }

@@ -15,9 +15,12 @@ export const list: Command = {
   --glob PATTERN      Spark's pathGlobFilter on file names, e.g. '*.jpg'
   --image             read each file's image header (Spark's image schema), dropping invalid ones
   --min-partitions N  spark.sql.files.minPartitionNum (default: --world-size, else this machine's cores)
-  --rank R --world-size W   only the partitions of one rank (every rank must use the same plan)`,
+  --rank R --world-size W   only the partitions of one rank (every rank must use the same plan)
+  --parquet           describe a Spark Parquet table (automatic when every file ends in .parquet):
+                      its kind (image / binaryFile), partitions, files, row groups and rows; with
+                      --rank/--world-size, the row groups that rank reads`,
   positionals: 1,
-  options: { json: { type: 'boolean' }, recursive: { type: 'boolean' }, 'base-path': { type: 'string' }, 'min-partitions': { type: 'string' }, glob: { type: 'string' }, image: { type: 'boolean' }, rank: { type: 'string' }, 'world-size': { type: 'string' } },
+  options: { json: { type: 'boolean' }, recursive: { type: 'boolean' }, 'base-path': { type: 'string' }, 'min-partitions': { type: 'string' }, glob: { type: 'string' }, image: { type: 'boolean' }, rank: { type: 'string' }, 'world-size': { type: 'string' }, parquet: { type: 'boolean' } },
   async run(v, pos) {
     if (!pos[0]) throw new CliError('list needs a LOCATION (gs://bucket/prefix or a folder)');
     const tl = await import('../index');
@@ -37,6 +40,10 @@ export const list: Command = {
       minPartitionNum,
       worldSize: sharded ? world : undefined,
     });
+    if (v.parquet || (l.files.length > 0 && !v.image && l.files.every((f) => f.path.endsWith('.parquet')))) {
+      const { describeParquet } = await import('./parquet');
+      return describeParquet(pos[0], { json: Boolean(v.json), glob: v.glob as string | undefined, share: sharded ? { rank, world } : undefined });
+    }
     const parts = sharded ? l.forRank(rank, world) : l.partitions;
     if (v.json) {
       process.stdout.write(JSON.stringify({ root: String(l.root), columns: l.partitionColumns, maxSplitBytes: l.maxSplitBytes, partitions: parts.map((p) => ({ index: p.index, files: p.files.map((f) => ({ path: f.path, length: f.length, modificationTime: f.modificationTime, partitionValues: f.partitionValues })) })) }) + '\n');

@@ -4,18 +4,45 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import type { Sampler } from './sampler';
 import type { Transform } from './transforms';
 
+/** Decoded pixels as Spark's image source stores them: row-major, OpenCV channel order (BGR, BGRA, grey). */
+export interface RawImage {
+  bgr: Uint8Array;
+  width: number;
+  height: number;
+  /** OpenCV type: CV_8UC1 = 0, CV_8UC3 = 16, CV_8UC4 = 24. */
+  mode: number;
+}
+
 export interface DataItem {
-  /** A local file path, or the encoded file in memory. */
-  source: string | Uint8Array;
+  /** A local file path, the encoded file in memory, or decoded BGR(A) pixels. */
+  source: string | Uint8Array | RawImage;
   label: number;
+  /** What logs and errors call this sample (default: the path, or its size). */
+  name?: string;
+  /** Set when the sample could not be read at all: the loader skips or raises it (onError). */
+  error?: string;
+}
+
+/** Items of one DataLoader iteration, read ahead in the order the loader announced (streaming datasets). */
+export interface EpochReader {
+  getItems(indices: readonly number[]): Promise<DataItem[]>;
+  /** The iteration ended (or stopped early): drop what was read ahead. */
+  close(): void;
 }
 
 /** What DataLoader needs: a length and an item per index. */
 export interface Dataset {
   readonly length: number;
   getItem(index: number): DataItem;
+  /** Datasets whose rows are read asynchronously (e.g. Parquet): the items of a batch. */
+  getItems?(indices: readonly number[]): Promise<DataItem[]>;
+  /** Called when an iteration starts with the indices it will ask for, in order, so they can be read ahead. */
+  openEpoch?(order: ArrayLike<number>): EpochReader;
+  /** The sampler a DataLoader uses when given none (e.g. one that keeps reads within a few row groups). */
+  createSampler?(options: { shuffle: boolean; seed: number }): Sampler;
 }
 
 /** torchvision.datasets.folder.IMG_EXTENSIONS */
@@ -211,7 +238,7 @@ function labelOf(rule: LabelRule, file: string): string | number {
   return m[1] ?? m[0];
 }
 
-function mapLabels(
+export function mapLabels(
   raw: (string | number)[],
   names: string[],
   opt: LabeledOptions['classes'],

@@ -8,7 +8,13 @@ export {
   readLabelMap,
   IMG_EXTENSIONS,
 } from './datasets';
-export type { Dataset, DataItem, ImageFolderOptions, LabelMap, LabelRule, ManifestRow } from './datasets';
+export type { Dataset, DataItem, EpochReader, ImageFolderOptions, LabelMap, LabelRule, ManifestRow, RawImage } from './datasets';
+export { ParquetImageDataset } from './parquet-dataset';
+export type { ParquetDatasetOptions } from './parquet-dataset';
+export { RowGroupSampler, planRanks } from './parquet-sampler';
+export type { RowGroupSamplerOptions } from './parquet-sampler';
+export { openParquetTable, describeTable } from './parquet-table';
+export type { ParquetTable, ParquetPartFile, RowGroupInfo, TableKind } from './parquet-table';
 export { DistributedSampler, RandomSampler, SequentialSampler, TorchGenerator, randperm } from './sampler';
 export type { Sampler, DistributedSamplerOptions } from './sampler';
 export { decodeWithSharp } from './decode';

@@ -8,7 +8,7 @@ import { randomInt } from 'node:crypto';
 import { binding } from '../native';
 import { Tensor } from '../tensor';
 import { Device, DeviceLike } from '../device';
-import { Dataset } from './datasets';
+import { DataItem, Dataset, EpochReader } from './datasets';
 import { decodeWithSharp } from './decode';
 import { RandomSampler, Sampler, SequentialSampler } from './sampler';
 import { PipelineSpec, toSpec, Transform } from './transforms';
@@ -65,8 +65,10 @@ export interface SkippedSample {
   reason: string;
 }
 
-function describe(source: string | Uint8Array): string {
-  return typeof source === 'string' ? source : `<${source.byteLength} bytes in memory>`;
+function describe(item: DataItem): string {
+  if (item.name) return item.name;
+  const s = item.source;
+  return typeof s === 'string' ? s : s instanceof Uint8Array ? `<${s.byteLength} bytes in memory>` : `<${s.width}x${s.height} pixels in memory>`;
 }
 
 /**
@@ -118,7 +120,9 @@ export class DataLoader implements AsyncIterable<Batch> {
     this.pinMemory = options.pinMemory ?? false;
     if (options.sampler && options.shuffle) throw new TypeError('sampler option is mutually exclusive with shuffle');
     this.sampler =
-      options.sampler ?? (options.shuffle ? new RandomSampler(dataset.length, this.seed) : new SequentialSampler(dataset.length));
+      options.sampler ??
+      dataset.createSampler?.({ shuffle: options.shuffle ?? false, seed: this.seed }) ??
+      (options.shuffle ? new RandomSampler(dataset.length, this.seed) : new SequentialSampler(dataset.length));
     const transform = options.transform ?? dataset.transform;
     if (!transform) throw new TypeError('DataLoader needs a transform (options.transform or dataset.transform)');
     this.spec = toSpec(transform, {
@@ -170,9 +174,11 @@ export class DataLoader implements AsyncIterable<Batch> {
     }
     const inflight: Promise<Batch | null>[] = [];
     let next = Math.min(startBatch, batches.length);
+    // Streaming datasets read ahead along the order this iteration will ask for.
+    const reader = this.dataset.openEpoch?.(batches.slice(next).flat());
     const launch = () => {
       while (inflight.length < this.prefetch && next < batches.length) {
-        const p = this.loadBatch(batches[next++], epoch);
+        const p = this.loadBatch(batches[next++], epoch, reader);
         p.catch(() => {}); // rejections surface when the batch is awaited
         inflight.push(p);
       }
@@ -187,6 +193,7 @@ export class DataLoader implements AsyncIterable<Batch> {
       }
       this.epoch = epoch + 1;
     } finally {
+      reader?.close();
       // An early exit (break, error): free what is still being prepared.
       for (const p of inflight)
         p.then(
@@ -200,24 +207,32 @@ export class DataLoader implements AsyncIterable<Batch> {
   }
 
   /** Loads one batch of dataset indices (the iterator uses this). */
-  async loadBatch(indices: readonly number[], epoch = this.epoch): Promise<Batch | null> {
-    const items = indices.map((i) => this.dataset.getItem(i));
+  async loadBatch(indices: readonly number[], epoch = this.epoch, reader?: EpochReader): Promise<Batch | null> {
+    const items: DataItem[] = reader
+      ? await reader.getItems(indices)
+      : this.dataset.getItems
+        ? await this.dataset.getItems(indices)
+        : indices.map((i) => this.dataset.getItem(i));
     const n = items.length;
     const batch = this.pipeline.newBatch(n);
     const seeds: BigUint64Array = binding.data.sampleSeeds(this.seed, epoch, [...indices]);
-    const slots = Array.from({ length: n }, (_, i) => i);
-    const status: string[] = await this.pipeline.run(
+    // Samples the dataset could not read at all do not reach the decoders.
+    const slots = Array.from({ length: n }, (_, i) => i).filter((i) => !items[i].error);
+    const status: string[] = new Array(n);
+    items.forEach((it, i) => it.error && (status[i] = `error:${it.error}`));
+    const st1: string[] = await this.pipeline.run(
       batch,
-      items.map((it) => it.source),
+      slots.map((i) => items[i].source),
       slots,
-      seeds,
+      BigUint64Array.from(slots, (i) => seeds[i]),
     );
+    slots.forEach((i, k) => (status[i] = st1[k]));
     // What the JPEG fast path declined goes through sharp, then the same native transform.
     const declined = slots.filter((i) => status[i].startsWith('decline:'));
     if (declined.length > 0) {
       const decoded = await Promise.all(
         declined.map((i) =>
-          decodeWithSharp(items[i].source, this.spec.maxPixels).then(
+          decodeWithSharp(items[i].source as string | Uint8Array, this.spec.maxPixels).then(
             (img) => img,
             (err: unknown) => new Error(err instanceof Error ? err.message : String(err)),
           ),
@@ -247,12 +262,13 @@ export class DataLoader implements AsyncIterable<Batch> {
         continue;
       }
       const reason = s.slice(s.indexOf(':') + 1);
-      const name = describe(items[i].source);
+      const name = describe(items[i]);
       if (s.startsWith('fatal:') || this.onError === 'raise') {
         batch.dispose();
         throw new Error(`torchline: cannot load ${name} (dataset index ${indices[i]}): ${reason}`);
       }
-      const key = typeof items[i].source === 'string' ? (items[i].source as string) : `#${indices[i]}`;
+      // One log line per file, or per unreadable row group (its rows share the name).
+      const key = typeof items[i].source === 'string' ? (items[i].source as string) : items[i].error && items[i].name ? items[i].name! : `#${indices[i]}`;
       if (!this.logged.has(key)) {
         this.logged.add(key);
         this.skipped.push({ index: indices[i], source: name, reason });

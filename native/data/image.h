@@ -89,6 +89,11 @@ Geometry planGeometry(const Plan& plan, int srcW, int srcH, SampleRng& rng);
 void processJpeg(const Plan& plan, const uint8_t* data, size_t size, uint64_t seed, uint8_t* out);
 // The same for raw RGB pixels (what sharp produced for every other file).
 void processRgb(const Plan& plan, const uint8_t* rgb, int width, int height, uint64_t seed, uint8_t* out);
+// The same for a row of Spark's image source: `mode` is the OpenCV type
+// (CV_8UC1/3/4), pixels row-major BGR(A); converted to RGB first (spark_image.plain.cc).
+void processOcv(const Plan& plan, const uint8_t* data, size_t size, int width, int height, int mode, uint64_t seed,
+                uint8_t* out);
+int ocvChannels(int mode);
 // Decode only, full size (the benchmark's upper bound and tests).
 RgbImage decodeJpeg(const uint8_t* data, size_t size, int scaleNum = 8, int64_t maxPixels = 0);
 

@@ -261,11 +261,11 @@ Napi::Value ImageBatch::Dispose(const Napi::CallbackInfo& info) {
 namespace {
 
 struct Item {
-  enum Kind { None, Path, Bytes, Rgb } kind = None;
+  enum Kind { None, Path, Bytes, Rgb, Ocv } kind = None;
   std::string path;
   const uint8_t* data = nullptr;
   size_t size = 0;
-  int width = 0, height = 0;
+  int width = 0, height = 0, mode = 0;
   int slot = 0;
   uint64_t seed = 0;
   std::string status;  // "" ok, "decline:<why>", "error:<why>", "fatal:<why>"
@@ -306,6 +306,10 @@ void processItem(const Plan& plan, ImageBatch* batch, Item& it) {
   try {
     if (it.kind == Item::Rgb) {
       processRgb(plan, it.data, it.width, it.height, it.seed, out);
+      return;
+    }
+    if (it.kind == Item::Ocv) {
+      processOcv(plan, it.data, it.size, it.width, it.height, it.mode, it.seed, out);
       return;
     }
     std::vector<uint8_t> file;
@@ -376,6 +380,7 @@ Napi::Value DataPipeline::NewBatch(const Napi::CallbackInfo& info) {
 
 // run(batch, items, slots, seeds) -> Promise<string[]>
 //   items[i]: path string | Uint8Array (encoded file) | { rgb: Uint8Array, width, height }
+//             | { bgr: Uint8Array, width, height, mode } (a Spark image row: OpenCV mode, BGR(A) pixels)
 //   slots: number[] (slot of each item), seeds: BigUint64Array (one per item)
 Napi::Value DataPipeline::Run(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
@@ -420,8 +425,17 @@ Napi::Value DataPipeline::Run(const Napi::CallbackInfo& info) {
         it.height = o.Get("height").As<Napi::Number>().Int32Value();
         if (it.width <= 0 || it.height <= 0 || a.ByteLength() < size_t(it.width) * it.height * 3)
           throw Napi::RangeError::New(env, "run: rgb item smaller than width*height*3");
+      } else if (v.IsObject() && v.As<Napi::Object>().Get("bgr").IsTypedArray()) {
+        Napi::Object o = v.As<Napi::Object>();
+        auto a = o.Get("bgr").As<Napi::Uint8Array>();
+        it.kind = Item::Ocv;
+        it.data = a.Data();
+        it.size = a.ByteLength();
+        it.width = o.Get("width").ToNumber().Int32Value();
+        it.height = o.Get("height").ToNumber().Int32Value();
+        it.mode = o.Get("mode").ToNumber().Int32Value();  // size and mode are checked per item (onError)
       } else {
-        typeError(env, "run: an item must be a path, a Uint8Array or { rgb, width, height }");
+        typeError(env, "run: an item must be a path, a Uint8Array, { rgb, width, height } or { bgr, width, height, mode }");
       }
     }
   } catch (...) {
