@@ -1,7 +1,9 @@
 // Process-wide facts and settings: versions, CUDA, threads, seeds.
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { binding, packageRoot } from './native';
+import * as is from './is';
+import { binding } from './native';
+import { packageRoot } from './paths';
 import { Device } from './device';
 import { Tensor } from './tensor';
 
@@ -70,17 +72,16 @@ export const cuda = {
   },
 };
 
-/** The seed's get_device(): CUDA when available, else CPU. */
+/** The device to train on: CUDA when available, else CPU. */
 export function defaultDevice(): Device {
   return cuda.isAvailable() ? new Device('cuda', 0) : new Device('cpu');
 }
 
 /** Seeds LibTorch's generators (CPU and every GPU), as torch.manual_seed. */
 export function manualSeed(seed: number | bigint): void {
-  if (typeof seed === 'number' && (!Number.isSafeInteger(seed) || seed < 0)) {
-    throw new RangeError(`seed must be a non-negative safe integer, got ${seed}`);
-  }
-  if (typeof seed !== 'number' && typeof seed !== 'bigint') throw new TypeError('seed must be a number or bigint');
+  if (typeof seed === 'bigint') {
+    if (seed < 0n || seed >= 2n ** 64n) is.rangeError('seed', 'a non-negative integer below 2^64', seed);
+  } else is.integer('seed', seed, { min: 0 });
   binding.manualSeed(seed);
 }
 
@@ -91,7 +92,7 @@ export function getRngState(): Tensor {
 
 /** Restores what getRngState() returned (torch.set_rng_state()). */
 export function setRngState(state: Tensor): void {
-  if (!(state instanceof Tensor)) throw new TypeError('setRngState needs a Tensor');
+  is.instance('state', state, Tensor);
   binding.setRngState(state.handle);
 }
 
@@ -101,7 +102,7 @@ export function setRngState(state: Tensor): void {
  * TORCHLINE_NUM_THREADS or OMP_NUM_THREADS is set.
  */
 export function setNumThreads(n: number): void {
-  if (typeof n !== 'number') throw new TypeError('setNumThreads needs a number');
+  is.integer('threads', n, { min: 1 });
   binding.setNumThreads(n);
 }
 
