@@ -1,20 +1,22 @@
 // `torchline doctor`: what this installation found, and why CUDA is or is not usable.
-import type { Command } from './registry';
+import type { Command } from './types';
 
 const doctor: Command = {
-  summary: 'show LibTorch, CUDA, BLAS and thread setup',
   usage: 'Usage: torchline doctor [--json]\n\n  --json   print the facts as one JSON object',
   options: { json: { type: 'boolean' } },
   async run(values) {
     const { version, cuda, defaultDevice } = await import('../runtime');
     const v = version();
     if (values.json) {
-      process.stdout.write(JSON.stringify({ ...v, cudaStatus: cuda.explain(), defaultDevice: defaultDevice().toString() }) + '\n');
+      process.stdout.write(
+        JSON.stringify({ ...v, cudaStatus: cuda.explain(), defaultDevice: defaultDevice().toString() }) + '\n',
+      );
       return 0;
     }
-    const blasNote = v.blas.loaded && /libblas\.so|\/blas\//.test(v.blas.loaded) && !/openblas/.test(v.blas.loaded)
-      ? '  (reference BLAS: install libopenblas0-pthread for ~30x faster matmuls)'
-      : '';
+    const blasNote =
+      v.blas.loaded && /libblas\.so|\/blas\//.test(v.blas.loaded) && !/openblas/.test(v.blas.loaded)
+        ? '  (reference BLAS: install libopenblas0-pthread for ~30x faster matmuls)'
+        : '';
     const lines = [
       `torchline      ${v.torchline}`,
       `LibTorch       ${v.libtorch}  (found via ${v.libtorchSource})`,

@@ -1,10 +1,14 @@
-// The seed's main_script.py as one function: list and download the data
+// A whole training run as one function: list and download the data
 // from GCS (or use local folders), build datasets and loaders, train ResNet
 // with Adam and checkpoints every N epochs, evaluate, upload checkpoints.
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { CliError } from './registry';
+import { RESNET_DEPTHS, type ResNetDepth } from '../models/architectures';
+import { CliError } from './errors';
+
+/** The --model names: resnet18 ... resnet152. */
+export const MODEL_NAMES: string[] = RESNET_DEPTHS.map((d) => `resnet${d}`);
 
 export interface PipelineConfig {
   bucket?: string;
@@ -13,13 +17,13 @@ export interface PipelineConfig {
   trainDir: string;
   valDir: string;
   checkpointDir: string;
-  /** GCS folder for checkpoints (the seed's gcs_folder). */
+  /** GCS folder for checkpoints. */
   checkpointPrefix: string;
   epochs: number;
   batchSize: number;
   workers: number;
   lr: number;
-  model: 'resnet18' | 'resnet34' | 'resnet50' | 'resnet101' | 'resnet152';
+  model: `resnet${ResNetDepth}`;
   imageSize: number;
   /** 'imagenet': RandomResizedCrop + flip; 'flip': Resize + flip; 'none': Resize only. */
   augment: 'imagenet' | 'flip' | 'none';
@@ -27,9 +31,9 @@ export interface PipelineConfig {
   std: number[];
   /** A torchvision state_dict file to start from (fc is replaced when the classes differ). */
   pretrained?: string;
-  /** Label from the file name (a regex with one group, the seed's convention) instead of the folder. */
+  /** Label from the file name (a regex with one group) instead of the folder. */
   labelRegex?: string;
-  /** LR schedule over the epochs: none (the seed), cosine annealing, or step decay (x0.1 every third of the run). */
+  /** LR schedule over the epochs: none (constant), cosine annealing, or step decay (x0.1 every third of the run). */
   scheduler: 'none' | 'cosine' | 'step';
   checkpointEvery: number;
   keepLast: number;
@@ -46,9 +50,9 @@ export interface PipelineConfig {
 export const DEFAULTS: PipelineConfig = {
   trainPrefix: 'train_data/',
   valPrefix: 'val_data/',
-  trainDir: './app/utility/sample/train/',
-  valDir: './app/utility/sample/val/',
-  checkpointDir: './app/utility/checkpoints/',
+  trainDir: './data/train/',
+  valDir: './data/val/',
+  checkpointDir: './checkpoints/',
   checkpointPrefix: 'checkpoints',
   epochs: 10,
   batchSize: 64,
@@ -66,7 +70,7 @@ export const DEFAULTS: PipelineConfig = {
   seed: 0,
 };
 
-/** The flags shared by `train` and `demo`, mirroring the seed's variables. */
+/** The flags shared by `train` and `demo`. */
 export const PIPELINE_FLAGS = {
   config: { type: 'string' },
   bucket: { type: 'string' },
@@ -100,17 +104,17 @@ export const PIPELINE_USAGE = `  --config FILE            JSON file with any of 
   --bucket NAME            GCS bucket to read the data from and upload checkpoints to
   --train-prefix P         train images under gs://BUCKET/P (default train_data/)
   --val-prefix P           validation images under gs://BUCKET/P (default val_data/)
-  --train-dir DIR          local train folder, class sub-folders (default ./app/utility/sample/train/)
-  --val-dir DIR            local validation folder (default ./app/utility/sample/val/)
-  --checkpoint-dir DIR     local checkpoints (default ./app/utility/checkpoints/)
+  --train-dir DIR          train images in class sub-folders; with --bucket, downloaded here (default ./data/train/)
+  --val-dir DIR            validation images, the same classes (default ./data/val/)
+  --checkpoint-dir DIR     where checkpoints are saved before upload (default ./checkpoints/)
   --checkpoint-prefix P    GCS folder for checkpoints (default checkpoints)
   --epochs N               (default 10)      --batch-size N   (default 64)
   --workers N              decode threads (default: cores)   --lr X   Adam learning rate (default 0.001)
-  --model NAME             resnet18|34|50|101|152 (default resnet50)
+  --model NAME             ${MODEL_NAMES.join('|')} (default resnet50)
   --image-size PX          (default 224)     --augment imagenet|flip|none (default imagenet)
   --pretrained FILE        torchvision weights (.pth) to fine-tune from
   --label-regex RE         label from the file name's first group instead of the folder
-  --scheduler S            none|cosine|step learning-rate schedule (default none, as the seed)
+  --scheduler S            none|cosine|step learning-rate schedule (default none: constant lr)
   --checkpoint-every N     epochs (default 2)   --keep-last N (default 2)
   --weights-only           checkpoints without optimizer state (1/3 the size; resume restarts Adam)
   --device cpu|cuda[:i]    (default: cuda when available)   --amp fp16|bf16
@@ -120,8 +124,15 @@ export const PIPELINE_USAGE = `  --config FILE            JSON file with any of 
 
 function num(v: unknown, name: string, opts: { int?: boolean; min?: number } = {}): number {
   const n = Number(v);
-  if (v === '' || !Number.isFinite(n) || (opts.int && !Number.isInteger(n)) || (opts.min !== undefined && n < opts.min)) {
-    throw new CliError(`--${name} must be ${opts.int ? 'an integer' : 'a number'}${opts.min !== undefined ? ` >= ${opts.min}` : ''}, got '${v}'`);
+  if (
+    v === '' ||
+    !Number.isFinite(n) ||
+    (opts.int && !Number.isInteger(n)) ||
+    (opts.min !== undefined && n < opts.min)
+  ) {
+    throw new CliError(
+      `--${name} must be ${opts.int ? 'an integer' : 'a number'}${opts.min !== undefined ? ` >= ${opts.min}` : ''}, got '${v}'`,
+    );
   }
   return n;
 }
@@ -135,15 +146,27 @@ export function resolveConfig(values: Record<string, unknown>, base: Partial<Pip
     } catch (err) {
       throw new CliError(`--config ${values.config}: ${(err as Error).message}`);
     }
-    const known = new Set(Object.keys(DEFAULTS).concat(['bucket', 'pretrained', 'labelRegex', 'device', 'amp', 'resume', 'weightsOnly']));
-    for (const k of Object.keys(fromFile)) if (!known.has(k)) throw new CliError(`--config ${values.config}: unknown option '${k}'`);
+    const known = new Set(
+      Object.keys(DEFAULTS).concat(['bucket', 'pretrained', 'labelRegex', 'device', 'amp', 'resume', 'weightsOnly']),
+    );
+    for (const k of Object.keys(fromFile))
+      if (!known.has(k)) throw new CliError(`--config ${values.config}: unknown option '${k}'`);
   }
   const c: PipelineConfig = { ...DEFAULTS, ...base, ...fromFile };
   const flag = (name: string) => values[name] as string | undefined;
   const str: [string, keyof PipelineConfig][] = [
-    ['bucket', 'bucket'], ['train-prefix', 'trainPrefix'], ['val-prefix', 'valPrefix'], ['train-dir', 'trainDir'], ['val-dir', 'valDir'],
-    ['checkpoint-dir', 'checkpointDir'], ['checkpoint-prefix', 'checkpointPrefix'], ['pretrained', 'pretrained'], ['label-regex', 'labelRegex'],
-    ['device', 'device'], ['log-dir', 'logDir'], ['resume', 'resume'],
+    ['bucket', 'bucket'],
+    ['train-prefix', 'trainPrefix'],
+    ['val-prefix', 'valPrefix'],
+    ['train-dir', 'trainDir'],
+    ['val-dir', 'valDir'],
+    ['checkpoint-dir', 'checkpointDir'],
+    ['checkpoint-prefix', 'checkpointPrefix'],
+    ['pretrained', 'pretrained'],
+    ['label-regex', 'labelRegex'],
+    ['device', 'device'],
+    ['log-dir', 'logDir'],
+    ['resume', 'resume'],
   ];
   for (const [f, k] of str) if (flag(f) !== undefined) (c as unknown as Record<string, unknown>)[k] = flag(f);
   if (flag('epochs') !== undefined) c.epochs = num(flag('epochs'), 'epochs', { int: true, min: 1 });
@@ -151,7 +174,8 @@ export function resolveConfig(values: Record<string, unknown>, base: Partial<Pip
   if (flag('workers') !== undefined) c.workers = num(flag('workers'), 'workers', { int: true, min: 1 });
   if (flag('lr') !== undefined) c.lr = num(flag('lr'), 'lr', { min: 0 });
   if (flag('image-size') !== undefined) c.imageSize = num(flag('image-size'), 'image-size', { int: true, min: 8 });
-  if (flag('checkpoint-every') !== undefined) c.checkpointEvery = num(flag('checkpoint-every'), 'checkpoint-every', { int: true, min: 0 });
+  if (flag('checkpoint-every') !== undefined)
+    c.checkpointEvery = num(flag('checkpoint-every'), 'checkpoint-every', { int: true, min: 0 });
   if (flag('keep-last') !== undefined) c.keepLast = num(flag('keep-last'), 'keep-last', { int: true, min: 1 });
   if (values['weights-only']) c.weightsOnly = true;
   if (flag('seed') !== undefined) c.seed = num(flag('seed'), 'seed', { int: true, min: 0 });
@@ -159,11 +183,15 @@ export function resolveConfig(values: Record<string, unknown>, base: Partial<Pip
   if (flag('augment') !== undefined) c.augment = flag('augment') as PipelineConfig['augment'];
   if (flag('amp') !== undefined) c.amp = flag('amp') as PipelineConfig['amp'];
   if (flag('scheduler') !== undefined) c.scheduler = flag('scheduler') as PipelineConfig['scheduler'];
-  if (!['none', 'cosine', 'step'].includes(c.scheduler)) throw new CliError(`--scheduler must be none, cosine or step, got '${c.scheduler}'`);
-  if (!['resnet18', 'resnet34', 'resnet50', 'resnet101', 'resnet152'].includes(c.model)) throw new CliError(`--model must be resnet18, resnet34, resnet50, resnet101 or resnet152, got '${c.model}'`);
-  if (!['imagenet', 'flip', 'none'].includes(c.augment)) throw new CliError(`--augment must be imagenet, flip or none, got '${c.augment}'`);
-  if (c.amp !== undefined && !['fp16', 'bf16'].includes(c.amp)) throw new CliError(`--amp must be fp16 or bf16, got '${c.amp}'`);
-  if (c.bucket !== undefined && !/^[a-z0-9][a-z0-9._-]{1,220}[a-z0-9]$/.test(c.bucket)) throw new CliError(`--bucket '${c.bucket}' is not a valid bucket name`);
+  if (!['none', 'cosine', 'step'].includes(c.scheduler))
+    throw new CliError(`--scheduler must be none, cosine or step, got '${c.scheduler}'`);
+  if (!MODEL_NAMES.includes(c.model)) throw new CliError(`--model must be ${MODEL_NAMES.join(', ')}, got '${c.model}'`);
+  if (!['imagenet', 'flip', 'none'].includes(c.augment))
+    throw new CliError(`--augment must be imagenet, flip or none, got '${c.augment}'`);
+  if (c.amp !== undefined && !['fp16', 'bf16'].includes(c.amp))
+    throw new CliError(`--amp must be fp16 or bf16, got '${c.amp}'`);
+  if (c.bucket !== undefined && !/^[a-z0-9][a-z0-9._-]{1,220}[a-z0-9]$/.test(c.bucket))
+    throw new CliError(`--bucket '${c.bucket}' is not a valid bucket name`);
   if (c.labelRegex !== undefined) {
     try {
       new RegExp(c.labelRegex);
@@ -200,7 +228,10 @@ export async function runPipeline(c: PipelineConfig): Promise<PipelineResult> {
 
   // 1-4. Data: from the bucket (partitioned listing, verified parallel download) or local folders.
   if (c.bucket) {
-    for (const [prefix, dir] of [[c.trainPrefix, c.trainDir], [c.valPrefix, c.valDir]] as const) {
+    for (const [prefix, dir] of [
+      [c.trainPrefix, c.trainDir],
+      [c.valPrefix, c.valDir],
+    ] as const) {
       const src = `gs://${c.bucket}/${prefix}`;
       const listing = await tl.listPartitioned(src).catch((err: Error) => {
         throw new CliError(`cannot list ${src}: ${err.message}`);
@@ -208,10 +239,16 @@ export async function runPipeline(c: PipelineConfig): Promise<PipelineResult> {
       if (listing.files.length === 0) throw new CliError(`no files under ${src}`);
       say(c, `listed ${src}: ${listing.files.length} files in ${listing.partitions.length} partitions`);
       const r = await tl.download(src, dir, { objects: listing.files.map((row) => row.object), progress: !c.quiet });
-      say(c, `downloaded ${r.downloaded} files (${r.skipped} already present and verified) to ${dir} in ${(r.ms / 1000).toFixed(1)} s`);
+      say(
+        c,
+        `downloaded ${r.downloaded} files (${r.skipped} already present and verified) to ${dir} in ${(r.ms / 1000).toFixed(1)} s`,
+      );
     }
   }
-  for (const [name, dir] of [['train', c.trainDir], ['validation', c.valDir]]) {
+  for (const [name, dir] of [
+    ['train', c.trainDir],
+    ['validation', c.valDir],
+  ]) {
     if (!fs.existsSync(dir)) throw new CliError(`${name} folder ${dir} does not exist`);
   }
 
@@ -223,7 +260,10 @@ export async function runPipeline(c: PipelineConfig): Promise<PipelineResult> {
       : c.augment === 'flip'
         ? [T.Resize(c.imageSize), T.CenterCrop(c.imageSize), T.RandomHorizontalFlip(), norm]
         : [T.Resize(c.imageSize), T.CenterCrop(c.imageSize), norm];
-  const evalT = c.augment === 'imagenet' ? [T.Resize(Math.round((c.imageSize * 256) / 224)), T.CenterCrop(c.imageSize), norm] : [T.Resize(c.imageSize), T.CenterCrop(c.imageSize), norm];
+  const evalT =
+    c.augment === 'imagenet'
+      ? [T.Resize(Math.round((c.imageSize * 256) / 224)), T.CenterCrop(c.imageSize), norm]
+      : [T.Resize(c.imageSize), T.CenterCrop(c.imageSize), norm];
   const makeDataset = (dir: string, transform: unknown[], classes?: string[]) =>
     c.labelRegex
       ? new tl.ImageFiles(dir, { label: new RegExp(c.labelRegex), transform: transform as never, classes })
@@ -231,10 +271,23 @@ export async function runPipeline(c: PipelineConfig): Promise<PipelineResult> {
   const trainSet = makeDataset(c.trainDir, trainT);
   const valSet = makeDataset(c.valDir, evalT, trainSet.classes);
   if (!c.labelRegex && valSet.classes.join('\n') !== trainSet.classes.join('\n')) {
-    throw new CliError(`the validation classes (${valSet.classes.length}) differ from the train classes (${trainSet.classes.length})`);
+    throw new CliError(
+      `the validation classes (${valSet.classes.length}) differ from the train classes (${trainSet.classes.length})`,
+    );
   }
-  const train = new tl.DataLoader(trainSet, { batchSize: c.batchSize, shuffle: true, seed: c.seed, numWorkers: c.workers, onError: 'skip' });
-  const val = new tl.DataLoader(valSet, { batchSize: c.batchSize, shuffle: false, numWorkers: c.workers, onError: 'skip' });
+  const train = new tl.DataLoader(trainSet, {
+    batchSize: c.batchSize,
+    shuffle: true,
+    seed: c.seed,
+    numWorkers: c.workers,
+    onError: 'skip',
+  });
+  const val = new tl.DataLoader(valSet, {
+    batchSize: c.batchSize,
+    shuffle: false,
+    numWorkers: c.workers,
+    onError: 'skip',
+  });
   say(c, `train: ${trainSet.length} images, validation: ${valSet.length}, ${trainSet.classes.length} classes`);
 
   // 8. Model: ResNet, optionally from torchvision weights with a new head.
@@ -243,12 +296,15 @@ export async function runPipeline(c: PipelineConfig): Promise<PipelineResult> {
   const device = c.device ?? tl.defaultDevice().toString();
   let model: InstanceType<typeof tl.ResNet>;
   if (c.pretrained) {
-    model = new tl.ResNet(Number(c.model.slice(6)) as 18, { numClasses: 1000 });
+    model = new tl.ResNet(Number(c.model.slice(6)) as ResNetDepth, { numClasses: 1000 });
     const rep = tl.checkpoint.loadPretrained(model, c.pretrained);
-    say(c, `pretrained ${c.pretrained}: loaded ${rep.loaded.length} tensors, skipped ${rep.skipped.length}, missing ${rep.missing.length}`);
+    say(
+      c,
+      `pretrained ${c.pretrained}: loaded ${rep.loaded.length} tensors, skipped ${rep.skipped.length}, missing ${rep.missing.length}`,
+    );
     if (numClasses !== model.numClasses) model.replaceHead(numClasses);
   } else {
-    model = new tl.ResNet(Number(c.model.slice(6)) as 18, { numClasses });
+    model = new tl.ResNet(Number(c.model.slice(6)) as ResNetDepth, { numClasses });
   }
   model.to(device);
 
@@ -260,7 +316,9 @@ export async function runPipeline(c: PipelineConfig): Promise<PipelineResult> {
       : c.scheduler === 'step'
         ? new tl.StepLR(optimizer, { stepSize: Math.max(1, Math.ceil(c.epochs / 3)) })
         : undefined;
-  const upload = c.bucket ? new tl.UploadQueue(`gs://${c.bucket}/${c.checkpointPrefix.replace(/\/?$/, '/')}`) : undefined;
+  const upload = c.bucket
+    ? new tl.UploadQueue(`gs://${c.bucket}/${c.checkpointPrefix.replace(/\/?$/, '/')}`)
+    : undefined;
   const uploaded: string[] = [];
   const trainer = new tl.Trainer();
   trainer.on('checkpoint', (info) => say(c, `checkpoint: ${info.path}`));
@@ -270,18 +328,48 @@ export async function runPipeline(c: PipelineConfig): Promise<PipelineResult> {
     say(c, `uploaded: ${uri}`);
   });
   const fit = await trainer.fit({
-    model, optimizer, scheduler, train, val, epochs: c.epochs, device, amp: c.amp, checkpointEvery: c.checkpointEvery,
-    checkpointDir: c.checkpointDir, keepLast: c.keepLast, upload, checkpointOptimizer: !c.weightsOnly, resume: c.resume, logDir: c.logDir,
-    classes: trainSet.classes, progress: c.quiet ? null : undefined,
-    config: { model: c.model, epochs: c.epochs, batchSize: c.batchSize, lr: c.lr, scheduler: c.scheduler, imageSize: c.imageSize, seed: c.seed },
+    model,
+    optimizer,
+    scheduler,
+    train,
+    val,
+    epochs: c.epochs,
+    device,
+    amp: c.amp,
+    checkpointEvery: c.checkpointEvery,
+    checkpointDir: c.checkpointDir,
+    keepLast: c.keepLast,
+    upload,
+    checkpointOptimizer: !c.weightsOnly,
+    resume: c.resume,
+    logDir: c.logDir,
+    classes: trainSet.classes,
+    progress: c.quiet ? null : undefined,
+    config: {
+      model: c.model,
+      epochs: c.epochs,
+      batchSize: c.batchSize,
+      lr: c.lr,
+      scheduler: c.scheduler,
+      imageSize: c.imageSize,
+      seed: c.seed,
+    },
   });
 
   // 10. Evaluate (the seed's evaluate_model).
   const ev = await trainer.evaluate(model, val, { classes: trainSet.classes, amp: c.amp });
   fs.writeFileSync(path.join(c.logDir, 'eval.json'), JSON.stringify(ev, null, 2));
   return {
-    accuracy: ev.top1, top5: ev.top5, valImages: ev.n, trainImages: trainSet.length, classes: trainSet.classes,
-    checkpoints: fit.checkpoints.map((k) => k.path), uploaded, reportPath: fit.reportPath, logDir: c.logDir,
-    interrupted: fit.interrupted, seconds: (performance.now() - t0) / 1000,
+    accuracy: ev.top1,
+    top5: ev.top5,
+    valImages: ev.n,
+    trainImages: trainSet.length,
+    classes: trainSet.classes,
+    checkpoints: fit.checkpoints.map((k) => k.path),
+    uploaded,
+    reportPath: fit.reportPath,
+    logDir: c.logDir,
+    interrupted: fit.interrupted,
+    seconds: (performance.now() - t0) / 1000,
   };
 }
