@@ -3,10 +3,11 @@
 // CRC32C are computed first and sent with the object (GCS rejects a
 // mismatching upload), then compared with what the server stored. Files whose
 // remote copy already has the same MD5 are skipped, so re-running an
-// interrupted folder upload resumes it. Each file goes up in one multipart
-// request (a failed one is repeated whole; the emulator we test against has
-// no multi-request resumable sessions, so a within-file resume could not be
-// tested here and is not attempted).
+// interrupted folder upload resumes it. A file up to RESUMABLE_ABOVE (5 MiB) goes
+// up in one multipart request, a larger one through a resumable session in one
+// PUT; a failed attempt is repeated whole (the emulator we test against has no
+// multi-chunk resumable sessions, so a within-file resume could not be tested
+// here and is not attempted).
 import * as crypto from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
@@ -17,7 +18,7 @@ import { apiJson, withRetries } from './http';
 import { Location, type LocationLike } from './location';
 import { mapLimit } from './pool';
 import { fileDigests } from './verify';
-import { Progress, type TransferProgress } from './progress';
+import { TransferMeter, type TransferProgress } from './progress';
 
 export interface UploadOptions {
   storage?: Storage;
@@ -29,7 +30,7 @@ export interface UploadOptions {
   retryDelayMs?: number;
   /** Skip files whose remote object already has the same MD5 (default true). */
   skipExisting?: boolean;
-  /** Content type for every object (default: guessed by the client from the name). */
+  /** Content type for every object (default: application/octet-stream). */
   contentType?: string;
   /** Progress on stderr: redrawn on a TTY (default), a line every 5 s when true without a TTY, a callback, or false. */
   progress?: boolean | ((p: TransferProgress) => void);
@@ -95,7 +96,7 @@ export async function upload(src: string, dest: LocationLike, opts: UploadOption
   const files = await collect(src);
   const storage = opts.storage ?? createStorage();
   const sizes = await Promise.all(files.map((f) => fs.promises.stat(f.file).then((s) => s.size)));
-  const progress = new Progress(`upload ${loc}`, files.length, sizes.reduce((a, b) => a + b, 0), opts.progress);
+  const progress = new TransferMeter(`upload ${loc}`, files.length, sizes.reduce((a, b) => a + b, 0), opts.progress);
   const result: UploadResult = { files: [], uploaded: 0, skipped: 0, bytes: 0, ms: 0 };
   const failures: { path: string; error: Error }[] = [];
   await mapLimit(files, Math.max(1, opts.concurrency ?? 8), async (f) => {
