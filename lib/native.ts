@@ -1,4 +1,8 @@
 // The one place that loads the native addon. Everything else imports `binding`.
+// The addon is not API (lib/index.ts is): some exports exist only for tests and
+// benches and nothing public re-exports them: data.decodeJpeg, data.sniffJpeg
+// and data.planGeometry (decoder and crop-geometry checks against PIL and
+// torchvision), data.decodeBench (bench/dataloader.mjs).
 import { packageRoot } from './paths';
 
 function load(): any {
@@ -19,4 +23,5 @@ function load(): any {
   }
 }
 
+/** @internal The addon's exports (untyped: lib/ wraps each in a typed API). */
 export const binding = load();

@@ -60,7 +60,7 @@ function dtypeOf(data: TypedArray): DType {
 const registry = new FinalizationRegistry<{ dispose(): void }>((handle) => handle.dispose());
 
 export class Tensor {
-  /** The native handle; native functions accept a Tensor or its handle. */
+  /** @internal The native handle; native functions accept a Tensor or its handle. */
   readonly handle: any;
 
   /** @internal Wraps a native handle (use the static constructors). */
