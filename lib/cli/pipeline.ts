@@ -5,7 +5,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { RESNET_DEPTHS, type ResNetDepth } from '../models/architectures';
-import { CliError } from './errors';
+import { CliError, inputStep } from './errors';
 
 /** The --model names: resnet18 ... resnet152. */
 export const MODEL_NAMES: string[] = RESNET_DEPTHS.map((d) => `resnet${d}`);
@@ -200,6 +200,7 @@ export function resolveConfig(values: Record<string, unknown>, base: Partial<Pip
     }
   }
   if (c.pretrained && !fs.existsSync(c.pretrained)) throw new CliError(`--pretrained ${c.pretrained}: no such file`);
+  if (c.resume && c.resume !== 'latest' && !fs.existsSync(c.resume)) throw new CliError(`--resume ${c.resume}: no such file`);
   return c;
 }
 
@@ -268,8 +269,8 @@ export async function runPipeline(c: PipelineConfig): Promise<PipelineResult> {
     c.labelRegex
       ? new tl.ImageFiles(dir, { label: new RegExp(c.labelRegex), transform: transform as never, classes })
       : new tl.ImageFolder(dir, { transform: transform as never });
-  const trainSet = makeDataset(c.trainDir, trainT);
-  const valSet = makeDataset(c.valDir, evalT, trainSet.classes);
+  const trainSet = await inputStep(c.trainDir, () => makeDataset(c.trainDir, trainT));
+  const valSet = await inputStep(c.valDir, () => makeDataset(c.valDir, evalT, trainSet.classes));
   if (!c.labelRegex && valSet.classes.join('\n') !== trainSet.classes.join('\n')) {
     throw new CliError(
       `the validation classes (${valSet.classes.length}) differ from the train classes (${trainSet.classes.length})`,
@@ -297,7 +298,7 @@ export async function runPipeline(c: PipelineConfig): Promise<PipelineResult> {
   let model: InstanceType<typeof tl.ResNet>;
   if (c.pretrained) {
     model = new tl.ResNet(Number(c.model.slice(6)) as ResNetDepth, { numClasses: 1000 });
-    const rep = tl.checkpoint.loadPretrained(model, c.pretrained);
+    const rep = await inputStep(`--pretrained ${c.pretrained}`, () => tl.checkpoint.loadPretrained(model, c.pretrained as string));
     say(
       c,
       `pretrained ${c.pretrained}: loaded ${rep.loaded.length} tensors, skipped ${rep.skipped.length}, missing ${rep.missing.length}`,

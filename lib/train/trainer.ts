@@ -200,7 +200,9 @@ export class Trainer extends EventEmitter<TrainerEvents> {
     const steps: { step: number; loss: number }[] = [];
     if (o.resume) {
       const file = o.resume === 'latest' ? manager?.latest()?.path : o.resume;
-      if (!file) throw new Error(`resume: no checkpoint found in ${o.checkpointDir ?? '(no checkpointDir)'}`);
+      if (!file) {
+        throw Object.assign(new Error(`resume: no checkpoint found in ${o.checkpointDir ?? '(no checkpointDir)'}`), { code: 'ENOENT' });
+      }
       const ck = loadCheckpoint(file);
       this.restore(ck, o);
       startEpoch = Number(ck.get('epoch'));

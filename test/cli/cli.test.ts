@@ -107,6 +107,19 @@ describe('usage, data and network errors: exit 2, one line', () => {
     expectOneLine(r.stderr, re);
   });
 
+  it('train: a class folder without images, or a missing --resume file, is a data error', () => {
+    const dir = tempDir('cli-train-empty');
+    fs.mkdirSync(path.join(dir, 'train/cat'), { recursive: true });
+    fs.mkdirSync(path.join(dir, 'val'));
+    const args = ['train', '--train-dir', path.join(dir, 'train'), '--val-dir', path.join(dir, 'val')];
+    let r = cli(args);
+    expect(r.code, r.stderr).toBe(2);
+    expectOneLine(r.stderr, /train: Found no valid file for the classes cat/);
+    r = cli([...args, '--resume', path.join(dir, 'nope.pth')]);
+    expect(r.code).toBe(2);
+    expectOneLine(r.stderr, /--resume .*nope\.pth: no such file/);
+  });
+
   it('--verbose adds the stack trace', () => {
     const r = cli(['list', '/nonexistent/torchline', '--verbose']);
     expect(r.code).toBe(2);
