@@ -62,6 +62,9 @@ done <<<"$block"
 ls node_modules/torchline/prebuilds/linux-x64/*.node >/dev/null || fail "no prebuild in the package"
 test ! -d node_modules/torchline/build || fail "the install rebuilt instead of using the prebuild"
 ! ldd node_modules/torchline/prebuilds/linux-x64/*.node | grep 'not found' || fail "the installed prebuild misses libraries"
+# ... and finds LibTorch in this project's .venv, through its $ORIGIN-relative RUNPATH entry.
+ldd node_modules/torchline/prebuilds/linux-x64/*.node | grep -q 'libtorch\.so => .*/prebuilds/linux-x64/\.\./\.\./\.\./\.\./\.venv/' ||
+  fail "the installed prebuild does not take LibTorch from the project's .venv"
 [ -f node_modules/torchline/bench/train-step.mjs ] || fail "bench/ is not in the package"
 
 # 3. --help of every command loads no addon.
