@@ -11,12 +11,17 @@ const path = require('node:path');
 function torchEnv(env = process.env) {
   if (env.LIBTORCH || env.Torch_DIR || env.LIBTORCH_USE_PYTORCH) return { source: 'set by you', env: {} };
   const roots = [env.INIT_CWD, process.cwd(), path.resolve(__dirname, '..')].filter(Boolean);
-  const candidates = [...new Set(roots.map((r) => path.join(r, '.venv', 'bin', 'python')))].filter((p) => fs.existsSync(p));
+  const candidates = [...new Set(roots.map((r) => path.join(r, '.venv', 'bin', 'python')))].filter((p) =>
+    fs.existsSync(p),
+  );
   candidates.push('python3');
   for (const python of candidates) {
     const r = spawnSync(python, ['-c', 'import torch; print(torch.__version__)'], { encoding: 'utf8' });
     if (r.status === 0) {
-      return { source: `torch ${r.stdout.trim()} of ${python}`, env: { LIBTORCH_USE_PYTORCH: '1', LIBTORCH_PYTHON: python } };
+      return {
+        source: `torch ${r.stdout.trim()} of ${python}`,
+        env: { LIBTORCH_USE_PYTORCH: '1', LIBTORCH_PYTHON: python },
+      };
     }
   }
   return { source: 'none found', env: {} };

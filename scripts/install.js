@@ -17,7 +17,11 @@ try {
 const { source, env } = torchEnv();
 console.error(`torchline: building the addon from source against LibTorch: ${source} (a few minutes)`);
 const cmakeJs = require.resolve('cmake-js/bin/cmake-js');
-const r = spawnSync(process.execPath, [cmakeJs, 'build', '--out', 'build'], { cwd: root, stdio: 'inherit', env: { ...process.env, ...env } });
+const r = spawnSync(process.execPath, [cmakeJs, 'build', '--out', 'build'], {
+  cwd: root,
+  stdio: 'inherit',
+  env: { ...process.env, ...env },
+});
 if (r.status !== 0) {
   console.error(
     'torchline: the build failed. It needs cmake, a C++20 compiler and LibTorch >= 2.1: pip install torch (into ./.venv or python3), ' +

@@ -200,7 +200,8 @@ export function resolveConfig(values: Record<string, unknown>, base: Partial<Pip
     }
   }
   if (c.pretrained && !fs.existsSync(c.pretrained)) throw new CliError(`--pretrained ${c.pretrained}: no such file`);
-  if (c.resume && c.resume !== 'latest' && !fs.existsSync(c.resume)) throw new CliError(`--resume ${c.resume}: no such file`);
+  if (c.resume && c.resume !== 'latest' && !fs.existsSync(c.resume))
+    throw new CliError(`--resume ${c.resume}: no such file`);
   return c;
 }
 
@@ -298,7 +299,9 @@ export async function runPipeline(c: PipelineConfig): Promise<PipelineResult> {
   let model: InstanceType<typeof tl.ResNet>;
   if (c.pretrained) {
     model = new tl.ResNet(Number(c.model.slice(6)) as ResNetDepth, { numClasses: 1000 });
-    const rep = await inputStep(`--pretrained ${c.pretrained}`, () => tl.checkpoint.loadPretrained(model, c.pretrained as string));
+    const rep = await inputStep(`--pretrained ${c.pretrained}`, () =>
+      tl.checkpoint.loadPretrained(model, c.pretrained as string),
+    );
     say(
       c,
       `pretrained ${c.pretrained}: loaded ${rep.loaded.length} tensors, skipped ${rep.skipped.length}, missing ${rep.missing.length}`,
