@@ -72,7 +72,7 @@ export const cuda = {
   },
 };
 
-/** The device to train on: CUDA when available, else CPU. */
+/** The seed's get_device(): CUDA when available, else CPU. */
 export function defaultDevice(): Device {
   return cuda.isAvailable() ? new Device('cuda', 0) : new Device('cpu');
 }
