@@ -49,7 +49,7 @@ function checkOptions(where: string, o: Record<string, unknown>): void {
   is.options(where, o);
   const nonNegative = (k: string) => o[k] !== undefined && is.number(`${where}.${k}`, o[k], { min: 0 });
   for (const k of ['lr', 'eps', 'weightDecay', 'momentum', 'dampening']) nonNegative(k);
-  for (const k of ['amsgrad', 'nesterov']) if (o[k] !== undefined) is.boolean(`${where}.${k}`, o[k]);
+  for (const k of ['amsgrad', 'nesterov', 'fused']) if (o[k] !== undefined) is.boolean(`${where}.${k}`, o[k]);
   if (o.betas !== undefined) {
     if (!Array.isArray(o.betas) || o.betas.length !== 2) is.typeError(`${where}.betas`, 'a pair [beta1, beta2]', o.betas);
     o.betas.forEach((b, i) => {
