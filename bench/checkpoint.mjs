@@ -13,7 +13,7 @@ import { createRequire } from 'node:module';
 
 const require = createRequire(import.meta.url);
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
-const { Tensor, checkpoint, setNumThreads } = require(path.join(root, 'dist/index.js'));
+const { Tensor, checkpoint } = require(path.join(root, 'dist/index.js'));
 
 const repeats = Number(process.argv[2] ?? 5);
 const PY = PYTHON;

@@ -8,8 +8,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { parseArgs } from 'node:util';
-import { Adam, CrossEntropyLoss, DataLoader, ImageFolder, OneCycleLR, Trainer, manualSeed, resnet18, transforms as T, getNumThreads } from '../dist/index.js';
-import { writeImageFolder } from '../dist/cli/demo.js';
+import { Adam, CrossEntropyLoss, DataLoader, ImageFolder, OneCycleLR, Trainer, manualSeed, resnet18, transforms as T, getNumThreads, data } from '../dist/index.js';
 
 const { values } = parseArgs({ options: { epochs: { type: 'string', default: '8' }, 'per-class': { type: 'string', default: '6000' } } });
 const epochs = Number(values.epochs);
@@ -17,11 +16,11 @@ const perClass = Number(values['per-class']);
 const root = path.join(os.tmpdir(), `torchline-fmnist-${perClass}`);
 if (!fs.existsSync(path.join(root, '.complete'))) {
   fs.rmSync(root, { recursive: true, force: true });
-  await writeImageFolder('train', path.join(root, 'train'), perClass);
-  await writeImageFolder('t10k', path.join(root, 'test'), 1000);
+  await data.writeFashionMnistFolder('train', path.join(root, 'train'), perClass);
+  await data.writeFashionMnistFolder('t10k', path.join(root, 'test'), 1000);
   fs.writeFileSync(path.join(root, '.complete'), '');
 }
-const norm = T.Normalize([0.286, 0.286, 0.286], [0.353, 0.353, 0.353]);
+const norm = T.Normalize(data.FASHION_MNIST_MEAN, data.FASHION_MNIST_STD);
 const train = new DataLoader(new ImageFolder(path.join(root, 'train'), { transform: [T.Resize([32, 32]), T.RandomHorizontalFlip(), norm] }), { batchSize: 128, shuffle: true, seed: 0 });
 const test = new DataLoader(new ImageFolder(path.join(root, 'test'), { transform: [T.Resize([32, 32]), norm] }), { batchSize: 256 });
 manualSeed(0);

@@ -1,21 +1,17 @@
 #!/usr/bin/env node
 // The `torchline` command. Each subcommand lives in lib/cli/<name>.ts and is
 // loaded only when asked for, so `torchline --help` never loads LibTorch.
-import { CliError, commands, run } from './cli/registry';
+import { report } from './cli/errors';
+import { run } from './cli/registry';
 
-run(process.argv.slice(2)).then(
+const argv = process.argv.slice(2);
+run(argv).then(
   (code) => {
     process.exitCode = code;
   },
   (err: unknown) => {
-    if (err instanceof CliError) {
-      process.stderr.write(`torchline: ${err.message}\n`);
-      process.exitCode = 2;
-    } else {
-      process.stderr.write(`torchline: ${err instanceof Error ? err.stack ?? err.message : String(err)}\n`);
-      process.exitCode = 1;
-    }
+    const { text, code } = report(err, argv.includes('--verbose'));
+    process.stderr.write(text + '\n');
+    process.exitCode = code;
   },
 );
-
-export { commands };

@@ -1,8 +1,9 @@
 // The one place that loads the native addon. Everything else imports `binding`.
-import * as path from 'node:path';
-
-/** Package root: lib/ and dist/ both sit one level below it. */
-export const packageRoot = path.resolve(__dirname, '..');
+// The addon is not API (lib/index.ts is): some exports exist only for tests and
+// benches and nothing public re-exports them: data.decodeJpeg, data.sniffJpeg
+// and data.planGeometry (decoder and crop-geometry checks against PIL and
+// torchvision), data.decodeBench (bench/dataloader.mjs).
+import { packageRoot } from './paths';
 
 function load(): any {
   // eslint-disable-next-line @typescript-eslint/no-require-imports
@@ -10,12 +11,17 @@ function load(): any {
   try {
     return nodeGypBuild(packageRoot);
   } catch (err) {
-    const reason = err instanceof Error ? err.message : String(err);
-    throw new Error(
-      `torchline: cannot load the native addon (${reason}).\n` +
-        'Build it with `npm run setup` (installs LibTorch on Debian/Ubuntu and compiles), or see README "LibTorch".',
-    );
+    const reason = (err instanceof Error ? err.message : String(err)).split('\n')[0];
+    // One line, so the CLI can print it as is: what failed, then what to do.
+    const e = new Error(
+      `cannot load the native addon (${reason}); point it at your LibTorch (README "LibTorch": ` +
+        'LD_LIBRARY_PATH=<torch>/lib, or `npm rebuild torchline` with LIBTORCH_USE_PYTORCH=1 LIBTORCH_PYTHON=<python with torch>)',
+      { cause: err },
+    ) as NodeJS.ErrnoException;
+    e.code = 'ERR_TORCHLINE_ADDON';
+    throw e;
   }
 }
 
+/** @internal The addon's exports (untyped: lib/ wraps each in a typed API). */
 export const binding = load();

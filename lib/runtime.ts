@@ -1,7 +1,9 @@
 // Process-wide facts and settings: versions, CUDA, threads, seeds.
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { binding, packageRoot } from './native';
+import * as is from './is';
+import { binding } from './native';
+import { packageRoot } from './paths';
 import { Device } from './device';
 import { Tensor } from './tensor';
 
@@ -97,10 +99,9 @@ export function defaultDevice(): Device {
 
 /** Seeds LibTorch's generators (CPU and every GPU), as torch.manual_seed. */
 export function manualSeed(seed: number | bigint): void {
-  if (typeof seed === 'number' && (!Number.isSafeInteger(seed) || seed < 0)) {
-    throw new RangeError(`seed must be a non-negative safe integer, got ${seed}`);
-  }
-  if (typeof seed !== 'number' && typeof seed !== 'bigint') throw new TypeError('seed must be a number or bigint');
+  if (typeof seed === 'bigint') {
+    if (seed < 0n || seed >= 2n ** 64n) is.rangeError('seed', 'a non-negative integer below 2^64', seed);
+  } else is.integer('seed', seed, { min: 0 });
   binding.manualSeed(seed);
 }
 
@@ -111,7 +112,7 @@ export function getRngState(): Tensor {
 
 /** Restores what getRngState() returned (torch.set_rng_state()). */
 export function setRngState(state: Tensor): void {
-  if (!(state instanceof Tensor)) throw new TypeError('setRngState needs a Tensor');
+  is.instance('state', state, Tensor);
   binding.setRngState(state.handle);
 }
 
@@ -121,7 +122,7 @@ export function setRngState(state: Tensor): void {
  * TORCHLINE_NUM_THREADS or OMP_NUM_THREADS is set.
  */
 export function setNumThreads(n: number): void {
-  if (typeof n !== 'number') throw new TypeError('setNumThreads needs a number');
+  is.integer('threads', n, { min: 1 });
   binding.setNumThreads(n);
 }
 

@@ -1,6 +1,7 @@
 // A handle to a tensor that lives in native memory. Few users hold one:
 // trainStep/evalStep take batches and return numbers. Handles are freed by
 // dispose() or, failing that, when the GC collects the Tensor.
+import * as is from './is';
 import { binding } from './native';
 import { Device, DeviceLike } from './device';
 
@@ -51,7 +52,7 @@ function dtypeOf(data: TypedArray): DType {
   if (data instanceof Uint16Array) {
     throw new TypeError('a Uint16Array is ambiguous: pass { dtype: "float16" } or { dtype: "bfloat16" }');
   }
-  throw new TypeError('Tensor data must be a Float32Array, Float64Array, (Big)Int*Array or Uint8Array');
+  return is.typeError('data', 'a Float32Array, Float64Array, Int8/16/32Array, BigInt64Array or Uint8Array', data);
 }
 
 // Frees the native tensor as soon as its JS owner is collected, one GC cycle
@@ -59,7 +60,7 @@ function dtypeOf(data: TypedArray): DType {
 const registry = new FinalizationRegistry<{ dispose(): void }>((handle) => handle.dispose());
 
 export class Tensor {
-  /** The native handle; native functions accept a Tensor or its handle. */
+  /** @internal The native handle; native functions accept a Tensor or its handle. */
   readonly handle: any;
 
   /** @internal Wraps a native handle (use the static constructors). */
@@ -71,7 +72,8 @@ export class Tensor {
 
   /** Copies a TypedArray into a new CPU tensor; `shape` defaults to 1-D. */
   static from(data: TypedArray, shape?: readonly number[], options: { dtype?: DType } = {}): Tensor {
-    if (!ArrayBuffer.isView(data)) throw new TypeError('Tensor.from needs a TypedArray');
+    if (!ArrayBuffer.isView(data)) is.typeError('data', 'a TypedArray', data);
+    is.options('options', options);
     const dtype = options.dtype ?? dtypeOf(data);
     return new Tensor(new binding.TensorHandle(data, shape ? [...shape] : [data.length], dtype));
   }

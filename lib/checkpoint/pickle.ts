@@ -55,8 +55,6 @@ export interface UnpicklerOptions {
   start?: number;
 }
 
-const MARK = Symbol('mark');
-
 /** Python state set by BUILD on an OrderedDict (e.g. a state_dict's `_metadata`). */
 export const PY_STATE: unique symbol = Symbol.for('torchline.pyState');
 

@@ -1,79 +1,99 @@
-// `torchline demo`: the seed's whole pipeline on this machine with no cloud
+// `torchline demo`: a whole training run on this machine with no cloud
 // account. Fashion-MNIST (Debian's dataset-fashion-mnist) is written as JPEG
 // files in class folders into a local GCS server, then listed, downloaded,
 // trained on (ResNet50 + Adam, checkpoint every 2 epochs), evaluated, and the
 // checkpoints are uploaded back.
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import * as zlib from 'node:zlib';
-import type { Command } from './registry';
-import { CliError } from './registry';
-import { PIPELINE_FLAGS, PIPELINE_USAGE, resolveConfig, runPipeline } from './pipeline';
+import {
+  FASHION_MNIST_MEAN,
+  FASHION_MNIST_STD,
+  fashionMnistFiles,
+  writeFashionMnistFolder,
+} from '../data/fashion-mnist';
+import { CliError, inputStep } from './errors';
+import { PIPELINE_FLAGS, PIPELINE_USAGE, type PipelineConfig, resolveConfig, runPipeline } from './pipeline';
+import type { Command } from './types';
 
-const FMNIST_DIR = '/usr/share/datasets/fashion-mnist';
-export const FMNIST_CLASSES = ['T-shirt_top', 'Trouser', 'Pullover', 'Dress', 'Coat', 'Sandal', 'Shirt', 'Sneaker', 'Bag', 'Ankle_boot'];
-// Per-channel statistics of Fashion-MNIST's training images (grey, so the same on R, G, B).
-const FMNIST_MEAN = [0.286, 0.286, 0.286];
-const FMNIST_STD = [0.353, 0.353, 0.353];
+/** Written into --out by the demo; only a folder holding it is ever cleaned, and then only of OUTPUTS. */
+export const DEMO_MARKER = '.torchline-demo';
+const OUTPUTS = ['data', 'staging', 'checkpoints', 'run'];
+const FIREBASE_TOOLS = 'firebase-tools@15.34.2';
 
-/** Reads an IDX file pair (images, labels), gzipped as Debian ships them. */
-export function readIdx(split: 'train' | 't10k', dir = FMNIST_DIR): { images: Buffer; labels: Buffer; rows: number; cols: number } {
-  const read = (f: string) => {
-    const p = path.join(dir, f);
-    if (!fs.existsSync(p)) throw new CliError(`${p} not found: install Debian's dataset-fashion-mnist (npm run setup does)`);
-    return zlib.gunzipSync(fs.readFileSync(p));
-  };
-  const img = read(`${split}-images-idx3-ubyte.gz`);
-  const lab = read(`${split}-labels-idx1-ubyte.gz`);
-  if (img.readUInt32BE(0) !== 2051 || lab.readUInt32BE(0) !== 2049) throw new CliError(`${dir}: not IDX files`);
-  const n = img.readUInt32BE(4);
-  if (lab.readUInt32BE(4) !== n) throw new CliError(`${dir}: ${n} images but ${lab.readUInt32BE(4)} labels`);
-  return { images: img.subarray(16), labels: lab.subarray(8), rows: img.readUInt32BE(8), cols: img.readUInt32BE(12) };
+/** --quick: a run of seconds that still goes through every step. Flags given win over these. */
+const QUICK = {
+  trainPerClass: 20,
+  valPerClass: 10,
+  config: { model: 'resnet18', epochs: 1, batchSize: 50, checkpointEvery: 1 } as Partial<PipelineConfig>,
+};
+
+/** Everything the demo needs, checked before it writes anything. */
+function preflight(out: string): void {
+  try {
+    require.resolve('firebase-tools/package.json', { paths: [__dirname, process.cwd()] });
+  } catch {
+    throw new CliError(
+      `the demo's local GCS server comes from firebase-tools, an optional peer dependency: npm install --save-dev --ignore-scripts ${FIREBASE_TOOLS}`,
+    );
+  }
+  for (const f of [...fashionMnistFiles('train'), ...fashionMnistFiles('t10k')]) {
+    if (!fs.existsSync(f))
+      throw new CliError(
+        `${f} not found: install Debian's dataset-fashion-mnist (apt-get install dataset-fashion-mnist)`,
+      );
+  }
+  if (fs.existsSync(out)) {
+    if (!fs.statSync(out).isDirectory()) throw new CliError(`--out ${out} is a file: give a new or empty folder`);
+    if (fs.readdirSync(out).length > 0 && !fs.existsSync(path.join(out, DEMO_MARKER))) {
+      throw new CliError(
+        `--out ${out} holds files the demo did not write: give a new or empty folder (or one an earlier demo made)`,
+      );
+    }
+  }
 }
 
-/** Writes the first `perClass` images of each class as JPEGs in <dir>/<class>/. Returns the count. */
-export async function writeImageFolder(split: 'train' | 't10k', dir: string, perClass: number): Promise<number> {
-  const sharp = (await import('sharp')).default;
-  const { images, labels, rows, cols } = readIdx(split);
-  const counts = new Array(10).fill(0);
-  for (const c of FMNIST_CLASSES) fs.mkdirSync(path.join(dir, c), { recursive: true });
-  const jobs: Promise<unknown>[] = [];
-  for (let i = 0; i < labels.length; i++) {
-    const y = labels[i];
-    if (counts[y] >= perClass) continue;
-    counts[y]++;
-    const px = images.subarray(i * rows * cols, (i + 1) * rows * cols);
-    jobs.push(sharp(px, { raw: { width: cols, height: rows, channels: 1 } }).jpeg({ quality: 95 }).toFile(path.join(dir, FMNIST_CLASSES[y], `${split}_${String(i).padStart(5, '0')}.jpg`)));
-    if (jobs.length >= 64) await Promise.all(jobs.splice(0));
-  }
-  await Promise.all(jobs);
-  return counts.reduce((a, b) => a + b, 0);
+/** Makes --out, marks it as the demo's, and removes what an earlier demo left there (and nothing else). */
+function prepareOut(out: string): void {
+  fs.mkdirSync(out, { recursive: true });
+  fs.writeFileSync(
+    path.join(out, DEMO_MARKER),
+    'written by `torchline demo`; a later demo run replaces data/, staging/, checkpoints/ and run/\n',
+  );
+  for (const entry of OUTPUTS) fs.rmSync(path.join(out, entry), { recursive: true, force: true });
 }
 
 const demo: Command = {
-  summary: 'run the whole pipeline on Fashion-MNIST through a local GCS server',
   usage: `Usage: torchline demo [flags]
 
-Writes Fashion-MNIST images (Debian's dataset-fashion-mnist) as JPEGs into a local GCS server, then does what
-the seed does: partitioned listing, verified download, Dataset + transforms + DataLoader, ResNet50 + Adam,
-a checkpoint every 2 epochs uploaded to the bucket, and evaluation on held-out images.
+Writes Fashion-MNIST images (Debian's dataset-fashion-mnist) as JPEGs into a local GCS server (npm
+firebase-tools, an optional peer dependency), then runs a whole training job against it: partitioned listing,
+verified download, Dataset + transforms + DataLoader, ResNet50 + Adam, a checkpoint every 2 epochs uploaded
+to the bucket, and evaluation on held-out images.
 
-  --out DIR                where data, checkpoints and the report go (default ./demo-output)
+  --out DIR                where data, checkpoints and the report go (default ./demo-output); a new or empty
+                           folder, or one an earlier demo made (it replaces only what that demo wrote)
   --train-per-class N      training images per class (default 1000)
   --val-per-class N        held-out test images per class, from t10k (default 200)
+  --quick                  a run of seconds: 20 + 10 images per class, resnet18, 1 epoch (flags still win)
 Pipeline flags (defaults chosen for the demo: resnet50, 4 epochs, cosine lr, 32 px, batch 64):
 ${PIPELINE_USAGE}`,
-  options: { ...PIPELINE_FLAGS, out: { type: 'string' }, 'train-per-class': { type: 'string' }, 'val-per-class': { type: 'string' } },
+  options: {
+    ...PIPELINE_FLAGS,
+    out: { type: 'string' },
+    'train-per-class': { type: 'string' },
+    'val-per-class': { type: 'string' },
+    quick: { type: 'boolean' },
+  },
   async run(values) {
-    const tl = await import('../index');
     const out = path.resolve(String(values.out ?? 'demo-output'));
+    const quick = Boolean(values.quick);
     const perClass = (k: string, d: number) => {
       const n = values[k] === undefined ? d : Number(values[k]);
-      if (!Number.isInteger(n) || n < 1) throw new CliError(`--${k} must be a positive integer`);
+      if (!Number.isInteger(n) || n < 1) throw new CliError(`--${k} must be a positive integer, got '${values[k]}'`);
       return n;
     };
-    const trainPer = perClass('train-per-class', 1000);
-    const valPer = perClass('val-per-class', 200);
+    const trainPer = perClass('train-per-class', quick ? QUICK.trainPerClass : 1000);
+    const valPer = perClass('val-per-class', quick ? QUICK.valPerClass : 200);
     const cfg = resolveConfig(values, {
       bucket: 'torchline-demo',
       trainDir: path.join(out, 'data/train'),
@@ -88,17 +108,25 @@ ${PIPELINE_USAGE}`,
       weightsOnly: true,
       imageSize: 32,
       augment: 'flip',
-      mean: FMNIST_MEAN,
-      std: FMNIST_STD,
+      mean: FASHION_MNIST_MEAN,
+      std: FASHION_MNIST_STD,
+      ...(quick ? QUICK.config : {}),
     });
+    preflight(out);
+    const tl = await import('../index');
     const t0 = performance.now();
-    fs.rmSync(out, { recursive: true, force: true });
+    prepareOut(out);
     const staging = path.join(out, 'staging');
-    const nTrain = await writeImageFolder('train', path.join(staging, 'train_data'), trainPer);
-    const nVal = await writeImageFolder('t10k', path.join(staging, 'val_data'), valPer);
+    const nTrain = await inputStep('Fashion-MNIST', () =>
+      writeFashionMnistFolder('train', path.join(staging, 'train_data'), trainPer),
+    );
+    const nVal = await inputStep('Fashion-MNIST', () =>
+      writeFashionMnistFolder('t10k', path.join(staging, 'val_data'), valPer),
+    );
     process.stderr.write(`wrote ${nTrain} train and ${nVal} held-out Fashion-MNIST JPEGs (28x28, grey)\n`);
 
     const emu = await tl.startGcsEmulator();
+    const previousHost = process.env.STORAGE_EMULATOR_HOST;
     process.env.STORAGE_EMULATOR_HOST = emu.url;
     process.stderr.write(`local GCS server (Firebase Storage emulator) at ${emu.url}\n`);
     try {
@@ -109,6 +137,7 @@ ${PIPELINE_USAGE}`,
       fs.rmSync(staging, { recursive: true, force: true });
       const r = await runPipeline(cfg);
       const inBucket = await tl.listPartitioned(`gs://${cfg.bucket}/${cfg.checkpointPrefix}/`);
+      const seconds = (performance.now() - t0) / 1000;
       const lines = [
         '',
         'torchline demo: done',
@@ -119,12 +148,22 @@ ${PIPELINE_USAGE}`,
         `  uploaded      ${inBucket.files.map((f) => f.path).join(', ') || 'none'}`,
         `  report        ${r.reportPath}`,
         `  metrics       ${path.join(r.logDir, 'metrics.jsonl')} and TensorBoard events in ${r.logDir}`,
-        `  time          ${((performance.now() - t0) / 1000).toFixed(0)} s`,
+        `  time          ${seconds.toFixed(0)} s`,
       ];
       process.stdout.write(lines.join('\n') + '\n');
-      process.stdout.write(JSON.stringify({ demo: 'fashion-mnist', accuracy: r.accuracy, top5: r.top5, valImages: r.valImages, trainImages: r.trainImages, seconds: Math.round((performance.now() - t0) / 1000) }) + '\n');
+      const summary = {
+        demo: 'fashion-mnist',
+        accuracy: r.accuracy,
+        top5: r.top5,
+        valImages: r.valImages,
+        trainImages: r.trainImages,
+        seconds: Math.round(seconds),
+      };
+      process.stdout.write(JSON.stringify(summary) + '\n');
       return r.interrupted ? 130 : 0;
     } finally {
+      if (previousHost === undefined) delete process.env.STORAGE_EMULATOR_HOST;
+      else process.env.STORAGE_EMULATOR_HOST = previousHost;
       await emu.stop();
     }
   },

@@ -1,8 +1,7 @@
 // `torchline doctor`: what this installation found, and why CUDA is or is not usable.
-import type { Command } from './registry';
+import type { Command } from './types';
 
 const doctor: Command = {
-  summary: 'show LibTorch, CUDA, BLAS and thread setup',
   usage: 'Usage: torchline doctor [--json]\n\n  --json   print the facts as one JSON object',
   options: { json: { type: 'boolean' } },
   async run(values) {

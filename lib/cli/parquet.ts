@@ -1,5 +1,5 @@
 // `torchline list` on a Spark Parquet table: what a training run would read.
-import { CliError } from './registry';
+import { CliError } from './errors';
 
 export async function describeParquet(
   root: string,

@@ -1,10 +1,14 @@
-// The seed's main_script.py as one function: list and download the data
+// A whole training run as one function: list and download the data
 // from GCS (or use local folders), build datasets and loaders, train ResNet
 // with Adam and checkpoints every N epochs, evaluate, upload checkpoints.
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { CliError } from './registry';
+import { RESNET_DEPTHS, type ResNetDepth } from '../models/architectures';
+import { CliError, inputStep } from './errors';
+
+/** The --model names: resnet18 ... resnet152. */
+export const MODEL_NAMES: string[] = RESNET_DEPTHS.map((d) => `resnet${d}`);
 
 export interface PipelineConfig {
   bucket?: string;
@@ -13,13 +17,13 @@ export interface PipelineConfig {
   trainDir: string;
   valDir: string;
   checkpointDir: string;
-  /** GCS folder for checkpoints (the seed's gcs_folder). */
+  /** GCS folder for checkpoints. */
   checkpointPrefix: string;
   epochs: number;
   batchSize: number;
   workers: number;
   lr: number;
-  model: 'resnet18' | 'resnet34' | 'resnet50' | 'resnet101' | 'resnet152';
+  model: `resnet${ResNetDepth}`;
   imageSize: number;
   /** 'imagenet': RandomResizedCrop + flip; 'flip': Resize + flip; 'none': Resize only. */
   augment: 'imagenet' | 'flip' | 'none';
@@ -27,13 +31,13 @@ export interface PipelineConfig {
   std: number[];
   /** A torchvision state_dict file to start from (fc is replaced when the classes differ). */
   pretrained?: string;
-  /** Label from the file name (a regex with one group, the seed's convention) instead of the folder. */
+  /** Label from the file name (a regex with one group) instead of the folder. */
   labelRegex?: string;
   /** 'folder': class folders (ImageFolder); 'parquet': a Spark image / binaryFile table (ParquetImageDataset). */
   dataFormat?: 'folder' | 'parquet';
   /** Parquet: the partition column or field holding the label (default: the only partition column, or `label`). */
   labelColumn?: string;
-  /** LR schedule over the epochs: none (the seed), cosine annealing, or step decay (x0.1 every third of the run). */
+  /** LR schedule over the epochs: none (constant), cosine annealing, or step decay (x0.1 every third of the run). */
   scheduler: 'none' | 'cosine' | 'step';
   checkpointEvery: number;
   keepLast: number;
@@ -51,9 +55,9 @@ export interface PipelineConfig {
 export const DEFAULTS: PipelineConfig = {
   trainPrefix: 'train_data/',
   valPrefix: 'val_data/',
-  trainDir: './app/utility/sample/train/',
-  valDir: './app/utility/sample/val/',
-  checkpointDir: './app/utility/checkpoints/',
+  trainDir: './data/train/',
+  valDir: './data/val/',
+  checkpointDir: './checkpoints/',
   checkpointPrefix: 'checkpoints',
   epochs: 10,
   batchSize: 64,
@@ -71,7 +75,7 @@ export const DEFAULTS: PipelineConfig = {
   seed: 0,
 };
 
-/** The flags shared by `train` and `demo`, mirroring the seed's variables. */
+/** The flags shared by `train` and `demo`. */
 export const PIPELINE_FLAGS = {
   config: { type: 'string' },
   bucket: { type: 'string' },
@@ -108,20 +112,20 @@ export const PIPELINE_USAGE = `  --config FILE            JSON file with any of 
   --bucket NAME            GCS bucket to read the data from and upload checkpoints to
   --train-prefix P         train images under gs://BUCKET/P (default train_data/)
   --val-prefix P           validation images under gs://BUCKET/P (default val_data/)
-  --train-dir DIR          local train folder, class sub-folders (default ./app/utility/sample/train/)
-  --val-dir DIR            local validation folder (default ./app/utility/sample/val/)
-  --checkpoint-dir DIR     local checkpoints (default ./app/utility/checkpoints/)
+  --train-dir DIR          train images in class sub-folders; with --bucket, downloaded here (default ./data/train/)
+  --val-dir DIR            validation images, the same classes (default ./data/val/)
+  --checkpoint-dir DIR     where checkpoints are saved before upload (default ./checkpoints/)
   --checkpoint-prefix P    GCS folder for checkpoints (default checkpoints)
   --epochs N               (default 10)      --batch-size N   (default 64)
   --workers N              decode threads (default: cores)   --lr X   Adam learning rate (default 0.001)
-  --model NAME             resnet18|34|50|101|152 (default resnet50)
+  --model NAME             ${MODEL_NAMES.join('|')} (default resnet50)
   --image-size PX          (default 224)     --augment imagenet|flip|none (default imagenet)
   --pretrained FILE        torchvision weights (.pth) to fine-tune from
   --label-regex RE         label from the file name's first group instead of the folder
   --data-format F          folder (class sub-folders, default) or parquet: --train-dir / --val-dir are Spark
                            image or binaryFile tables (a folder or gs://bucket/table/), streamed by row group
   --label-column C         parquet: partition column or field with the label (default: the partition column)
-  --scheduler S            none|cosine|step learning-rate schedule (default none, as the seed)
+  --scheduler S            none|cosine|step learning-rate schedule (default none: constant lr)
   --checkpoint-every N     epochs (default 2)   --keep-last N (default 2)
   --weights-only           checkpoints without optimizer state (1/3 the size; resume restarts Adam)
   --device cpu|cuda[:i]    (default: cuda when available)
@@ -176,12 +180,13 @@ export function resolveConfig(values: Record<string, unknown>, base: Partial<Pip
     throw new CliError(`--precision must be auto, fp32, bf16 or fp16, got '${c.precision}'`);
   if (flag('scheduler') !== undefined) c.scheduler = flag('scheduler') as PipelineConfig['scheduler'];
   if (!['none', 'cosine', 'step'].includes(c.scheduler)) throw new CliError(`--scheduler must be none, cosine or step, got '${c.scheduler}'`);
-  if (!['resnet18', 'resnet34', 'resnet50', 'resnet101', 'resnet152'].includes(c.model)) throw new CliError(`--model must be resnet18, resnet34, resnet50, resnet101 or resnet152, got '${c.model}'`);
+  if (!MODEL_NAMES.includes(c.model)) throw new CliError(`--model must be ${MODEL_NAMES.join(', ')}, got '${c.model}'`);
   if (!['imagenet', 'flip', 'none'].includes(c.augment)) throw new CliError(`--augment must be imagenet, flip or none, got '${c.augment}'`);
   if (c.dataFormat !== undefined && !['folder', 'parquet'].includes(c.dataFormat)) throw new CliError(`--data-format must be folder or parquet, got '${c.dataFormat}'`);
   if (c.dataFormat === 'parquet' && c.labelRegex) throw new CliError('--label-regex is for class folders; with --data-format parquet use --label-column');
   if (c.amp !== undefined && !['fp16', 'bf16'].includes(c.amp)) throw new CliError(`--amp must be fp16 or bf16, got '${c.amp}'`);
   if (c.bucket !== undefined && !/^[a-z0-9][a-z0-9._-]{1,220}[a-z0-9]$/.test(c.bucket)) throw new CliError(`--bucket '${c.bucket}' is not a valid bucket name`);
+  if (c.resume && c.resume !== 'latest' && !fs.existsSync(c.resume)) throw new CliError(`--resume ${c.resume}: no such file`);
   if (c.labelRegex !== undefined) {
     try {
       new RegExp(c.labelRegex);
@@ -258,8 +263,10 @@ export async function runPipeline(c: PipelineConfig): Promise<PipelineResult> {
     say(c, `table ${dir}: ${d.kind}, ${d.rows} rows in ${d.rowGroups} row groups of ${d.files} files, label from ${ds.labelColumn}`);
     return ds;
   };
-  const trainSet = parquet ? await openTable(tableOf(c.trainDir, c.trainPrefix), trainT) : makeDataset(c.trainDir, trainT);
-  const valSet = parquet ? await openTable(tableOf(c.valDir, c.valPrefix), evalT, trainSet.classes) : makeDataset(c.valDir, evalT, trainSet.classes);
+  const trainSet = parquet ? await openTable(tableOf(c.trainDir, c.trainPrefix), trainT) : await inputStep(c.trainDir, () => makeDataset(c.trainDir, trainT));
+  const valSet = parquet
+    ? await openTable(tableOf(c.valDir, c.valPrefix), evalT, trainSet.classes)
+    : await inputStep(c.valDir, () => makeDataset(c.valDir, evalT, trainSet.classes));
   if (!c.labelRegex && valSet.classes.join('\n') !== trainSet.classes.join('\n')) {
     throw new CliError(`the validation classes (${valSet.classes.length}) differ from the train classes (${trainSet.classes.length})`);
   }
@@ -273,12 +280,12 @@ export async function runPipeline(c: PipelineConfig): Promise<PipelineResult> {
   const device = c.device ?? tl.defaultDevice().toString();
   let model: InstanceType<typeof tl.ResNet>;
   if (c.pretrained) {
-    model = new tl.ResNet(Number(c.model.slice(6)) as 18, { numClasses: 1000 });
-    const rep = tl.checkpoint.loadPretrained(model, c.pretrained);
+    model = new tl.ResNet(Number(c.model.slice(6)) as ResNetDepth, { numClasses: 1000 });
+    const rep = await inputStep(`--pretrained ${c.pretrained}`, () => tl.checkpoint.loadPretrained(model, c.pretrained as string));
     say(c, `pretrained ${c.pretrained}: loaded ${rep.loaded.length} tensors, skipped ${rep.skipped.length}, missing ${rep.missing.length}`);
     if (numClasses !== model.numClasses) model.replaceHead(numClasses);
   } else {
-    model = new tl.ResNet(Number(c.model.slice(6)) as 18, { numClasses });
+    model = new tl.ResNet(Number(c.model.slice(6)) as ResNetDepth, { numClasses });
   }
   model.to(device);
 
@@ -306,7 +313,7 @@ export async function runPipeline(c: PipelineConfig): Promise<PipelineResult> {
     config: { model: c.model, epochs: c.epochs, batchSize: c.batchSize, lr: c.lr, scheduler: c.scheduler, imageSize: c.imageSize, seed: c.seed },
   });
 
-  // 10. Evaluate (the seed's evaluate_model).
+  // 10. Evaluate.
   const ev = await trainer.evaluate(model, val, { classes: trainSet.classes, amp: c.amp, precision: c.precision ?? 'auto' });
   fs.writeFileSync(path.join(c.logDir, 'eval.json'), JSON.stringify(ev, null, 2));
   return {

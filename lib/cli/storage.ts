@@ -1,9 +1,8 @@
 // `torchline list | download | upload`: the storage layer from the shell.
-import type { Command } from './registry';
-import { CliError } from './registry';
+import type { Command } from './types';
+import { CliError, inputStep } from './errors';
 
 export const list: Command = {
-  summary: 'Spark-style partitioned listing of gs://bucket/prefix or a folder',
   usage: `Usage: torchline list LOCATION [--json] [--recursive] [--base-path LOC] [--glob PATTERN] [--image] [--min-partitions N] [--rank R --world-size W]
 
   LOCATION            gs://bucket/prefix or a local folder
@@ -32,14 +31,16 @@ export const list: Command = {
     }
     const minPartitionNum = v['min-partitions'] !== undefined ? Number(v['min-partitions']) : undefined;
     if (minPartitionNum !== undefined && !(Number.isInteger(minPartitionNum) && minPartitionNum >= 1)) throw new CliError('--min-partitions must be a positive integer');
-    const l = await tl.listPartitioned(pos[0], {
-      recursiveFileLookup: Boolean(v.recursive),
-      basePath: v['base-path'] as string | undefined,
-      pathGlobFilter: v.glob as string | undefined,
-      image: v.image ? { dropInvalid: true } : false,
-      minPartitionNum,
-      worldSize: sharded ? world : undefined,
-    });
+    const l = await inputStep(`cannot list ${pos[0]}`, () =>
+      tl.listPartitioned(pos[0], {
+        recursiveFileLookup: Boolean(v.recursive),
+        basePath: v['base-path'] as string | undefined,
+        pathGlobFilter: v.glob as string | undefined,
+        image: v.image ? { dropInvalid: true } : false,
+        minPartitionNum,
+        worldSize: sharded ? world : undefined,
+      }),
+    );
     if (v.parquet || (l.files.length > 0 && !v.image && l.files.every((f) => f.path.endsWith('.parquet')))) {
       const { describeParquet } = await import('./parquet');
       return describeParquet(pos[0], { json: Boolean(v.json), glob: v.glob as string | undefined, share: sharded ? { rank, world } : undefined });
@@ -59,28 +60,29 @@ export const list: Command = {
 };
 
 export const download: Command = {
-  summary: 'verified parallel download of gs://bucket/prefix into a folder',
   usage: 'Usage: torchline download gs://BUCKET/PREFIX DIR [--concurrency N]',
   positionals: 2,
   options: { concurrency: { type: 'string' } },
   async run(v, pos) {
     if (pos.length !== 2) throw new CliError('download needs a source gs://bucket/prefix and a destination folder');
     const tl = await import('../index');
-    const r = await tl.download(pos[0], pos[1], { concurrency: v.concurrency ? Number(v.concurrency) : undefined });
+    const concurrency = v.concurrency === undefined ? undefined : Number(v.concurrency);
+    if (concurrency !== undefined && !(Number.isInteger(concurrency) && concurrency >= 1))
+      throw new CliError(`--concurrency must be a positive integer, got '${v.concurrency}'`);
+    const r = await inputStep(`cannot download ${pos[0]}`, () => tl.download(pos[0], pos[1], { concurrency }));
     process.stdout.write(`${r.downloaded} downloaded, ${r.skipped} already present, ${r.bytes} bytes, ${r.retries} retries, ${(r.ms / 1000).toFixed(1)} s\n`);
     return 0;
   },
 };
 
 export const upload: Command = {
-  summary: 'verified upload of a file or folder to gs://bucket/prefix',
   usage: 'Usage: torchline upload PATH gs://BUCKET/PREFIX',
   positionals: 2,
   options: {},
   async run(_v, pos) {
     if (pos.length !== 2) throw new CliError('upload needs a local file or folder and a destination gs://bucket/prefix');
     const tl = await import('../index');
-    const r = await tl.upload(pos[0], pos[1]);
+    const r = await inputStep(`cannot upload ${pos[0]} to ${pos[1]}`, () => tl.upload(pos[0], pos[1]));
     process.stdout.write(`${r.files.length} files uploaded to ${pos[1]}\n`);
     return 0;
   },

@@ -1,9 +1,8 @@
-// `torchline train`: the seed's main_script.py with flags instead of edited variables.
-import type { Command } from './registry';
+// `torchline train`: a whole training run (download, train, checkpoint, evaluate, upload) from flags.
+import type { Command } from './types';
 import { PIPELINE_FLAGS, PIPELINE_USAGE, resolveConfig, runPipeline } from './pipeline';
 
 const train: Command = {
-  summary: 'download (optional), train, checkpoint, evaluate, upload',
   usage: `Usage: torchline train [flags]
 
 Trains a ResNet on class folders (local, or downloaded from gs://BUCKET/PREFIX first), saving a checkpoint

@@ -18,5 +18,14 @@ export type { ParquetTable, ParquetPartFile, RowGroupInfo, TableKind } from './p
 export { DistributedSampler, RandomSampler, SequentialSampler, TorchGenerator, randperm } from './sampler';
 export type { Sampler, DistributedSamplerOptions } from './sampler';
 export { decodeWithSharp } from './decode';
+export {
+  FASHION_MNIST_CLASSES,
+  FASHION_MNIST_DIR,
+  FASHION_MNIST_MEAN,
+  FASHION_MNIST_STD,
+  readFashionMnist,
+  writeFashionMnistFolder,
+} from './fashion-mnist';
+export type { FashionMnistSplit } from './fashion-mnist';
 import * as transforms from './transforms';
 export { transforms };

@@ -1,5 +1,6 @@
 // A trainable model: the JS face of a native torch::nn::Module. Weights stay
 // in native memory; parameters()/stateDict() hand out aliases, not copies.
+import * as is from '../is';
 import { Device, DeviceLike } from '../device';
 import { Tensor } from '../tensor';
 
@@ -22,7 +23,7 @@ export class Module {
 
   /** Sets training mode (BatchNorm uses batch statistics, as nn.Module.train()). */
   train(mode = true): this {
-    if (typeof mode !== 'boolean') throw new TypeError('train(mode) takes a boolean');
+    is.boolean('mode', mode);
     this.handle.train(mode);
     return this;
   }

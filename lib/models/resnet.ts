@@ -1,5 +1,8 @@
-// torchvision's ResNet family (v1.5) with torchvision's parameter names.
+// torchvision's ResNet family (v1.5) with torchvision's parameter names: one
+// class, and a factory per depth as torchvision.models spells them.
+import * as is from '../is';
 import { binding } from '../native';
+import { RESNET_DEPTHS, type ResNetDepth } from './architectures';
 import { Module } from './module';
 
 export interface ResNetOptions {
@@ -9,20 +12,17 @@ export interface ResNetOptions {
   zeroInitResidual?: boolean;
 }
 
-export type ResNetDepth = 18 | 34 | 50 | 101 | 152;
-
 export class ResNet extends Module {
   readonly depth: ResNetDepth;
 
   constructor(depth: ResNetDepth, options: ResNetOptions = {}) {
-    if (![18, 34, 50, 101, 152].includes(depth)) {
-      throw new RangeError(`ResNet depth must be 18, 34, 50, 101 or 152, got ${depth}`);
-    }
+    is.oneOf('ResNet depth', depth, RESNET_DEPTHS);
+    is.options('ResNet options', options);
     const numClasses = options.numClasses ?? 1000;
-    if (!Number.isInteger(numClasses) || numClasses < 1) {
-      throw new RangeError(`numClasses must be a positive integer, got ${numClasses}`);
-    }
-    super(new binding.ModelHandle('resnet', { depth, numClasses, zeroInitResidual: options.zeroInitResidual ?? false }));
+    is.integer('numClasses', numClasses, { min: 1 });
+    const zeroInitResidual = options.zeroInitResidual ?? false;
+    is.boolean('zeroInitResidual', zeroInitResidual);
+    super(new binding.ModelHandle('resnet', { depth, numClasses, zeroInitResidual }));
     this.depth = depth;
   }
 
@@ -30,45 +30,17 @@ export class ResNet extends Module {
     return this.handle.numClasses();
   }
 
-  /** Replaces `fc` with a new, freshly initialised Linear (the seed's `model.fc = nn.Linear(in, n)`). */
+  /** Replaces `fc` with a new, freshly initialised Linear (PyTorch's `model.fc = nn.Linear(in, n)`). */
   replaceHead(numClasses: number): this {
-    if (!Number.isInteger(numClasses) || numClasses < 1) {
-      throw new RangeError(`numClasses must be a positive integer, got ${numClasses}`);
-    }
+    is.integer('numClasses', numClasses, { min: 1 });
     this.handle.replaceHead(numClasses);
     return this;
   }
 }
 
-export class ResNet18 extends ResNet {
-  constructor(options: ResNetOptions = {}) {
-    super(18, options);
-  }
-}
-export class ResNet34 extends ResNet {
-  constructor(options: ResNetOptions = {}) {
-    super(34, options);
-  }
-}
-export class ResNet50 extends ResNet {
-  constructor(options: ResNetOptions = {}) {
-    super(50, options);
-  }
-}
-export class ResNet101 extends ResNet {
-  constructor(options: ResNetOptions = {}) {
-    super(101, options);
-  }
-}
-export class ResNet152 extends ResNet {
-  constructor(options: ResNetOptions = {}) {
-    super(152, options);
-  }
-}
-
 /** torchvision.models.resnet18(...) */
-export const resnet18 = (options: ResNetOptions = {}): ResNet => new ResNet18(options);
-export const resnet34 = (options: ResNetOptions = {}): ResNet => new ResNet34(options);
-export const resnet50 = (options: ResNetOptions = {}): ResNet => new ResNet50(options);
-export const resnet101 = (options: ResNetOptions = {}): ResNet => new ResNet101(options);
-export const resnet152 = (options: ResNetOptions = {}): ResNet => new ResNet152(options);
+export const resnet18 = (options: ResNetOptions = {}): ResNet => new ResNet(18, options);
+export const resnet34 = (options: ResNetOptions = {}): ResNet => new ResNet(34, options);
+export const resnet50 = (options: ResNetOptions = {}): ResNet => new ResNet(50, options);
+export const resnet101 = (options: ResNetOptions = {}): ResNet => new ResNet(101, options);
+export const resnet152 = (options: ResNetOptions = {}): ResNet => new ResNet(152, options);

@@ -1,5 +1,6 @@
 // torch.optim.lr_scheduler, with torch's own (chainable) formulas so the lr
 // sequence matches PyTorch's step for step, rounding included.
+import * as is from '../is';
 import type { Optimizer } from './optimizer';
 
 /** Python's modulo (non-negative for a positive divisor). */
@@ -62,7 +63,7 @@ export class StepLR extends LRScheduler {
   readonly gamma: number;
   constructor(optimizer: Optimizer, options: { stepSize: number; gamma?: number }) {
     super(optimizer);
-    if (!Number.isInteger(options.stepSize) || options.stepSize < 1) throw new RangeError('stepSize must be a positive integer');
+    is.integer('stepSize', options?.stepSize, { min: 1 });
     this.stepSize = options.stepSize;
     this.gamma = options.gamma ?? 0.1;
     this.initialStep();
@@ -99,7 +100,7 @@ export class CosineAnnealingLR extends LRScheduler {
   readonly etaMin: number;
   constructor(optimizer: Optimizer, options: { tMax: number; etaMin?: number }) {
     super(optimizer);
-    if (!(options.tMax > 0)) throw new RangeError('tMax must be positive');
+    is.number('tMax', options?.tMax, { min: 0, minExclusive: true });
     this.tMax = options.tMax;
     this.etaMin = options.etaMin ?? 0;
     this.initialStep();
@@ -132,8 +133,8 @@ export class LinearLR extends LRScheduler {
     this.startFactor = options.startFactor ?? 1 / 3;
     this.endFactor = options.endFactor ?? 1;
     this.totalIters = options.totalIters ?? 5;
-    if (!(this.startFactor > 0 && this.startFactor <= 1)) throw new RangeError('startFactor must be in (0, 1]');
-    if (!(this.endFactor >= 0 && this.endFactor <= 1)) throw new RangeError('endFactor must be in [0, 1]');
+    is.number('startFactor', this.startFactor, { min: 0, max: 1, minExclusive: true });
+    is.number('endFactor', this.endFactor, { min: 0, max: 1 });
     this.initialStep();
   }
   protected getLr(): number[] {

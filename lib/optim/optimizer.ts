@@ -1,5 +1,6 @@
 // torch.optim's Adam, AdamW and SGD over native torch::optim, with parameter
 // groups and option names as in PyTorch (camelCase).
+import * as is from '../is';
 import { binding } from '../native';
 import { Tensor } from '../tensor';
 
@@ -51,19 +52,34 @@ export interface OptimizerStateDict {
 
 export type OptimizerKind = 'adam' | 'adamw' | 'sgd';
 
+/** torch.optim's own checks on the hyper-parameters (lr >= 0, 0 <= beta < 1, ...), as argument errors. */
+function checkOptions(where: string, o: Record<string, unknown>): void {
+  is.options(where, o);
+  const nonNegative = (k: string) => o[k] !== undefined && is.number(`${where}.${k}`, o[k], { min: 0 });
+  for (const k of ['lr', 'eps', 'weightDecay', 'momentum', 'dampening']) nonNegative(k);
+  for (const k of ['amsgrad', 'nesterov', 'fused']) if (o[k] !== undefined) is.boolean(`${where}.${k}`, o[k]);
+  if (o.betas !== undefined) {
+    if (!Array.isArray(o.betas) || o.betas.length !== 2) is.typeError(`${where}.betas`, 'a pair [beta1, beta2]', o.betas);
+    o.betas.forEach((b, i) => {
+      if (typeof b !== 'number' || !(b >= 0 && b < 1)) is.rangeError(`${where}.betas[${i}]`, 'a number in [0, 1)', b);
+    });
+  }
+}
+
 export abstract class Optimizer {
   /** @internal */
   readonly handle: any;
   readonly kind: OptimizerKind;
 
   protected constructor(kind: OptimizerKind, params: Tensor[] | ParamGroup<object>[], defaults: object) {
-    if (!Array.isArray(params) || params.length === 0) throw new TypeError('optimizer got an empty parameter list');
+    const accepted = 'a non-empty Tensor[] or [{ params: Tensor[], ...options }]';
+    if (!Array.isArray(params) || params.length === 0) is.typeError('params', accepted, params);
     const groups = params[0] instanceof Tensor ? [{ params: params as Tensor[] }] : (params as ParamGroup<object>[]);
-    for (const g of groups) {
-      if (!g || !Array.isArray(g.params) || !g.params.every((p) => p instanceof Tensor)) {
-        throw new TypeError('params must be Tensor[] or [{ params: Tensor[], ...options }]');
-      }
-    }
+    groups.forEach((g, i) => {
+      if (!g || !Array.isArray(g.params) || !g.params.every((p) => p instanceof Tensor)) is.typeError('params', accepted, params);
+      if (!(params[0] instanceof Tensor)) checkOptions(`params[${i}]`, g as Record<string, unknown>);
+    });
+    checkOptions('options', defaults as Record<string, unknown>);
     this.kind = kind;
     this.handle = new binding.OptimizerHandle(
       kind,
@@ -150,7 +166,8 @@ export class AdamW extends Optimizer {
 /** torch.optim.SGD with momentum, dampening, Nesterov and weight decay. */
 export class SGD extends Optimizer {
   constructor(params: Tensor[] | ParamGroup<SGDOptions>[], options: SGDOptions) {
-    if (!options || typeof options.lr !== 'number') throw new TypeError('SGD needs { lr }');
+    is.options('options', options);
+    is.number('options.lr', options?.lr, { min: 0 });
     super('sgd', params, options);
   }
 }

@@ -25,7 +25,7 @@ import { listAll, type ListedObject } from './listing';
 import { mapLimit } from './pool';
 import { withRetries } from './retry';
 import { ContentHasher, hashFile } from './verify';
-import { Progress, type TransferProgress } from './progress';
+import { TransferMeter, type TransferProgress } from './progress';
 import { createMediaAgent, openMedia, type MediaAgent } from './http';
 
 export const PARTIAL_DIR = '.torchline-partial';
@@ -235,7 +235,7 @@ export async function download(src: LocationLike, dest: string, opts: DownloadOp
   await fs.promises.mkdir(partialDir, { recursive: true });
 
   const totalBytes = objects.reduce((s, o) => s + o.size, 0);
-  const progress = new Progress(`download ${loc}`, objects.length, totalBytes, opts.progress);
+  const progress = new TransferMeter(`download ${loc}`, objects.length, totalBytes, opts.progress);
   const result: DownloadResult = { files: [], downloaded: 0, skipped: 0, bytes: 0, retries: 0, ms: 0 };
   const failures: { name: string; error: Error }[] = [];
   const made = new Map<string, Promise<void>>();

@@ -1,4 +1,5 @@
-// Transfer progress: files, bytes, rate and ETA, redrawn in place on a TTY.
+// Transfer progress: files, bytes, rate and ETA, shown by the shared ProgressLine.
+import { ProgressLine } from '../progress';
 
 export interface TransferProgress {
   label: string;
@@ -37,13 +38,14 @@ export function formatProgress(p: TransferProgress): string {
   );
 }
 
-export class Progress {
+/** Counts a transfer's files and bytes and reports them through the shared ProgressLine (or a callback). */
+export class TransferMeter {
   private files = 0;
   private bytes = 0;
   private readonly t0 = performance.now();
   private timer?: NodeJS.Timeout;
   private sink?: (p: TransferProgress) => void;
-  private tty = false;
+  private line?: ProgressLine;
 
   constructor(
     private readonly label: string,
@@ -51,19 +53,15 @@ export class Progress {
     private readonly totalBytes: number,
     mode: boolean | ((p: TransferProgress) => void) | undefined,
   ) {
-    let every = 250;
     if (typeof mode === 'function') this.sink = mode;
-    else if (process.stderr.isTTY && mode !== false) {
-      // Redrawn in place.
-      this.tty = true;
-      this.sink = (p) => process.stderr.write(`\r\x1b[K${formatProgress(p)}`);
-    } else if (mode === true) {
-      // Asked for without a TTY (logs): a line every few seconds.
-      every = 5000;
-      this.sink = (p) => process.stderr.write(`${formatProgress(p)}\n`);
+    // Redrawn in place on a TTY unless turned off; without a TTY (logs) only when asked for.
+    else if (mode === true || (mode !== false && process.stderr.isTTY)) {
+      const line = new ProgressLine();
+      this.line = line;
+      this.sink = (p) => line.show(formatProgress(p));
     }
     if (this.sink) {
-      this.timer = setInterval(() => this.emit(), every);
+      this.timer = setInterval(() => this.emit(), this.line && !this.line.tty ? 5000 : 250);
       this.timer.unref();
     }
   }
@@ -88,10 +86,8 @@ export class Progress {
   done(): void {
     if (this.timer) clearInterval(this.timer);
     this.timer = undefined;
-    if (this.sink) {
-      this.emit();
-      if (this.tty) process.stderr.write('\n');
-    }
+    if (this.line) this.line.end(formatProgress(this.snapshot()));
+    else this.emit();
     this.sink = undefined;
   }
 }

@@ -25,7 +25,7 @@ import { withRetries, type RetryOptions } from './retry';
 import { Location, type LocationLike } from './location';
 import { mapLimit } from './pool';
 import { fileDigests } from './verify';
-import { Progress, type TransferProgress } from './progress';
+import { TransferMeter, type TransferProgress } from './progress';
 
 export interface UploadOptions {
   storage?: Storage;
@@ -113,7 +113,7 @@ export async function upload(src: string, dest: LocationLike, opts: UploadOption
   const files = await collect(src);
   const storage = opts.storage ?? createStorage();
   const sizes = await Promise.all(files.map((f) => fs.promises.stat(f.file).then((s) => s.size)));
-  const progress = new Progress(`upload ${loc}`, files.length, sizes.reduce((a, b) => a + b, 0), opts.progress);
+  const progress = new TransferMeter(`upload ${loc}`, files.length, sizes.reduce((a, b) => a + b, 0), opts.progress);
   const result: UploadResult = { files: [], uploaded: 0, skipped: 0, bytes: 0, ms: 0 };
   const failures: { path: string; error: Error }[] = [];
   await mapLimit(files, Math.max(1, opts.concurrency ?? 8), async (f) => {

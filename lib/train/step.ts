@@ -1,6 +1,7 @@
 // One optimisation or evaluation step on a batch, run natively on the model's
 // own thread; resolves with plain numbers.
 import { resolvePrecision, type Precision } from './precision';
+import * as is from '../is';
 import { binding } from '../native';
 import { Tensor } from '../tensor';
 import type { Module } from '../models/module';
@@ -10,8 +11,9 @@ import type { Optimizer } from '../optim/optimizer';
 export class CrossEntropyLoss {
   readonly labelSmoothing: number;
   constructor(options: { labelSmoothing?: number } = {}) {
+    is.options('options', options);
     const ls = options.labelSmoothing ?? 0;
-    if (!(ls >= 0 && ls <= 1)) throw new RangeError(`labelSmoothing must be in [0, 1], got ${ls}`);
+    is.number('labelSmoothing', ls, { min: 0, max: 1 });
     this.labelSmoothing = ls;
   }
 }
@@ -54,13 +56,16 @@ export interface EvalResult extends StepResult {
 }
 
 function nativeOptions(model: Module, o: StepOptions): object {
+  is.options('options', o);
+  if (o.clipGradNorm !== undefined) is.number('clipGradNorm', o.clipGradNorm, { min: 0, minExclusive: true });
+  if (o.amp !== undefined && o.amp !== false) is.oneOf('amp', o.amp, ['fp16', 'bf16']);
   const amp = o.amp ?? (o.precision ? resolvePrecision(o.precision, model.device).amp : false);
   return { labelSmoothing: o.lossFn?.labelSmoothing ?? 0, clipGradNorm: o.clipGradNorm ?? 0, amp: amp || 'off' };
 }
 
 function checkBatch(batch: Batch): void {
   if (!batch || !(batch.images instanceof Tensor) || !(batch.labels instanceof Tensor)) {
-    throw new TypeError('batch must be { images: Tensor, labels: Tensor }');
+    is.typeError('batch', '{ images: Tensor, labels: Tensor }', batch);
   }
 }
 

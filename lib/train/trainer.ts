@@ -6,6 +6,7 @@ import { resolvePrecision, type Amp, type Precision } from './precision';
 import { EventEmitter } from 'node:events';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import * as is from '../is';
 import { Device, DeviceLike } from '../device';
 import { getRngState, setRngState, version } from '../runtime';
 import { Tensor } from '../tensor';
@@ -54,7 +55,7 @@ export interface FitOptions {
   channelsLast?: boolean;
   lossFn?: CrossEntropyLoss;
   clipGradNorm?: number;
-  /** Save a checkpoint every N epochs (the seed: 2) and after the last one. 0 disables. */
+  /** Save a checkpoint every N epochs (default 2) and after the last one. 0 disables. */
   checkpointEvery?: number;
   checkpointDir?: string;
   /** Checkpoints to keep besides the best by validation top-1 (default 2). */
@@ -113,6 +114,14 @@ export interface TrainerEvents {
   interrupted: [{ signal: string; epoch: number; batch: number }];
 }
 
+/** A classifier whose head does not have one output per class of the data is a usage error, not a native crash. */
+function checkClassCount(model: Module, classes: string[] | undefined): void {
+  const outputs = (model as Module & { numClasses?: number }).numClasses;
+  if (classes && typeof outputs === 'number' && outputs !== classes.length) {
+    is.rangeError('the model\'s numClasses', `${classes.length}, the number of classes in the data (replaceHead(${classes.length}) or a model built for them)`, outputs);
+  }
+}
+
 export class Trainer extends EventEmitter<TrainerEvents> {
   private stopSignal: string | null = null;
 
@@ -123,6 +132,7 @@ export class Trainer extends EventEmitter<TrainerEvents> {
 
   /** Accuracy and loss over a loader, without gradients, in eval mode (restored after). */
   async evaluate(model: Module, loader: Loader, options: { classes?: string[]; amp?: Amp; precision?: Precision } = {}): Promise<EvalMetrics> {
+    checkClassCount(model, options.classes);
     const wasTraining = model.training;
     model.eval();
     let loss = 0;
@@ -160,7 +170,9 @@ export class Trainer extends EventEmitter<TrainerEvents> {
   }
 
   async fit(o: FitOptions): Promise<FitResult> {
-    if (!Number.isInteger(o.epochs) || o.epochs < 1) throw new RangeError(`epochs must be a positive integer, got ${o.epochs}`);
+    is.options('options', o);
+    is.integer('epochs', o.epochs, { min: 1 });
+    checkClassCount(o.model, o.classes);
     const device = Device.parse(o.device ?? o.model.device);
     o.model.to(device);
     const chosen = resolvePrecision(o.precision ?? 'auto', device);
@@ -197,7 +209,9 @@ export class Trainer extends EventEmitter<TrainerEvents> {
     const steps: { step: number; loss: number }[] = [];
     if (o.resume) {
       const file = o.resume === 'latest' ? manager?.latest()?.path : o.resume;
-      if (!file) throw new Error(`resume: no checkpoint found in ${o.checkpointDir ?? '(no checkpointDir)'}`);
+      if (!file) {
+        throw Object.assign(new Error(`resume: no checkpoint found in ${o.checkpointDir ?? '(no checkpointDir)'}`), { code: 'ENOENT' });
+      }
       const ck = loadCheckpoint(file);
       this.restore(ck, o);
       startEpoch = Number(ck.get('epoch'));

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { execFileSync } from 'node:child_process';
 import * as path from 'node:path';
-import { ResNet18, Tensor, load, manualSeed, save } from '../../lib';
+import { resnet18, Tensor, load, manualSeed, save } from '../../lib';
 import { readTensorDir, writeTensorDir } from '../support/npy';
 import { PYTHON, tempDir } from '../support/peer';
 
@@ -33,7 +33,7 @@ torch.save(m.state_dict(), sys.argv[1] + '/resnet18.pth')
 with torch.no_grad():
     write_dir(sys.argv[1] + '/io', {'x': x, 'y': m(x)})
 `, dir]);
-    const model = new ResNet18({ numClasses: 10 });
+    const model = resnet18({ numClasses: 10 });
     expect(model.loadStateDict(load(path.join(dir, 'resnet18.pth')))).toEqual({ missingKeys: [], unexpectedKeys: [] });
     const io = readTensorDir(path.join(dir, 'io'));
     const y = await model.eval().forward(io.get('x')!);
@@ -43,7 +43,7 @@ with torch.no_grad():
   it('a torchline checkpoint loads into torchvision (strict) and reproduces torchline\'s outputs', async () => {
     const dir = tempDir('interop-out');
     manualSeed(3);
-    const model = new ResNet18({ numClasses: 7 }).eval();
+    const model = resnet18({ numClasses: 7 }).eval();
     const x = Tensor.randn([2, 3, 64, 64]);
     const y = await model.forward(x);
     save(path.join(dir, 'ours.pth'), model.stateDict());

@@ -199,7 +199,7 @@ describe('decoding overlaps the consumer', () => {
     const make = () => new DataLoader(new ManifestDataset(rows), { transform: T.imagenetEval(224), batchSize: 32, numWorkers: 2, prefetch: 2 });
     const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
     for await (const b of make()) b.images.dispose(); // warm (page cache, threads)
-    let t0 = performance.now();
+    const t0 = performance.now();
     for await (const b of make()) b.images.dispose();
     const perBatch = (performance.now() - t0) / 6;
     // A training step twice as long as a batch's decode: while it runs, the

@@ -1,6 +1,6 @@
 import { beforeAll, describe, expect, it } from 'vitest';
 import * as path from 'node:path';
-import { ResNet, ResNet50, resnet18, Tensor, ResNetDepth } from '../../lib';
+import { ResNet, resnet18, resnet50, Tensor, ResNetDepth, RESNET_DEPTHS, resnetDepthOf } from '../../lib';
 import { readTensorDir } from '../support/npy';
 import { runPython, tempDir } from '../support/peer';
 
@@ -21,7 +21,7 @@ describe('ResNet family vs torchvision', () => {
     peerKeys = JSON.parse(runPython(PEER, ['keys']));
   });
 
-  it.each([18, 34, 50, 101, 152] as ResNetDepth[])('resnet%i state_dict keys, shapes and dtypes equal torchvision\'s', (depth) => {
+  it.each([...RESNET_DEPTHS])('resnet%i state_dict keys, shapes and dtypes equal torchvision\'s', (depth) => {
     const m = new ResNet(depth, { numClasses: 10 });
     const ours = [...m.stateDict()].map(([k, t]) => [k, t.shape, t.dtype]);
     expect(ours).toEqual(peerKeys[depth]);
@@ -43,12 +43,12 @@ describe('ResNet family vs torchvision', () => {
 
 describe('ResNet API', () => {
   it('counts parameters as torchvision does', () => {
-    expect(new ResNet50().numParameters()).toBe(25_557_032);
+    expect(resnet50().numParameters()).toBe(25_557_032);
     expect(resnet18().numParameters()).toBe(11_689_512);
   });
 
   it('replaceHead swaps fc for the new class count and keeps the backbone', () => {
-    const m = new ResNet50();
+    const m = resnet50();
     const before = m.stateDict().get('conv1.weight')!.toArray();
     m.replaceHead(7);
     expect(m.numClasses).toBe(7);
@@ -94,8 +94,18 @@ describe('ResNet API', () => {
   });
 
   it('rejects bad constructor arguments', () => {
-    expect(() => new ResNet(42 as ResNetDepth)).toThrow(/depth must be 18, 34, 50, 101 or 152/);
-    expect(() => new ResNet50({ numClasses: -1 })).toThrow(/numClasses/);
+    expect(() => new ResNet(42 as ResNetDepth)).toThrow(RangeError);
+    expect(() => new ResNet(42 as ResNetDepth)).toThrow(/^ResNet depth must be one of 18, 34, 50, 101 or 152, got 42$/);
+    expect(() => resnet50({ numClasses: -1 })).toThrow(/^numClasses must be a positive integer, got -1$/);
+    expect(() => resnet50({ numClasses: '10' as never })).toThrow(TypeError);
+    expect(() => resnet18().replaceHead(2.5)).toThrow(RangeError);
+    expect(() => resnet18().train('no' as never)).toThrow(/^mode must be a boolean, got "no"$/);
+  });
+
+  it('names the depth a state_dict holds, from its keys', () => {
+    for (const depth of RESNET_DEPTHS) expect(resnetDepthOf(new ResNet(depth, { numClasses: 3 }).stateDict().keys())).toBe(depth);
+    expect(resnetDepthOf(['conv1.weight', 'fc.weight'])).toBeUndefined();
+    expect(resnetDepthOf(['features.0.weight'])).toBeUndefined();
   });
 
   it('forward refuses inputs of the wrong shape or dtype with the expected one named', async () => {

@@ -246,7 +246,7 @@ describe('trainStep behaviour', () => {
     const back = other.stateDict();
     expect(back.param_groups.map((g) => g.lr)).toEqual([0.01, 0.001]);
     expect((back.state.get(0)!.exp_avg as Tensor).toArray()).toEqual((sd.state.get(0)!.exp_avg as Tensor).toArray());
-    expect(() => new Adam(model.parameters(), { lr: -1 })).toThrow(/Invalid learning rate/);
+    expect(() => new Adam(model.parameters(), { lr: -1 })).toThrow(/^options\.lr must be a finite number >= 0, got -1$/);
     expect(() => new SGD(model.parameters(), { lr: 0.1, nesterov: true })).toThrow(/Nesterov/);
   });
 });

@@ -77,7 +77,7 @@ describe('standard credentials', () => {
   // A local server standing in for GCS that echoes the caller's credentials.
   let server: http.Server;
   let base: string;
-  let seenAuth: string[] = [];
+  const seenAuth: string[] = [];
   const TOKEN = 'ya29.TOP-SECRET-TOKEN';
   beforeAll(async () => {
     server = http.createServer((req, res) => {

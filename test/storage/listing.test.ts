@@ -115,7 +115,7 @@ describe('partitioned listing of 5,000+ objects', () => {
       const open = cfg.openCostInBytes ?? 4 * 1024 * 1024;
       const maxBytes = cfg.maxPartitionBytes ?? 128 * 1024 * 1024;
       const total = want.reduce((s, o) => s + o.data.length + open, 0);
-      let split = Math.min(maxBytes, Math.max(open, Math.floor(total / cfg.minPartitionNum)));
+      const split = Math.min(maxBytes, Math.max(open, Math.floor(total / cfg.minPartitionNum)));
       expect(got.maxSplitBytes).toBe(split);
       const order = want.map((o, i) => ({ o, i })).sort((a, b) => b.o.data.length - a.o.data.length || a.i - b.i);
       const pack = (limit: number) => {

@@ -1,6 +1,6 @@
 // Small real datasets for Trainer/CLI tests: Fashion-MNIST images from Debian's package.
 import * as path from 'node:path';
-import { writeImageFolder } from '../../lib/cli/demo';
+import { writeFashionMnistFolder } from '../../lib/data/fashion-mnist';
 import { tempDir } from '../support/peer';
 
 /** root/{train,val}/<class>/*.jpg with `perClass` train and `valPerClass` held-out images. */
@@ -8,7 +8,7 @@ export async function fashionFolders(perClass: number, valPerClass: number): Pro
   const root = tempDir('fmnist');
   const train = path.join(root, 'train');
   const val = path.join(root, 'val');
-  await writeImageFolder('train', train, perClass);
-  await writeImageFolder('t10k', val, valPerClass);
+  await writeFashionMnistFolder('train', train, perClass);
+  await writeFashionMnistFolder('t10k', val, valPerClass);
   return { root, train, val };
 }
