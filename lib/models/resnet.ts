@@ -1,6 +1,8 @@
 // torchvision's ResNet family (v1.5) with torchvision's parameter names.
 import { binding } from '../native';
 import { Module } from './module';
+import { ResNet18_Weights, ResNet34_Weights, ResNet50_Weights, ResNet101_Weights, ResNet152_Weights } from './resnet_weights';
+import type { WeightsEnumBase, WeightsLike, WeightsLoadOptions } from './weights';
 
 export interface ResNetOptions {
   /** Output classes of the `fc` head (default 1000, ImageNet). */
@@ -66,9 +68,52 @@ export class ResNet152 extends ResNet {
   }
 }
 
-/** torchvision.models.resnet18(...) */
-export const resnet18 = (options: ResNetOptions = {}): ResNet => new ResNet18(options);
-export const resnet34 = (options: ResNetOptions = {}): ResNet => new ResNet34(options);
-export const resnet50 = (options: ResNetOptions = {}): ResNet => new ResNet50(options);
-export const resnet101 = (options: ResNetOptions = {}): ResNet => new ResNet101(options);
-export const resnet152 = (options: ResNetOptions = {}): ResNet => new ResNet152(options);
+export interface ResNetBuilderOptions extends ResNetOptions, WeightsLoadOptions {
+  /**
+   * Pretrained weights: an entry (`ResNet50_Weights.IMAGENET1K_V2`) or its name ('IMAGENET1K_V2',
+   * 'DEFAULT'). The builder then returns a Promise, since the file may have to be downloaded first.
+   */
+  weights?: WeightsLike | null;
+}
+
+/**
+ * A torchvision-style builder: without weights it returns the model, with weights a Promise of it
+ * (`await` works on both). Like torchvision, weights fix numClasses to the weights' categories: fine-tune
+ * with `(await resnet50({ weights: 'DEFAULT' })).replaceHead(n)`.
+ */
+export interface ResNetBuilder {
+  (options: ResNetBuilderOptions & { weights: WeightsLike }): Promise<ResNet>;
+  (options?: ResNetOptions & { weights?: null }): ResNet;
+  (options: ResNetBuilderOptions): ResNet | Promise<ResNet>;
+}
+
+function builder(Cls: new (options?: ResNetOptions) => ResNet, weightsEnum: WeightsEnumBase): ResNetBuilder {
+  return ((options: ResNetBuilderOptions = {}) => {
+    const { weights, numClasses, zeroInitResidual, ...load } = options;
+    if (weights === undefined || weights === null) return new Cls({ numClasses, zeroInitResidual });
+    return (async () => {
+      const entry = weightsEnum.verify(weights)!;
+      const n = entry.meta.categories.length;
+      if (numClasses !== undefined && numClasses !== n) {
+        throw new RangeError(
+          `${entry} has ${n} classes, numClasses ${numClasses} differs: load the weights, then replaceHead(${numClasses}) to fine-tune`,
+        );
+      }
+      const sd = await entry.getStateDict(load);
+      try {
+        const model = new Cls({ numClasses: n, zeroInitResidual });
+        model.loadStateDict(sd);
+        return model;
+      } finally {
+        for (const t of sd.values()) t.dispose();
+      }
+    })();
+  }) as ResNetBuilder;
+}
+
+/** torchvision.models.resnet18(weights=...) */
+export const resnet18 = builder(ResNet18, ResNet18_Weights);
+export const resnet34 = builder(ResNet34, ResNet34_Weights);
+export const resnet50 = builder(ResNet50, ResNet50_Weights);
+export const resnet101 = builder(ResNet101, ResNet101_Weights);
+export const resnet152 = builder(ResNet152, ResNet152_Weights);
