@@ -23,6 +23,7 @@ export const commands: Record<string, () => Command> = {
   bench: () => require('./bench').default,
   doctor: () => require('./doctor').default,
   demo: () => require('./demo').default,
+  weights: () => require('./weights').default,
 };
 /* eslint-enable @typescript-eslint/no-require-imports */
 
