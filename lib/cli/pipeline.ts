@@ -274,14 +274,20 @@ export async function runPipeline(c: PipelineConfig): Promise<PipelineResult> {
     const progress = !c.quiet;
     let what = c.pretrained;
     let sd: Map<string, InstanceType<typeof tl.Tensor>> | undefined;
-    if (src.kind === 'entry') {
-      what = String(src.entry);
-      sd = await src.entry.getStateDict({ progress });
-    } else if (src.kind === 'url') {
-      // The official file under a mirror URL is verified against the table's hash.
-      const base = src.value.replace(/[?#].*$/, '').split('/').pop();
-      const entry = tl.listModelWeights().flatMap((e) => e.entries()).find((w) => w.fileName === base);
-      sd = entry ? await entry.getStateDict({ source: src.value, progress }) : await tl.hub.loadStateDictFromUrl(src.value, { progress });
+    try {
+      if (src.kind === 'entry') {
+        what = String(src.entry);
+        sd = await src.entry.getStateDict({ progress });
+      } else if (src.kind === 'url') {
+        // The official file under a mirror URL is verified against the table's hash.
+        const base = src.value.replace(/[?#].*$/, '').split('/').pop();
+        const entry = tl.listModelWeights().flatMap((e) => e.entries()).find((w) => w.fileName === base);
+        sd = entry ? await entry.getStateDict({ source: src.value, progress }) : await tl.hub.loadStateDictFromUrl(src.value, { progress });
+      }
+    } catch (err) {
+      // Offline, corrupt or missing weights: the message says what to do; no stack trace.
+      if (err instanceof tl.WeightsError) throw new CliError(`--pretrained ${c.pretrained}: ${err.message}`);
+      throw err;
     }
     const rep = tl.checkpoint.loadPretrained(model, sd ?? c.pretrained);
     if (sd) for (const t of sd.values()) t.dispose();
