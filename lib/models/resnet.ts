@@ -87,10 +87,10 @@ export interface ResNetBuilder {
   (options: ResNetBuilderOptions): ResNet | Promise<ResNet>;
 }
 
-function builder(Cls: new (options?: ResNetOptions) => ResNet, weightsEnum: WeightsEnumBase): ResNetBuilder {
+function builder(depth: ResNetDepth, weightsEnum: WeightsEnumBase): ResNetBuilder {
   return ((options: ResNetBuilderOptions = {}) => {
     const { weights, numClasses, zeroInitResidual, ...load } = options;
-    if (weights === undefined || weights === null) return new Cls({ numClasses, zeroInitResidual });
+    if (weights === undefined || weights === null) return new ResNet(depth, { numClasses, zeroInitResidual });
     return (async () => {
       const entry = weightsEnum.verify(weights)!;
       const n = entry.meta.categories.length;
@@ -101,7 +101,7 @@ function builder(Cls: new (options?: ResNetOptions) => ResNet, weightsEnum: Weig
       }
       const sd = await entry.getStateDict(load);
       try {
-        const model = new Cls({ numClasses: n, zeroInitResidual });
+        const model = new ResNet(depth, { numClasses: n, zeroInitResidual });
         model.loadStateDict(sd);
         return model;
       } finally {
@@ -112,8 +112,8 @@ function builder(Cls: new (options?: ResNetOptions) => ResNet, weightsEnum: Weig
 }
 
 /** torchvision.models.resnet18(weights=...) */
-export const resnet18 = builder(ResNet18, ResNet18_Weights);
-export const resnet34 = builder(ResNet34, ResNet34_Weights);
-export const resnet50 = builder(ResNet50, ResNet50_Weights);
-export const resnet101 = builder(ResNet101, ResNet101_Weights);
-export const resnet152 = builder(ResNet152, ResNet152_Weights);
+export const resnet18 = builder(18, ResNet18_Weights);
+export const resnet34 = builder(34, ResNet34_Weights);
+export const resnet50 = builder(50, ResNet50_Weights);
+export const resnet101 = builder(101, ResNet101_Weights);
+export const resnet152 = builder(152, ResNet152_Weights);
