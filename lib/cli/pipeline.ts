@@ -9,6 +9,9 @@ import { CliError, inputStep } from './errors';
 
 /** The --model names: resnet18 ... resnet152. */
 export const MODEL_NAMES: string[] = RESNET_DEPTHS.map((d) => `resnet${d}`);
+// The weights table only (plain data, no LibTorch): --pretrained names are checked before any work.
+import '../models/resnet_weights';
+import { getModelWeights, type WeightsEntry } from '../models/weights';
 
 export interface PipelineConfig {
   bucket?: string;
@@ -29,7 +32,11 @@ export interface PipelineConfig {
   augment: 'imagenet' | 'flip' | 'none';
   mean: number[];
   std: number[];
-  /** A torchvision state_dict file to start from (fc is replaced when the classes differ). */
+  /**
+   * Weights to start from (fc is replaced when the classes differ): 'imagenet' (the model's DEFAULT weights),
+   * a weights name ('IMAGENET1K_V1', 'ResNet50_Weights.IMAGENET1K_V2'), a state_dict file, or an
+   * https:// / gs:// URL (downloaded once into the torch hub cache).
+   */
   pretrained?: string;
   /** Label from the file name (a regex with one group) instead of the folder. */
   labelRegex?: string;
@@ -120,7 +127,8 @@ export const PIPELINE_USAGE = `  --config FILE            JSON file with any of 
   --workers N              decode threads (default: cores)   --lr X   Adam learning rate (default 0.001)
   --model NAME             ${MODEL_NAMES.join('|')} (default resnet50)
   --image-size PX          (default 224)     --augment imagenet|flip|none (default imagenet)
-  --pretrained FILE        torchvision weights (.pth) to fine-tune from
+  --pretrained W           weights to fine-tune from: imagenet (the model's DEFAULT), a name such as
+                           IMAGENET1K_V1 (see \`torchline weights\`), a .pth file, or an https:// or gs:// URL
   --label-regex RE         label from the file name's first group instead of the folder
   --data-format F          folder (class sub-folders, default) or parquet: --train-dir / --val-dir are Spark
                            image or binaryFile tables (a folder or gs://bucket/table/), streamed by row group
@@ -194,8 +202,26 @@ export function resolveConfig(values: Record<string, unknown>, base: Partial<Pip
       throw new CliError(`--label-regex: ${(err as Error).message}`);
     }
   }
-  if (c.pretrained && !fs.existsSync(c.pretrained)) throw new CliError(`--pretrained ${c.pretrained}: no such file`);
+  if (c.pretrained) pretrainedSource(c.pretrained, c.model);
+
   return c;
+}
+
+type PretrainedSource = { kind: 'entry'; entry: WeightsEntry } | { kind: 'url' | 'file'; value: string };
+
+/** What --pretrained names, validated: a weights entry of the model, a URL or an existing file. */
+export function pretrainedSource(value: string, model: string): PretrainedSource {
+  if (/^(https?|gs):\/\//i.test(value)) return { kind: 'url', value };
+  const name = value.toLowerCase() === 'imagenet' ? 'DEFAULT' : value;
+  if (/^([A-Za-z0-9]+_Weights\.)?[A-Z][A-Z0-9_]*$/.test(name) && !fs.existsSync(value)) {
+    try {
+      return { kind: 'entry', entry: getModelWeights(model).verify(name)! };
+    } catch (err) {
+      throw new CliError(`--pretrained ${value}: ${(err as Error).message} (see \`torchline weights\`)`);
+    }
+  }
+  if (!fs.existsSync(value)) throw new CliError(`--pretrained ${value}: no such file (nor a weights name such as imagenet or IMAGENET1K_V1)`);
+  return { kind: 'file', value };
 }
 
 export interface PipelineResult {
@@ -281,8 +307,28 @@ export async function runPipeline(c: PipelineConfig): Promise<PipelineResult> {
   let model: InstanceType<typeof tl.ResNet>;
   if (c.pretrained) {
     model = new tl.ResNet(Number(c.model.slice(6)) as ResNetDepth, { numClasses: 1000 });
-    const rep = await inputStep(`--pretrained ${c.pretrained}`, () => tl.checkpoint.loadPretrained(model, c.pretrained as string));
-    say(c, `pretrained ${c.pretrained}: loaded ${rep.loaded.length} tensors, skipped ${rep.skipped.length}, missing ${rep.missing.length}`);
+    const src = pretrainedSource(c.pretrained, c.model);
+    const progress = !c.quiet;
+    let what = c.pretrained;
+    let sd: Map<string, InstanceType<typeof tl.Tensor>> | undefined;
+    try {
+      if (src.kind === 'entry') {
+        what = String(src.entry);
+        sd = await src.entry.getStateDict({ progress });
+      } else if (src.kind === 'url') {
+        // The official file under a mirror URL is verified against the table's hash.
+        const base = src.value.replace(/[?#].*$/, '').split('/').pop();
+        const entry = tl.listModelWeights().flatMap((e) => e.entries()).find((w) => w.fileName === base);
+        sd = entry ? await entry.getStateDict({ source: src.value, progress }) : await tl.hub.loadStateDictFromUrl(src.value, { progress });
+      }
+    } catch (err) {
+      // Offline, corrupt or missing weights: the message says what to do; no stack trace.
+      if (err instanceof tl.WeightsError) throw new CliError(`--pretrained ${c.pretrained}: ${err.message}`);
+      throw err;
+    }
+    const rep = await inputStep(`--pretrained ${c.pretrained}`, () => tl.checkpoint.loadPretrained(model, sd ?? (c.pretrained as string)));
+    if (sd) for (const t of sd.values()) t.dispose();
+    say(c, `pretrained ${what}: loaded ${rep.loaded.length} tensors, skipped ${rep.skipped.length}, missing ${rep.missing.length}`);
     if (numClasses !== model.numClasses) model.replaceHead(numClasses);
   } else {
     model = new tl.ResNet(Number(c.model.slice(6)) as ResNetDepth, { numClasses });

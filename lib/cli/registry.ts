@@ -39,6 +39,10 @@ export const commands: Record<string, Entry> = {
     summary: 'run the whole pipeline on Fashion-MNIST through a local GCS server',
     load: () => require('./demo').default,
   },
+  weights: {
+    summary: 'list the pretrained weights (torchvision names) and what is in the torch hub cache',
+    load: () => require('./weights').default,
+  },
 };
 
 /** Flags every command takes. */

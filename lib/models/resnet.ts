@@ -4,6 +4,8 @@ import * as is from '../is';
 import { binding } from '../native';
 import { RESNET_DEPTHS, type ResNetDepth } from './architectures';
 import { Module } from './module';
+import { ResNet18_Weights, ResNet34_Weights, ResNet50_Weights, ResNet101_Weights, ResNet152_Weights } from './resnet_weights';
+import type { WeightsEnumBase, WeightsLike, WeightsLoadOptions } from './weights';
 
 export interface ResNetOptions {
   /** Output classes of the `fc` head (default 1000, ImageNet). */
@@ -38,9 +40,52 @@ export class ResNet extends Module {
   }
 }
 
-/** torchvision.models.resnet18(...) */
-export const resnet18 = (options: ResNetOptions = {}): ResNet => new ResNet(18, options);
-export const resnet34 = (options: ResNetOptions = {}): ResNet => new ResNet(34, options);
-export const resnet50 = (options: ResNetOptions = {}): ResNet => new ResNet(50, options);
-export const resnet101 = (options: ResNetOptions = {}): ResNet => new ResNet(101, options);
-export const resnet152 = (options: ResNetOptions = {}): ResNet => new ResNet(152, options);
+export interface ResNetBuilderOptions extends ResNetOptions, WeightsLoadOptions {
+  /**
+   * Pretrained weights: an entry (`ResNet50_Weights.IMAGENET1K_V2`) or its name ('IMAGENET1K_V2',
+   * 'DEFAULT'). The builder then returns a Promise, since the file may have to be downloaded first.
+   */
+  weights?: WeightsLike | null;
+}
+
+/**
+ * A torchvision-style builder: without weights it returns the model, with weights a Promise of it
+ * (`await` works on both). Like torchvision, weights fix numClasses to the weights' categories: fine-tune
+ * with `(await resnet50({ weights: 'DEFAULT' })).replaceHead(n)`.
+ */
+export interface ResNetBuilder {
+  (options: ResNetBuilderOptions & { weights: WeightsLike }): Promise<ResNet>;
+  (options?: ResNetOptions & { weights?: null }): ResNet;
+  (options: ResNetBuilderOptions): ResNet | Promise<ResNet>;
+}
+
+function builder(depth: ResNetDepth, weightsEnum: WeightsEnumBase): ResNetBuilder {
+  return ((options: ResNetBuilderOptions = {}) => {
+    const { weights, numClasses, zeroInitResidual, ...load } = options;
+    if (weights === undefined || weights === null) return new ResNet(depth, { numClasses, zeroInitResidual });
+    return (async () => {
+      const entry = weightsEnum.verify(weights)!;
+      const n = entry.meta.categories.length;
+      if (numClasses !== undefined && numClasses !== n) {
+        throw new RangeError(
+          `${entry} has ${n} classes, numClasses ${numClasses} differs: load the weights, then replaceHead(${numClasses}) to fine-tune`,
+        );
+      }
+      const sd = await entry.getStateDict(load);
+      try {
+        const model = new ResNet(depth, { numClasses: n, zeroInitResidual });
+        model.loadStateDict(sd);
+        return model;
+      } finally {
+        for (const t of sd.values()) t.dispose();
+      }
+    })();
+  }) as ResNetBuilder;
+}
+
+/** torchvision.models.resnet18(weights=...) */
+export const resnet18 = builder(18, ResNet18_Weights);
+export const resnet34 = builder(34, ResNet34_Weights);
+export const resnet50 = builder(50, ResNet50_Weights);
+export const resnet101 = builder(101, ResNet101_Weights);
+export const resnet152 = builder(152, ResNet152_Weights);
