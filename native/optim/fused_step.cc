@@ -32,6 +32,14 @@ State& adamState(torch::optim::Optimizer& opt, const torch::Tensor& p, bool amsg
   return s;
 }
 
+// The fused kernels walk a parameter, its gradient and its state in memory
+// order: all must share the parameter's strides (channels_last weights whose
+// state came from a checkpoint in NCHW, or a gradient in another layout).
+torch::Tensor sameLayout(const torch::Tensor& t, const torch::Tensor& p) {
+  if (!t.defined() || t.strides() == p.strides()) return t;
+  return torch::empty_like(p).copy_(t);
+}
+
 template <class Options, class State>
 void adamGroups(OptimizerHandle& h, bool decoupled, const std::optional<torch::Tensor>& gradScale,
                 const std::optional<torch::Tensor>& foundInf) {
@@ -43,8 +51,11 @@ void adamGroups(OptimizerHandle& h, bool decoupled, const std::optional<torch::T
       if (!p.grad().defined()) continue;
       auto& s = adamState<State>(opt, p, o.amsgrad());
       s.step(s.step() + 1);
+      s.exp_avg(sameLayout(s.exp_avg(), p));
+      s.exp_avg_sq(sameLayout(s.exp_avg_sq(), p));
+      if (o.amsgrad()) s.max_exp_avg_sq(sameLayout(s.max_exp_avg_sq(), p));
       params.push_back(p);
-      grads.push_back(p.grad());
+      grads.push_back(sameLayout(p.grad(), p));
       m.push_back(s.exp_avg());
       v.push_back(s.exp_avg_sq());
       if (o.amsgrad()) vmax.push_back(s.max_exp_avg_sq());
@@ -74,13 +85,16 @@ void sgdGroups(OptimizerHandle& h, const std::optional<torch::Tensor>& gradScale
     for (auto& p : group.params()) {
       if (!p.grad().defined()) continue;
       params.push_back(p);
-      grads.push_back(p.grad());
+      grads.push_back(sameLayout(p.grad(), p));
       if (o.momentum() == 0) continue;
       auto key = static_cast<std::decay_t<decltype(state)>::key_type>(p.unsafeGetTensorImpl());
       auto it = state.find(key);
       if (it == state.end()) it = state.emplace(key, std::make_unique<torch::optim::SGDParamState>()).first;
       auto& s = static_cast<torch::optim::SGDParamState&>(*it->second);
-      if (s.momentum_buffer().defined()) first = false;
+      if (s.momentum_buffer().defined()) {
+        first = false;
+        s.momentum_buffer(sameLayout(s.momentum_buffer(), p));
+      }
       bufs.push_back(s.momentum_buffer());
     }
     if (params.empty()) continue;

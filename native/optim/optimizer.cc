@@ -275,7 +275,9 @@ Napi::Value OptimizerHandle::LoadState(const Napi::CallbackInfo& info) {
     if (t.sizes() != like.sizes())
       throw std::invalid_argument(std::string("optimizer state ") + key + " has shape " + shapeString(t.sizes()) +
                                   " but its parameter has " + shapeString(like.sizes()));
-    return t.to(like.device(), like.scalar_type()).clone();
+    // In the parameter's own layout (channels_last weights): the fused kernels walk
+    // a parameter and its state element by element in memory order.
+    return torch::empty_like(like).copy_(t);
   };
   for (uint32_t i = 0; i < entries.Length(); i++) {
     auto o = entries.Get(i).As<Napi::Object>();

@@ -11,7 +11,7 @@ import * as path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Adam, DataLoader, ImageFolder, ParquetImageDataset, Trainer, manualSeed, resnet18, transforms as T } from '../../lib';
 import { RandomSampler, type Dataset, type Sampler } from '../../lib/data';
-import { writeImageFolder } from '../../lib/cli/demo';
+import { writeFashionMnistFolder as writeImageFolder } from '../../lib/data/fashion-mnist';
 import { makeTable, tmpDir } from './helpers';
 
 const TRANSFORM = [T.Resize([32, 32]), T.Normalize([0.286, 0.286, 0.286], [0.353, 0.353, 0.353])];

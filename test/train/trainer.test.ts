@@ -107,7 +107,7 @@ const T = tl.transforms;
   const trainer = new tl.Trainer();
   if (stopAfter !== '-') trainer.on('step', ({ globalStep }) => { if (globalStep === Number(stopAfter)) trainer.requestStop('test'); });
   await trainer.fit({ model, optimizer, train, epochs: Number(epochs), checkpointEvery: 1, checkpointDir: ckDir, keepLast: 10,
-    resume: resume === '-' ? undefined : resume, progress: null, handleSignals: false });
+    resume: resume === '-' ? undefined : resume, progress: null, handleSignals: false, precision: process.env.TL_PRECISION || 'auto' });
   tl.save(out, model.stateDict());
 })().catch((e) => { console.error(e); process.exit(1); });
 `);
