@@ -122,6 +122,19 @@ interface Parsed {
   prefix: string;
 }
 
+/**
+ * A value from a (hostile) pickle, for an error message. Never throws:
+ * JSON.stringify throws on a bigint or a cycle, String() on a null-prototype object.
+ */
+function show(v: unknown): string {
+  if (typeof v === 'bigint') return `${v}`;
+  try {
+    return JSON.stringify(v) ?? String(v);
+  } catch {
+    return Object.prototype.toString.call(v);
+  }
+}
+
 /** Everything but the storage bytes: the pickle, checked against the archive. */
 /** The persistent-id hook: validates ids and collects the storages they name. */
 function storageCollector(name: string) {
@@ -139,7 +152,7 @@ function storageCollector(name: string) {
       throw new CheckpointError(`${name}: storage type '${tn}' is not supported (complex/quantized dtypes are not)`, { file: name });
     }
     if (typeof key !== 'string' || !/^[A-Za-z0-9_.-]+$/.test(key) || key.includes('..'))
-      throw new CheckpointError(`${name}: bad storage key ${JSON.stringify(key)}`, { file: name });
+      throw new CheckpointError(`${name}: bad storage key ${show(key)}`, { file: name });
     if (typeof numel !== 'number' || !Number.isSafeInteger(numel) || numel < 0)
       throw new CheckpointError(`${name}: bad storage size for key ${key}`, { file: name });
     const seen = storages.get(key);

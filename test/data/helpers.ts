@@ -6,7 +6,8 @@ import * as path from 'node:path';
 import { Batch, DataLoader } from '../../lib';
 
 export const PHOTOS = '/usr/share/doc/opencv-doc/examples/data';
-export { PYTHON as PY } from '../support/peer';
+import { PYTHON } from '../support/peer';
+export const PY = PYTHON;
 export const PEER = path.join(__dirname, 'peer.py');
 
 export function photos(): string[] {
