@@ -234,9 +234,11 @@ function parseLegacy(src: ByteSource): Parsed {
         return { up, v, end: up.position };
       };
       const magic = next(0);
-      if (BigInt(magic.v as number | bigint) !== LEGACY_MAGIC) fail('bad magic number');
+      // BigInt() throws on anything but an integer: check the type first.
+      const m = magic.v;
+      if (!((typeof m === 'number' && Number.isSafeInteger(m)) || typeof m === 'bigint') || BigInt(m) !== LEGACY_MAGIC) fail('bad magic number');
       const proto = next(magic.end);
-      if (proto.v !== 1001) fail(`protocol ${String(proto.v)} is not supported`);
+      if (proto.v !== 1001) fail(`protocol ${show(proto.v)} is not supported`);
       const sys = next(proto.end);
       const info = sys.up.finalize(sys.v, (x) => x) as Record<string, unknown>;
       if (!info || info.little_endian !== true) fail('big-endian files are not supported');

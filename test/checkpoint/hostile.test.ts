@@ -110,6 +110,10 @@ describe('damaged zips', () => {
     expectCheckpointError(() => load(Buffer.from('x'.repeat(5000))), /not a torch.save checkpoint/);
     expectCheckpointError(() => load(Buffer.concat([Buffer.from([0x80, 0x02, 0x8a, 0x0a]), Buffer.alloc(100)])), /legacy torch.save file/);
     expectCheckpointError(() => load(Buffer.from([0x80, 0x02, 0x4b, 0x05, 0x2e])), /legacy torch.save file: bad magic number/);
+    // Found by scripts/fuzz.mjs: a magic number that is a dict or a fraction made BigInt() throw a SyntaxError.
+    expectCheckpointError(() => load(Buffer.from([0x80, 0x02, 0x7d, 0x2e])), /legacy torch.save file: bad magic number/);
+    const half = Buffer.from([0x80, 0x02, 0x47, 0x3f, 0xf8, 0, 0, 0, 0, 0, 0, 0x2e]); // BINFLOAT 1.5
+    expectCheckpointError(() => load(half), /legacy torch.save file: bad magic number/);
   });
 
   it('an archive without data.pkl is not a checkpoint', () => {
