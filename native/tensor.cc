@@ -3,6 +3,7 @@
 #include "addon.h"
 #include "executor.h"
 
+#include <algorithm>
 #include <atomic>
 #include <cstring>
 
@@ -17,21 +18,33 @@ int64_t hostBytes(const torch::Tensor& t) {
   return static_cast<int64_t>(t.storage().nbytes());
 }
 
-size_t typedArrayElementSize(napi_typedarray_type t) {
+// The TypedArray kinds a tensor can be made from, and the dtypes each may
+// hold (16-bit words carry float16/bfloat16 bits). Any other kind, including
+// ones newer than this list (Float16Array), is refused: guessing its element
+// size would read past the end of its buffer.
+struct ArrayKind {
+  const char* name;
+  size_t bytes;
+  std::vector<c10::ScalarType> dtypes;
+};
+
+const ArrayKind* arrayKind(napi_typedarray_type t) {
+  static const ArrayKind i8{"Int8Array", 1, {c10::kChar}}, u8{"Uint8Array", 1, {c10::kByte, c10::kBool}},
+      u8c{"Uint8ClampedArray", 1, {c10::kByte}}, i16{"Int16Array", 2, {c10::kShort}},
+      u16{"Uint16Array", 2, {c10::kHalf, c10::kBFloat16}}, i32{"Int32Array", 4, {c10::kInt}},
+      f32{"Float32Array", 4, {c10::kFloat}}, f64{"Float64Array", 8, {c10::kDouble}},
+      i64{"BigInt64Array", 8, {c10::kLong}};
   switch (t) {
-    case napi_int8_array:
-    case napi_uint8_array:
-    case napi_uint8_clamped_array:
-      return 1;
-    case napi_int16_array:
-    case napi_uint16_array:
-      return 2;
-    case napi_int32_array:
-    case napi_uint32_array:
-    case napi_float32_array:
-      return 4;
-    default:
-      return 8;
+    case napi_int8_array: return &i8;
+    case napi_uint8_array: return &u8;
+    case napi_uint8_clamped_array: return &u8c;
+    case napi_int16_array: return &i16;
+    case napi_uint16_array: return &u16;
+    case napi_int32_array: return &i32;
+    case napi_float32_array: return &f32;
+    case napi_float64_array: return &f64;
+    case napi_bigint64_array: return &i64;
+    default: return nullptr;  // Uint32Array, BigUint64Array (no such dtype), Float16Array, future kinds
   }
 }
 
@@ -71,12 +84,18 @@ TensorHandle::TensorHandle(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Te
   auto dtype = dtypeFromName(argString(info, 2, "dtype"));
   int64_t numel = 1;
   for (auto d : shape) numel *= d;
-  size_t elem = typedArrayElementSize(arr.TypedArrayType());
+  const ArrayKind* kind = arrayKind(arr.TypedArrayType());
+  if (!kind)
+    throw ArgError("Tensor data must be an Int8Array, Uint8Array, Uint8ClampedArray, Int16Array, Uint16Array "
+                   "(float16/bfloat16 bits), Int32Array, Float32Array, Float64Array or BigInt64Array");
+  size_t elem = kind->bytes;
+  if (std::find(kind->dtypes.begin(), kind->dtypes.end(), dtype) == kind->dtypes.end())
+    throw ArgError(std::string("a ") + kind->name + " cannot hold dtype " + dtypeName(dtype));
   if (static_cast<int64_t>(arr.ElementLength()) != numel)
     throw std::invalid_argument("data has " + std::to_string(arr.ElementLength()) + " elements but shape " +
                                 shapeString(shape) + " needs " + std::to_string(numel));
-  if (static_cast<int64_t>(elem) != c10::elementSize(dtype))
-    throw ArgError("a " + std::to_string(elem * 8) + "-bit TypedArray cannot hold dtype " + dtypeName(dtype));
+  if (arr.ByteLength() != static_cast<size_t>(numel) * elem)
+    throw ArgError("Tensor data: the array's byte length does not match its element count");
   auto out = torch::empty(shape, torch::TensorOptions().dtype(dtype));
   if (numel > 0) {
     auto* src = static_cast<uint8_t*>(arr.ArrayBuffer().Data()) + arr.ByteOffset();
@@ -98,6 +117,7 @@ void TensorHandle::release() {
   if (reported_) Napi::MemoryManagement::AdjustExternalMemory(Env(), -reported_);
   reported_ = 0;
   tensor_ = torch::Tensor();
+  owner_.reset();
   disposed_ = true;
 }
 
@@ -109,6 +129,17 @@ const torch::Tensor& TensorHandle::live() const {
 Napi::Object TensorHandle::New(Napi::Env env, torch::Tensor t, bool owned) {
   auto ext = Napi::External<torch::Tensor>::New(env, &t);
   return addonData(env).tensorCtor.New({ext, Napi::Boolean::New(env, owned)});
+}
+
+Napi::Object TensorHandle::NewAlias(Napi::Env env, torch::Tensor t, std::shared_ptr<Executor> owner) {
+  Napi::Object o = New(env, std::move(t), false);
+  Unwrap(o)->owner_ = std::move(owner);
+  return o;
+}
+
+std::shared_ptr<Executor> TensorHandle::OwnerOf(Napi::Value v) {
+  if (!v.IsObject() || !v.As<Napi::Object>().InstanceOf(addonData(v.Env()).tensorCtor.Value())) return nullptr;
+  return Unwrap(v.As<Napi::Object>())->owner_;
 }
 
 torch::Tensor TensorHandle::From(Napi::Value v, const char* name) {

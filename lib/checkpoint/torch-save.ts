@@ -122,6 +122,19 @@ interface Parsed {
   prefix: string;
 }
 
+/**
+ * A value from a (hostile) pickle, for an error message. Never throws:
+ * JSON.stringify throws on a bigint or a cycle, String() on a null-prototype object.
+ */
+function show(v: unknown): string {
+  if (typeof v === 'bigint') return `${v}`;
+  try {
+    return JSON.stringify(v) ?? String(v);
+  } catch {
+    return Object.prototype.toString.call(v);
+  }
+}
+
 /** Everything but the storage bytes: the pickle, checked against the archive. */
 /** The persistent-id hook: validates ids and collects the storages they name. */
 function storageCollector(name: string) {
@@ -139,7 +152,7 @@ function storageCollector(name: string) {
       throw new CheckpointError(`${name}: storage type '${tn}' is not supported (complex/quantized dtypes are not)`, { file: name });
     }
     if (typeof key !== 'string' || !/^[A-Za-z0-9_.-]+$/.test(key) || key.includes('..'))
-      throw new CheckpointError(`${name}: bad storage key ${JSON.stringify(key)}`, { file: name });
+      throw new CheckpointError(`${name}: bad storage key ${show(key)}`, { file: name });
     if (typeof numel !== 'number' || !Number.isSafeInteger(numel) || numel < 0)
       throw new CheckpointError(`${name}: bad storage size for key ${key}`, { file: name });
     const seen = storages.get(key);
@@ -221,9 +234,11 @@ function parseLegacy(src: ByteSource): Parsed {
         return { up, v, end: up.position };
       };
       const magic = next(0);
-      if (BigInt(magic.v as number | bigint) !== LEGACY_MAGIC) fail('bad magic number');
+      // BigInt() throws on anything but an integer: check the type first.
+      const m = magic.v;
+      if (!((typeof m === 'number' && Number.isSafeInteger(m)) || typeof m === 'bigint') || BigInt(m) !== LEGACY_MAGIC) fail('bad magic number');
       const proto = next(magic.end);
-      if (proto.v !== 1001) fail(`protocol ${String(proto.v)} is not supported`);
+      if (proto.v !== 1001) fail(`protocol ${show(proto.v)} is not supported`);
       const sys = next(proto.end);
       const info = sys.up.finalize(sys.v, (x) => x) as Record<string, unknown>;
       if (!info || info.little_endian !== true) fail('big-endian files are not supported');

@@ -36,6 +36,16 @@ export interface DataLoaderOptions {
   onError?: 'skip' | 'raise';
   /** Images with more pixels are refused (decompression bombs); 0 disables. Default 178956970 (PIL's). */
   maxPixels?: number;
+  /**
+   * Bytes of libjpeg working memory one worker may use for one image (the whole-image coefficient buffer of a
+   * progressive JPEG: ~3 bytes per pixel at 4:2:0); larger files are refused as bad images. Default 256 MiB.
+   */
+  maxDecoderMemory?: number;
+  /**
+   * Apply the EXIF orientation tag (rotate/flip as the camera was held), as PIL's ImageOps.exif_transpose.
+   * Default true. torchvision's ImageFolder does NOT apply it: pass false to get its pixels exactly.
+   */
+  exifTranspose?: boolean;
   /** uint8 images (N,3,H,W, 0..255) instead of normalised float32: normalise on the device. */
   uint8?: boolean;
   /**
@@ -130,6 +140,8 @@ export class DataLoader implements AsyncIterable<Batch> {
       pinMemory: this.pinMemory,
       dctScaling: options.dctScaling,
       maxPixels: options.maxPixels ?? DEFAULT_MAX_PIXELS,
+      maxDecoderBytes: options.maxDecoderMemory,
+      exifTranspose: options.exifTranspose,
     });
     this.pipeline = new binding.data.DataPipeline(this.spec, this.numWorkers);
   }
@@ -232,7 +244,7 @@ export class DataLoader implements AsyncIterable<Batch> {
     if (declined.length > 0) {
       const decoded = await Promise.all(
         declined.map((i) =>
-          decodeWithSharp(items[i].source as string | Uint8Array, this.spec.maxPixels).then(
+          decodeWithSharp(items[i].source as string | Uint8Array, this.spec.maxPixels, { exifTranspose: this.spec.exifTranspose }).then(
             (img) => img,
             (err: unknown) => new Error(err instanceof Error ? err.message : String(err)),
           ),

@@ -39,6 +39,11 @@ export function RandomResizedCrop(
   const sc = range(scale, 'RandomResizedCrop scale');
   const ra = range(ratio, 'RandomResizedCrop ratio');
   if (sc[0] > sc[1] || ra[0] > ra[1]) throw new RangeError('RandomResizedCrop: scale and ratio should be of kind (min, max)');
+  // The crop is a fraction of the image: 0 or less never fits, over 1 never fits either.
+  if (!(sc[0] > 0 && sc[1] <= 1))
+    throw new RangeError(`RandomResizedCrop: scale must lie in (0, 1], got [${sc[0]}, ${sc[1]}]`);
+  // log(ratio) is drawn: a ratio <= 0 has no logarithm.
+  if (!(ra[0] > 0)) throw new RangeError(`RandomResizedCrop: ratio must be > 0, got [${ra[0]}, ${ra[1]}]`);
   return { op: 'RandomResizedCrop', size: hw(size, 'RandomResizedCrop'), scale: sc, ratio: ra };
 }
 
@@ -79,6 +84,9 @@ export function Compose(transforms: readonly Transform[]): Transform {
   return { op: 'Compose', transforms: [...transforms] };
 }
 
+/** Default libjpeg working memory per image and worker (256 MiB). */
+export const DEFAULT_MAX_DECODER_BYTES = 256 * 2 ** 20;
+
 export const IMAGENET_MEAN: [number, number, number] = [0.485, 0.456, 0.406];
 export const IMAGENET_STD: [number, number, number] = [0.229, 0.224, 0.225];
 
@@ -102,6 +110,9 @@ export interface PipelineSpec {
   pinMemory?: boolean;
   dctScaling: boolean;
   maxPixels: number;
+  /** libjpeg working memory per image, bytes (see DataLoaderOptions.maxDecoderMemory). */
+  maxDecoderBytes: number;
+  exifTranspose: boolean;
 }
 
 export function flatten(t: Transform | readonly Transform[]): PipelineSpec['ops'] {
@@ -118,7 +129,7 @@ export function flatten(t: Transform | readonly Transform[]): PipelineSpec['ops'
 
 export function toSpec(
   t: Transform | readonly Transform[],
-  options: { uint8?: boolean; pinMemory?: boolean; dctScaling?: boolean; maxPixels?: number } = {},
+  options: { uint8?: boolean; pinMemory?: boolean; dctScaling?: boolean; maxPixels?: number; maxDecoderBytes?: number; exifTranspose?: boolean } = {},
 ): PipelineSpec {
   const ops = flatten(t);
   // The batch needs one size: the last op that sets it must set both sides.
@@ -131,6 +142,10 @@ export function toSpec(
     throw new TypeError(
       'the transforms must end with a fixed output size (RandomResizedCrop, CenterCrop or Resize([h, w])) to batch images',
     );
+  const maxDecoderBytes = options.maxDecoderBytes ?? DEFAULT_MAX_DECODER_BYTES;
+  if (!(Number.isSafeInteger(maxDecoderBytes) && maxDecoderBytes >= 0))
+    throw new RangeError(`maxDecoderMemory must be a non-negative integer (bytes; 0: no limit), got ${maxDecoderBytes}`);
+  if (options.exifTranspose !== undefined && typeof options.exifTranspose !== 'boolean') throw new TypeError('exifTranspose must be a boolean');
   return {
     ops,
     outH: size[0],
@@ -139,5 +154,7 @@ export function toSpec(
     pinMemory: options.pinMemory ?? false,
     dctScaling: options.dctScaling ?? ops.some((o) => o.op === 'RandomResizedCrop'),
     maxPixels: options.maxPixels ?? 0,
+    maxDecoderBytes: options.maxDecoderBytes ?? DEFAULT_MAX_DECODER_BYTES,
+    exifTranspose: options.exifTranspose ?? true,
   };
 }

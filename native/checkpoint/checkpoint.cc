@@ -19,8 +19,10 @@
 #include <immintrin.h>
 #endif
 
+#include <algorithm>
 #include <array>
 #include <atomic>
+#include <condition_variable>
 #include <cerrno>
 #include <cstring>
 #include <mutex>
@@ -244,7 +246,12 @@ ReadResult readStorages(const ReadJob& job) {
   };
   int threads = std::max(1, std::min<int>(job.threads, static_cast<int>(n)));
   std::vector<std::thread> pool;
-  for (int k = 1; k < threads; k++) pool.emplace_back(work);
+  // A thread the OS refuses only costs speed: the threads that started (and
+  // this one) share the work.
+  try {
+    for (int k = 1; k < threads; k++) pool.emplace_back(work);
+  } catch (const std::exception&) {
+  }
   work();
   for (auto& t : pool) t.join();
   if (!err.empty()) throw std::runtime_error(err);
@@ -382,17 +389,82 @@ Napi::Value Crc32(const Napi::CallbackInfo& info) {
   TL_GUARD_END(info.Env())
 }
 
+// Holds executors at a common point: each `hold` job parks its executor until
+// the snapshot job (on another executor) has copied the tensors.
+struct SnapshotGate {
+  std::mutex mu;
+  std::condition_variable cv;
+  size_t arrived = 0;
+  bool done = false;
+};
+
+Napi::Promise snapshotOn(Napi::Env env, Executor& main, std::vector<torch::Tensor> src,
+                         std::shared_ptr<SnapshotGate> gate, size_t others);
+
 // checkpointSnapshotAsync(tensors) -> Promise<[ArrayBuffer, crc][]>: contiguous
-// CPU copies and their CRC-32s, made on the step executor. Being FIFO with
-// the training steps, the copies see every step queued before the call and
-// none queued after: a consistent snapshot while JS goes on.
+// CPU copies and their CRC-32s, made on the executor of the model that owns
+// the tensors (the shared one for tensors no model owns). Being FIFO with
+// that model's steps, the copies see every step queued before the call and
+// none queued after: a consistent snapshot while JS goes on. Tensors of
+// several models: the snapshot waits until every one of their executors has
+// reached it (all are queued from this thread in one order: no deadlock).
 Napi::Value SnapshotAsync(const Napi::CallbackInfo& info) {
   TL_GUARD_BEGIN
   if (info.Length() < 1 || !info[0].IsArray()) throw ArgError("tensors must be an array of Tensors");
   auto arr = info[0].As<Napi::Array>();
   std::vector<torch::Tensor> src;
-  for (uint32_t i = 0; i < arr.Length(); i++) src.push_back(TensorHandle::From(arr.Get(i), "tensor"));
-  return Executor::shared().submit(info.Env(), [src = std::move(src)]() -> Finisher {
+  std::vector<std::shared_ptr<Executor>> owners;
+  for (uint32_t i = 0; i < arr.Length(); i++) {
+    src.push_back(TensorHandle::From(arr.Get(i), "tensor"));
+    auto owner = TensorHandle::OwnerOf(arr.Get(i));
+    if (owner && std::find(owners.begin(), owners.end(), owner) == owners.end()) owners.push_back(owner);
+  }
+  Executor& main = owners.empty() ? Executor::shared() : *owners[0];
+  auto gate = std::make_shared<SnapshotGate>();
+  const size_t others = owners.empty() ? 0 : owners.size() - 1;
+  auto open = [gate] {  // lets parked executors go if the snapshot is never queued
+    std::lock_guard<std::mutex> lock(gate->mu);
+    gate->done = true;
+    gate->cv.notify_all();
+  };
+  try {
+    for (size_t k = 1; k < owners.size(); k++) {
+      owners[k]->submit(info.Env(), [gate]() -> Finisher {
+        std::unique_lock<std::mutex> lock(gate->mu);
+        gate->arrived++;
+        gate->cv.notify_all();
+        gate->cv.wait(lock, [&] { return gate->done; });
+        return [](Napi::Env env) -> Napi::Value { return env.Undefined(); };
+      });
+    }
+  } catch (...) {
+    open();
+    throw;
+  }
+  try {
+    return snapshotOn(info.Env(), main, std::move(src), gate, others);
+  } catch (...) {
+    open();
+    throw;
+  }
+  TL_GUARD_END(info.Env())
+}
+
+Napi::Promise snapshotOn(Napi::Env env, Executor& main, std::vector<torch::Tensor> src,
+                         std::shared_ptr<SnapshotGate> gate, size_t others) {
+  return main.submit(env, [src = std::move(src), gate, others]() -> Finisher {
+    struct Release {
+      SnapshotGate& g;
+      ~Release() {
+        std::lock_guard<std::mutex> lock(g.mu);
+        g.done = true;
+        g.cv.notify_all();
+      }
+    } release{*gate};
+    {
+      std::unique_lock<std::mutex> lock(gate->mu);
+      gate->cv.wait(lock, [&] { return gate->arrived == others; });
+    }
     auto out = std::make_shared<std::vector<std::pair<torch::Tensor, uint32_t>>>();
     for (const auto& t : src) {
       auto copy = torch::empty(t.sizes(), t.options().device(torch::kCPU).memory_format(c10::MemoryFormat::Contiguous));
@@ -411,7 +483,6 @@ Napi::Value SnapshotAsync(const Napi::CallbackInfo& info) {
       return res;
     };
   });
-  TL_GUARD_END(info.Env())
 }
 
 }  // namespace

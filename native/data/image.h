@@ -12,6 +12,11 @@
 
 namespace tl::data {
 
+constexpr int64_t kDefaultMaxDecoderBytes = int64_t(256) << 20;
+// Per-thread scratch buffers above this size are freed after each image, so
+// one huge image does not keep its peak memory in every worker for good.
+constexpr size_t kKeepScratchBytes = size_t(16) << 20;
+
 // A problem with one image (bad file, unsupported content): the loader's
 // onError policy decides whether it is skipped or raised.
 struct ImageError : std::runtime_error {
@@ -36,6 +41,10 @@ struct Plan {
   bool uint8Out = false;   // NCHW uint8 (normalise later, e.g. on the GPU) instead of float32
   bool dctScaling = true;  // let libjpeg-turbo decode at n/8 scale when the crop allows
   int64_t maxPixels = 0;   // 0: no limit
+  // libjpeg's working memory for one image (the whole-image coefficient
+  // buffer of progressive and multi-scan JPEGs): larger files are refused.
+  int64_t maxDecoderBytes = kDefaultMaxDecoderBytes;
+  bool exifTranspose = true;  // JPEGs with an EXIF orientation go to sharp, which applies it
   size_t sampleBytes() const { return size_t(3) * outH * outW * (uint8Out ? 1 : 4); }
 };
 
@@ -52,8 +61,25 @@ struct Sniff {
   std::string reason;     // why not, for the logs
   int width = 0, height = 0;
   bool hasEnd = false;    // an EOI marker follows the first scan (else: truncated)
+  bool cmyk = false;      // 4 components (Adobe CMYK or YCCK): converted as PIL does
+  int orientation = 0;    // EXIF orientation, 0 when absent
+  // Bytes of the whole-image coefficient buffer libjpeg allocates (and
+  // zeroes) for a progressive or multi-scan file; 0 for single-scan files.
+  int64_t coefBytes = 0;
 };
-Sniff sniffJpeg(const uint8_t* data, size_t size);
+// exifTranspose: whether an EXIF orientation > 1 sends the file to sharp.
+Sniff sniffJpeg(const uint8_t* data, size_t size, bool exifTranspose = true);
+
+// Throws ImageError when decoding needs more working memory than the limit.
+void checkDecoderMemory(int64_t coefBytes, int width, int height, int64_t maxDecoderBytes);
+
+// PIL's CMYK -> RGB for a JPEG's CMYK samples (PIL reads them as Adobe
+// inverted CMYK, then Convert.c cmyk2rgb): n pixels, 4 bytes in, 3 out.
+void cmykToRgb(const uint8_t* cmyk, uint8_t* rgb, size_t n);
+
+// Frees this thread's scratch buffers that grew past kKeepScratchBytes.
+void trimImageScratch();
+void trimResampleScratch();
 
 // Deterministic per-sample random numbers, independent of thread scheduling.
 class SampleRng {
@@ -94,8 +120,11 @@ void processRgb(const Plan& plan, const uint8_t* rgb, int width, int height, uin
 void processOcv(const Plan& plan, const uint8_t* data, size_t size, int width, int height, int mode, uint64_t seed,
                 uint8_t* out);
 int ocvChannels(int mode);
-// Decode only, full size (the benchmark's upper bound and tests).
-RgbImage decodeJpeg(const uint8_t* data, size_t size, int scaleNum = 8, int64_t maxPixels = 0);
+// Decode only, at scale scaleNum/8 (the benchmark's upper bound and tests).
+// scaleNum must be one of libjpeg-turbo's factors (1..16 eighths).
+bool validScaleNum(int scaleNum);
+RgbImage decodeJpeg(const uint8_t* data, size_t size, int scaleNum = 8, int64_t maxPixels = 0,
+                    int64_t maxDecoderBytes = kDefaultMaxDecoderBytes);
 
 // PIL's Image.resize(BILINEAR) of the crop (x, y, w, h) of src to outW x outH,
 // rows [rowFrom, rowTo) of the result only; bit-exact with Pillow's 8-bit path.
@@ -119,7 +148,7 @@ struct RegionRequest {
   int num = 8;  // scale num/8
   int x0 = 0, y0 = 0, x1 = 1 << 30, y1 = 1 << 30;  // in the scaled image
 };
-void decodeJpegRegion(const uint8_t* data, size_t size, int64_t maxPixels,
+void decodeJpegRegion(const uint8_t* data, size_t size, int64_t maxPixels, int64_t maxDecoderBytes,
                       const std::function<void(int w, int h, RegionRequest& r)>& onHeader, RgbImage& img, int& ox,
                       int& oy);
 #endif

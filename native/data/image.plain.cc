@@ -50,8 +50,11 @@ int exifOrientation(const uint8_t* seg, size_t len) {
 
 }  // namespace
 
-Sniff sniffJpeg(const uint8_t* d, size_t size) {
+Sniff sniffJpeg(const uint8_t* d, size_t size, bool exifTranspose) {
   Sniff s;
+  int samp[4][2] = {};  // per component: horizontal, vertical sampling factor
+  bool progressive = false;
+  int scanComponents = 0;
   if (size < 4 || d[0] != 0xFF || d[1] != 0xD8 || d[2] != 0xFF) {
     s.reason = "not a JPEG";
     return s;
@@ -72,6 +75,7 @@ Sniff sniffJpeg(const uint8_t* d, size_t size) {
       continue;
     }
     if (m == 0xDA) {
+      if (pos + 4 < size) scanComponents = d[pos + 4];
       // Entropy-coded data never holds FF D9, so an EOI after the first scan
       // means the file is complete; without one it was cut short.
       for (size_t i = size - 1; i > pos + 1 && !s.hasEnd; i--) s.hasEnd = d[i - 1] == 0xFF && d[i] == 0xD9;
@@ -91,6 +95,11 @@ Sniff sniffJpeg(const uint8_t* d, size_t size) {
       components = seg[5];
       // Baseline, extended, progressive, and their arithmetic-coded forms.
       sofSupported = m == 0xC0 || m == 0xC1 || m == 0xC2 || m == 0xC9 || m == 0xCA;
+      progressive = m == 0xC2 || m == 0xCA;
+      for (int c = 0; c < components && c < 4 && segLen >= size_t(6 + 3 * c + 3); c++) {
+        samp[c][0] = seg[6 + 3 * c + 1] >> 4;
+        samp[c][1] = seg[6 + 3 * c + 1] & 15;
+      }
     }
     pos += 2 + len;
   }
@@ -98,15 +107,51 @@ Sniff sniffJpeg(const uint8_t* d, size_t size) {
   s.reason = "built without libjpeg-turbo";
   return s;
 #endif
+  s.orientation = orientation;
+  s.cmyk = components == 4;
+  // libjpeg keeps every coefficient of the image (64 x 2 bytes per 8x8
+  // block, blocks rounded up to whole MCUs) when the file has several scans.
+  if (sofSeen && components >= 1 && components <= 4 && (progressive || (scanComponents > 0 && scanComponents < components))) {
+    int maxH = 1, maxV = 1;
+    for (int c = 0; c < components; c++) maxH = std::max(maxH, samp[c][0]), maxV = std::max(maxV, samp[c][1]);
+    for (int c = 0; c < components; c++) {
+      const int64_t h = std::max(1, samp[c][0]), v = std::max(1, samp[c][1]);
+      int64_t bw = (int64_t(s.width) * h + 8 * maxH - 1) / (8 * maxH), bh = (int64_t(s.height) * v + 8 * maxV - 1) / (8 * maxV);
+      bw = (bw + h - 1) / h * h;
+      bh = (bh + v - 1) / v * v;
+      s.coefBytes += bw * bh * 128;
+    }
+  }
   if (!sofSeen) s.reason = "no frame header before the scan";
   else if (!sofSupported) s.reason = "lossless or hierarchical JPEG";
   else if (precision != 8) s.reason = std::to_string(precision) + "-bit JPEG";
-  else if (components == 4) s.reason = "CMYK/YCCK JPEG";
-  else if (components != 1 && components != 3) s.reason = std::to_string(components) + "-component JPEG";
-  else if (orientation > 1) s.reason = "EXIF orientation " + std::to_string(orientation);
+  else if (components != 1 && components != 3 && components != 4) s.reason = std::to_string(components) + "-component JPEG";
+  else if (exifTranspose && orientation > 1) s.reason = "EXIF orientation " + std::to_string(orientation);
   else if (s.width == 0 || s.height == 0) s.reason = "JPEG with DNL height";
   else s.fastPath = true;
   return s;
+}
+
+void checkDecoderMemory(int64_t coefBytes, int width, int height, int64_t maxDecoderBytes) {
+  if (maxDecoderBytes > 0 && coefBytes > maxDecoderBytes)
+    throw ImageError("a progressive (multi-scan) JPEG of " + std::to_string(width) + "x" + std::to_string(height) +
+                     " needs " + std::to_string((coefBytes + (1 << 20) - 1) >> 20) +
+                     " MiB of decoder memory, over maxDecoderMemory " + std::to_string(maxDecoderBytes >> 20) +
+                     " MiB");
+}
+
+void cmykToRgb(const uint8_t* cmyk, uint8_t* rgb, size_t n) {
+  // PIL inverts the samples (rawmode CMYK;I), then r = (255-k) - (c*(255-k))/255
+  // with its MULDIV255 rounding; on the raw samples C, K that is
+  // K - (255-C)*K/255.
+  for (size_t i = 0; i < n; i++, cmyk += 4, rgb += 3) {
+    const int nk = cmyk[3];
+    for (int c = 0; c < 3; c++) {
+      const int tmp = (255 - cmyk[c]) * nk + 128;
+      const int v = nk - (((tmp >> 8) + tmp) >> 8);
+      rgb[c] = uint8_t(v < 0 ? 0 : v > 255 ? 255 : v);
+    }
+  }
 }
 
 // --------------------------------------------------------------------- rng --
@@ -243,7 +288,12 @@ Geometry planGeometry(const Plan& plan, int srcW, int srcH, SampleRng& rng) {
           // torchvision _compute_resized_output_size
           const int w = s.curW, h = s.curH;
           const int shortSide = std::min(w, h), longSide = std::max(w, h);
-          int newShort = op.h, newLong = int(double(int64_t(op.h) * longSide) / shortSide);
+          const double longD = double(int64_t(op.h) * longSide) / shortSide;
+          // A 65500x1 image resized to 256 is already 16.8M wide; past 2^30 int geometry overflows.
+          if (longD > double(1 << 30))
+            throw ImageError("a " + std::to_string(w) + "x" + std::to_string(h) + " image resized to " +
+                             std::to_string(op.h) + " would be " + std::to_string(int64_t(longD)) + " pixels long");
+          int newShort = op.h, newLong = int(longD);
           if (op.maxSize > 0 && newLong > op.maxSize) {
             newShort = int(double(int64_t(op.maxSize) * newShort) / newLong);
             newLong = op.maxSize;
@@ -341,20 +391,33 @@ void checkPixels(int64_t w, int64_t h, int64_t maxPixels) {
 }
 
 // Decodes at scale num/8 into img; returns the decoded size.
-void tjDecode(const uint8_t* data, size_t size, int num, RgbImage& img, int64_t maxPixels) {
+void tjDecode(const uint8_t* data, size_t size, int num, RgbImage& img, int64_t maxPixels, int64_t maxDecoderBytes) {
+  if (!validScaleNum(num)) throw std::invalid_argument("JPEG scale must be n/8 with n in 1..16");
   tjhandle h = decoder();
   int w = 0, hh = 0, subsamp = 0, cs = 0;
   if (tjDecompressHeader3(h, data, (unsigned long)size, &w, &hh, &subsamp, &cs) != 0)
     throw ImageError(std::string("bad JPEG header: ") + tjGetErrorStr2(h));
   checkPixels(w, hh, maxPixels);
+  // TurboJPEG 2.1 has no memory limit of its own: check the header's cost first.
+  const Sniff sn = sniffJpeg(data, size);
+  checkDecoderMemory(sn.coefBytes, w, hh, maxDecoderBytes);
   tjscalingfactor sf{num, 8};
   int sw = TJSCALED(w, sf), sh = TJSCALED(hh, sf);
   img.width = sw;
   img.height = sh;
-  img.pixels.resize(size_t(sw) * sh * 3);
+  const bool cmyk = cs == TJCS_CMYK || cs == TJCS_YCCK;
+  thread_local std::vector<uint8_t> cmykPixels;
+  uint8_t* dst;
+  if (cmyk) {
+    cmykPixels.resize(size_t(sw) * sh * 4);
+    dst = cmykPixels.data();
+  } else {
+    img.pixels.resize(size_t(sw) * sh * 3);
+    dst = img.pixels.data();
+  }
   // TJFLAG_STOPONWARNING is off so benign warnings (extraneous bytes) pass;
   // a truncated stream is refused below, as PIL refuses it.
-  if (tjDecompress2(h, data, (unsigned long)size, img.pixels.data(), sw, sw * 3, sh, TJPF_RGB, 0) != 0) {
+  if (tjDecompress2(h, data, (unsigned long)size, dst, sw, sw * (cmyk ? 4 : 3), sh, cmyk ? TJPF_CMYK : TJPF_RGB, 0) != 0) {
     std::string msg = tjGetErrorStr2(h);
     bool warning = tjGetErrorCode(h) == TJERR_WARNING;
     std::string lower = msg;
@@ -362,17 +425,35 @@ void tjDecode(const uint8_t* data, size_t size, int num, RgbImage& img, int64_t 
     if (!warning || lower.find("premature end") != std::string::npos)
       throw ImageError(std::string(warning ? "truncated JPEG: " : "corrupt JPEG: ") + msg);
   }
+  if (cmyk) {
+    img.pixels.resize(size_t(sw) * sh * 3);
+    cmykToRgb(cmykPixels.data(), img.pixels.data(), size_t(sw) * sh);
+    if (cmykPixels.capacity() > kKeepScratchBytes) std::vector<uint8_t>().swap(cmykPixels);
+  }
 }
 
 }  // namespace
 #endif
 
-RgbImage decodeJpeg(const uint8_t* data, size_t size, int scaleNum, int64_t maxPixels) {
+bool validScaleNum(int scaleNum) {
+#ifdef TORCHLINE_TURBOJPEG
+  // Asked of the library rather than assumed: n/8 must reduce to one of its factors.
+  int n = 0;
+  const tjscalingfactor* f = tjGetScalingFactors(&n);
+  for (int i = 0; f && i < n; i++)
+    if (f[i].denom > 0 && int64_t(scaleNum) * f[i].denom == int64_t(f[i].num) * 8) return true;
+  return false;
+#else
+  return scaleNum >= 1 && scaleNum <= 16;
+#endif
+}
+
+RgbImage decodeJpeg(const uint8_t* data, size_t size, int scaleNum, int64_t maxPixels, int64_t maxDecoderBytes) {
   RgbImage img;
 #ifdef TORCHLINE_TURBOJPEG
-  tjDecode(data, size, scaleNum, img, maxPixels);
+  tjDecode(data, size, scaleNum, img, maxPixels, maxDecoderBytes);
 #else
-  (void)data, (void)size, (void)scaleNum, (void)maxPixels;
+  (void)data, (void)size, (void)scaleNum, (void)maxPixels, (void)maxDecoderBytes;
   throw ImageError("built without libjpeg-turbo");
 #endif
   return img;
@@ -382,9 +463,11 @@ RgbImage decodeJpeg(const uint8_t* data, size_t size, int scaleNum, int64_t maxP
 
 namespace {
 
+thread_local std::vector<uint8_t> win;      // render's output window
+thread_local RgbImage decoded;              // processJpeg's decoded region
+
 // Runs geometry g over an RGB source and packs the sample into `out`.
 void render(const Plan& plan, const Geometry& g, const uint8_t* src, int srcW, int srcH, uint8_t* out) {
-  thread_local std::vector<uint8_t> win;
   const int W = g.outW, H = g.outH;
   if (W != plan.outW || H != plan.outH)
     throw std::invalid_argument("the transforms produce a " + std::to_string(W) + "x" + std::to_string(H) +
@@ -463,6 +546,11 @@ void render(const Plan& plan, const Geometry& g, const uint8_t* src, int srcW, i
 
 }  // namespace
 
+void trimImageScratch() {
+  if (win.capacity() > kKeepScratchBytes) std::vector<uint8_t>().swap(win);
+  if (decoded.pixels.capacity() > kKeepScratchBytes) std::vector<uint8_t>().swap(decoded.pixels);
+}
+
 void processRgb(const Plan& plan, const uint8_t* rgb, int width, int height, uint64_t seed, uint8_t* out) {
   SampleRng rng(seed);
   Geometry g = planGeometry(plan, width, height, rng);
@@ -510,12 +598,12 @@ void mapGeometry(Geometry& g, int w, int h, int num, int sw, int sh, int ox, int
 }  // namespace
 
 void processJpeg(const Plan& plan, const uint8_t* data, size_t size, uint64_t seed, uint8_t* out) {
-  thread_local RgbImage img;
+  RgbImage& img = decoded;
 #if defined(TORCHLINE_LIBJPEG)
   Geometry g;
   int w = 0, h = 0, num = 8, ox = 0, oy = 0;
   decodeJpegRegion(
-      data, size, plan.maxPixels,
+      data, size, plan.maxPixels, plan.maxDecoderBytes,
       [&](int iw, int ih, RegionRequest& r) {
         w = iw;
         h = ih;
@@ -551,7 +639,7 @@ void processJpeg(const Plan& plan, const uint8_t* data, size_t size, uint64_t se
   SampleRng rng(seed);
   Geometry g = planGeometry(plan, w, h, rng);
   int num = dctScale(plan, g);
-  tjDecode(data, size, num, img, plan.maxPixels);
+  tjDecode(data, size, num, img, plan.maxPixels, plan.maxDecoderBytes);
   mapGeometry(g, w, h, num, img.width, img.height, 0, 0, img.width, img.height);
   render(plan, g, img.pixels.data(), img.width, img.height, out);
 #else

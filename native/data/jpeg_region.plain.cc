@@ -49,12 +49,20 @@ bool readHeader(jpeg_decompress_struct* c, ErrorMgr* err, const uint8_t* data, s
 
 bool start(jpeg_decompress_struct* c, ErrorMgr* err, int num) {
   if (setjmp(err->jb)) return false;
-  c->out_color_space = JCS_RGB;
+  // CMYK and YCCK files come out as CMYK samples; cmykToRgb does PIL's conversion.
+  const bool cmyk = c->jpeg_color_space == JCS_CMYK || c->jpeg_color_space == JCS_YCCK;
+  c->out_color_space = cmyk ? JCS_CMYK : JCS_RGB;
   c->scale_num = unsigned(num);
   c->scale_denom = 8;
   c->dct_method = JDCT_ISLOW;  // what PIL and tjDecompress2 use: same pixels
   c->do_fancy_upsampling = TRUE;
   jpeg_start_decompress(c);
+  return true;
+}
+
+bool multipleScans(jpeg_decompress_struct* c, ErrorMgr* err, bool* out) {
+  if (setjmp(err->jb)) return false;
+  *out = jpeg_has_multiple_scans(c);
   return true;
 }
 
@@ -65,11 +73,15 @@ bool cropAndSkip(jpeg_decompress_struct* c, ErrorMgr* err, JDIMENSION* xoff, JDI
   return true;
 }
 
-bool readRows(jpeg_decompress_struct* c, ErrorMgr* err, uint8_t* out, size_t stride, int rows) {
+// `cmykRow`: a scratch row of 4 x width bytes when the output is CMYK.
+bool readRows(jpeg_decompress_struct* c, ErrorMgr* err, uint8_t* out, size_t stride, int rows, uint8_t* cmykRow,
+              size_t width) {
   if (setjmp(err->jb)) return false;
   for (int r = 0; r < rows;) {
-    JSAMPROW row = out + size_t(r) * stride;
-    r += int(jpeg_read_scanlines(c, &row, 1));
+    JSAMPROW row = cmykRow ? cmykRow : out + size_t(r) * stride;
+    int got = int(jpeg_read_scanlines(c, &row, 1));
+    if (cmykRow && got) cmykToRgb(cmykRow, out + size_t(r) * stride, width);
+    r += got;
   }
   return true;
 }
@@ -80,7 +92,7 @@ bool readRows(jpeg_decompress_struct* c, ErrorMgr* err, uint8_t* out, size_t str
 // receives a region that contains it; (ox, oy) is where img's first pixel
 // lies in the scaled image. `onHeader(w, h)` runs after the header, before
 // decoding, and returns num, x0, y0, x1, y1 (in scaled coordinates).
-void decodeJpegRegion(const uint8_t* data, size_t size, int64_t maxPixels,
+void decodeJpegRegion(const uint8_t* data, size_t size, int64_t maxPixels, int64_t maxDecoderBytes,
                       const std::function<void(int w, int h, RegionRequest& r)>& onHeader, RgbImage& img, int& ox,
                       int& oy) {
   jpeg_decompress_struct c;
@@ -90,6 +102,9 @@ void decodeJpegRegion(const uint8_t* data, size_t size, int64_t maxPixels,
   err.pub.error_exit = onError;
   err.pub.emit_message = onMessage;
   jpeg_create_decompress(&c);
+  // A backstop for the check below: libjpeg refuses (it has no backing
+  // store) rather than allocating past the limit, small tables included.
+  if (maxDecoderBytes > 0) c.mem->max_memory_to_use = long(maxDecoderBytes + (int64_t(32) << 20));
   struct Destroy {
     jpeg_decompress_struct* c;
     ~Destroy() { jpeg_destroy_decompress(c); }
@@ -99,6 +114,19 @@ void decodeJpegRegion(const uint8_t* data, size_t size, int64_t maxPixels,
   if (maxPixels > 0 && w * h > maxPixels)
     throw ImageError("image is " + std::to_string(w) + "x" + std::to_string(h) + " = " + std::to_string(w * h) +
                      " pixels, over maxPixels " + std::to_string(maxPixels) + " (decompression bomb guard)");
+  bool multi = false;
+  if (!multipleScans(&c, &err, &multi)) throw ImageError(std::string("corrupt JPEG: ") + err.message);
+  if (multi) {
+    // The whole-image coefficient buffer (zeroed before the first scan).
+    int64_t coef = 0;
+    for (int i = 0; i < c.num_components; i++) {
+      const jpeg_component_info& ci = c.comp_info[i];
+      const int64_t bw = (int64_t(ci.width_in_blocks) + ci.h_samp_factor - 1) / ci.h_samp_factor * ci.h_samp_factor;
+      const int64_t bh = (int64_t(ci.height_in_blocks) + ci.v_samp_factor - 1) / ci.v_samp_factor * ci.v_samp_factor;
+      coef += bw * bh * int64_t(sizeof(JBLOCK));
+    }
+    checkDecoderMemory(coef, int(w), int(h), maxDecoderBytes);
+  }
   RegionRequest req;
   onHeader(int(w), int(h), req);
   if (!start(&c, &err, req.num)) throw ImageError(std::string("corrupt JPEG: ") + err.message);
@@ -120,7 +148,9 @@ void decodeJpegRegion(const uint8_t* data, size_t size, int64_t maxPixels,
   img.width = int(width);
   img.height = y1 - y0;
   img.pixels.resize(size_t(img.width) * img.height * 3);
-  if (!readRows(&c, &err, img.pixels.data(), size_t(img.width) * 3, img.height))
+  std::vector<uint8_t> cmykRow(c.out_color_space == JCS_CMYK ? size_t(img.width) * 4 : 0);
+  if (!readRows(&c, &err, img.pixels.data(), size_t(img.width) * 3, img.height,
+                cmykRow.empty() ? nullptr : cmykRow.data(), size_t(img.width)))
     throw ImageError(std::string("corrupt JPEG: ") + err.message);
   if (err.truncated) throw ImageError(std::string("truncated JPEG: ") + err.message);
   // Stopping before the last row is fine: the source is in memory.

@@ -105,6 +105,11 @@ Plan parsePlan(Napi::Env env, Napi::Object spec) {
   Napi::Value dct = spec.Get("dctScaling");
   plan.dctScaling = dct.IsUndefined() ? true : dct.ToBoolean().Value();
   plan.maxPixels = int64_t(num(env, spec, "maxPixels", 0));
+  const double maxDecoder = num(env, spec, "maxDecoderBytes", double(kDefaultMaxDecoderBytes));
+  if (!(maxDecoder >= 0)) typeError(env, "spec.maxDecoderBytes must be >= 0");
+  plan.maxDecoderBytes = int64_t(maxDecoder);
+  Napi::Value exif = spec.Get("exifTranspose");
+  plan.exifTranspose = exif.IsUndefined() ? true : exif.ToBoolean().Value();
   return plan;
 }
 
@@ -320,7 +325,7 @@ void processItem(const Plan& plan, ImageBatch* batch, Item& it) {
       data = file.data();
       size = file.size();
     }
-    Sniff s = sniffJpeg(data, size);
+    Sniff s = sniffJpeg(data, size, plan.exifTranspose);
     if (!s.fastPath) {
       it.status = "decline:" + s.reason;
       return;
@@ -337,7 +342,16 @@ void processItem(const Plan& plan, ImageBatch* batch, Item& it) {
     it.status = "error:out of memory";
   } catch (const std::exception& e) {
     it.status = std::string("fatal:") + e.what();
+  } catch (...) {
+    it.status = "fatal:unknown error";
   }
+}
+
+// After each image: a worker keeps scratch buffers for the next one, but
+// not the peak of one huge image.
+void trimScratch() {
+  trimImageScratch();
+  trimResampleScratch();
 }
 
 }  // namespace
@@ -359,7 +373,11 @@ DataPipeline::DataPipeline(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Da
   plan_ = std::make_shared<Plan>(parsePlan(env, info[0].As<Napi::Object>()));
   int n = info[1].As<Napi::Number>().Int32Value();
   if (n < 1 || n > 256) throw Napi::RangeError::New(env, "numWorkers must be 1..256");
-  pool_ = std::make_unique<WorkerPool>(n);
+  try {
+    pool_ = std::make_unique<WorkerPool>(n);
+  } catch (const std::exception& e) {
+    throw Napi::Error::New(env, std::string("DataPipeline: ") + e.what());
+  }
 }
 
 DataPipeline::~DataPipeline() = default;
@@ -462,6 +480,7 @@ Napi::Value DataPipeline::Run(const Napi::CallbackInfo& info) {
   for (uint32_t i = 0; i < n; i++) {
     pool_->push([run, plan, i] {
       processItem(*plan, run->batch, run->items[i]);
+      trimScratch();
       if (--run->remaining == 0) {
         napi_threadsafe_function tsfn = run->tsfn;
         if (napi_call_threadsafe_function(tsfn, run, napi_tsfn_blocking) != napi_ok) {
@@ -478,14 +497,26 @@ Napi::Value DataPipeline::Run(const Napi::CallbackInfo& info) {
 
 namespace {
 
-// decodeJpeg(bytes, scaleNum = 8) -> { width, height, rgb: Buffer }; sync, for tests.
+// decodeJpeg(bytes, scaleNum = 8, maxDecoderBytes?) -> { width, height, rgb: Buffer }; sync, for tests.
 Napi::Value DecodeJpegSync(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  if (info.Length() < 1 || !info[0].IsTypedArray()) typeError(env, "decodeJpeg(bytes, scaleNum?)");
+  if (info.Length() < 1 || !info[0].IsTypedArray() || info[0].As<Napi::TypedArray>().TypedArrayType() != napi_uint8_array)
+    typeError(env, "decodeJpeg(bytes: Uint8Array, scaleNum?)");
   auto a = info[0].As<Napi::Uint8Array>();
-  int num = info.Length() > 1 && info[1].IsNumber() ? info[1].As<Napi::Number>().Int32Value() : 8;
+  int num = 8;
+  if (info.Length() > 1 && !info[1].IsUndefined()) {
+    if (!info[1].IsNumber()) typeError(env, "decodeJpeg: scaleNum must be a number");
+    double d = info[1].As<Napi::Number>().DoubleValue();
+    // 0 would ask TurboJPEG for its "full size" default into a 0x0 buffer.
+    if (!(d >= 1 && d <= 16 && d == double(int(d))) || !validScaleNum(int(d)))
+      throw Napi::RangeError::New(env, "decodeJpeg: scaleNum must be an integer n in 1..16 (scale n/8), got " +
+                                           Napi::Value(info[1]).ToString().Utf8Value());
+    num = int(d);
+  }
+  int64_t maxDecoder = kDefaultMaxDecoderBytes;
+  if (info.Length() > 2 && info[2].IsNumber()) maxDecoder = info[2].As<Napi::Number>().Int64Value();
   try {
-    RgbImage img = decodeJpeg(a.Data(), a.ByteLength(), num);
+    RgbImage img = decodeJpeg(a.Data(), a.ByteLength(), num, 0, maxDecoder);
     Napi::Object o = Napi::Object::New(env);
     o.Set("width", img.width);
     o.Set("height", img.height);
@@ -496,12 +527,13 @@ Napi::Value DecodeJpegSync(const Napi::CallbackInfo& info) {
   }
 }
 
-// sniffJpeg(bytes) -> { isJpeg, fastPath, reason, width, height }
+// sniffJpeg(bytes, exifTranspose = true) -> { isJpeg, fastPath, reason, width, height, ... }
 Napi::Value SniffJpegSync(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  if (info.Length() < 1 || !info[0].IsTypedArray()) typeError(env, "sniffJpeg(bytes)");
+  if (info.Length() < 1 || !info[0].IsTypedArray() || info[0].As<Napi::TypedArray>().TypedArrayType() != napi_uint8_array)
+    typeError(env, "sniffJpeg(bytes: Uint8Array)");
   auto a = info[0].As<Napi::Uint8Array>();
-  Sniff s = sniffJpeg(a.Data(), a.ByteLength());
+  Sniff s = sniffJpeg(a.Data(), a.ByteLength(), info.Length() > 1 ? info[1].ToBoolean().Value() : true);
   Napi::Object o = Napi::Object::New(env);
   o.Set("isJpeg", s.isJpeg);
   o.Set("fastPath", s.fastPath);
@@ -509,6 +541,9 @@ Napi::Value SniffJpegSync(const Napi::CallbackInfo& info) {
   o.Set("width", s.width);
   o.Set("height", s.height);
   o.Set("hasEnd", s.hasEnd);
+  o.Set("cmyk", s.cmyk);
+  o.Set("orientation", s.orientation);
+  o.Set("coefBytes", double(s.coefBytes));
   return o;
 }
 
@@ -564,7 +599,12 @@ Napi::Value DecodeBench(const Napi::CallbackInfo& info) {
   std::atomic<size_t> next{0};
   const size_t total = bufs.size() * size_t(rounds);
   auto t0 = std::chrono::steady_clock::now();
+  if (threads < 1 || threads > 256 || rounds < 0) throw Napi::RangeError::New(env, "decodeBench: threads 1..256, rounds >= 0");
   std::vector<std::thread> ts;
+  auto joinAll = [&] {
+    for (auto& t : ts) t.join();
+  };
+  try {
   for (int t = 0; t < threads; t++)
     ts.emplace_back([&] {
       for (size_t k; (k = next++) < total;) {
@@ -575,7 +615,12 @@ Napi::Value DecodeBench(const Napi::CallbackInfo& info) {
         }
       }
     });
-  for (auto& t : ts) t.join();
+  } catch (const std::exception& e) {
+    next = total;  // the started threads stop at once
+    joinAll();
+    throw Napi::Error::New(env, std::string("decodeBench: cannot start its threads: ") + e.what());
+  }
+  joinAll();
   double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   return Napi::Number::New(env, double(total) / secs);
 }

@@ -17,11 +17,30 @@ namespace {
 
 constexpr int kPrecisionBits = 32 - 8 - 2;
 
+// Weights of the output pixels [from, to) only: a window of a huge resize
+// (a 65500x1 image resized to 256 is 16.8M wide) must cost its own size.
 struct Coeffs {
   int ksize = 0;
+  int from = 0;
   std::vector<int> bounds;  // per output pixel: first input index, tap count
   std::vector<int32_t> k;   // per output pixel: ksize fixed-point weights
+  int first(int xx) const { return bounds[size_t(xx - from) * 2]; }
+  int count(int xx) const { return bounds[size_t(xx - from) * 2 + 1]; }
+  const int32_t* weights(int xx) const { return &k[size_t(xx - from) * ksize]; }
 };
+
+// Per-thread buffers, reused across images (trimResampleScratch frees the big ones).
+struct Scratch {
+  Coeffs hc, vc;
+  std::vector<uint8_t> strip, tmp;
+  std::vector<int32_t> stripAcc, rowAcc;
+};
+thread_local Scratch scratch;
+
+template <class V>
+void trim(V& v) {
+  if (v.capacity() * sizeof(v[0]) > kKeepScratchBytes) V().swap(v);
+}
 
 double triangle(double x) {
   if (x < 0) x = -x;
@@ -30,15 +49,17 @@ double triangle(double x) {
 
 // in0/in1: the (possibly fractional) source box, relative to the clip start;
 // taps are clipped to [0, inSize) like Pillow clips to the image.
-void precompute(int inSize, double in0, double in1, int outSize, Coeffs& c) {
+void precompute(int inSize, double in0, double in1, int outSize, int from, int to, Coeffs& c) {
   const double scale = (in1 - in0) / outSize;
   const double filterscale = std::max(scale, 1.0);
   const double support = 1.0 * filterscale;
   c.ksize = int(std::ceil(support)) * 2 + 1;
-  c.bounds.assign(size_t(outSize) * 2, 0);
-  c.k.assign(size_t(outSize) * c.ksize, 0);
-  std::vector<double> pre(c.ksize);
-  for (int xx = 0; xx < outSize; xx++) {
+  c.from = from;
+  c.bounds.assign(size_t(to - from) * 2, 0);
+  c.k.assign(size_t(to - from) * c.ksize, 0);
+  thread_local std::vector<double> pre;
+  pre.resize(c.ksize);
+  for (int xx = from; xx < to; xx++) {
     const double center = in0 + (xx + 0.5) * scale;
     const double ss = 1.0 / filterscale;
     int xmin = int(center - support + 0.5);
@@ -51,13 +72,13 @@ void precompute(int inSize, double in0, double in1, int outSize, Coeffs& c) {
       pre[x] = triangle((x + xmin - center + 0.5) * ss);
       ww += pre[x];
     }
-    int32_t* k = &c.k[size_t(xx) * c.ksize];
+    int32_t* k = &c.k[size_t(xx - from) * c.ksize];
     for (int x = 0; x < xmax; x++) {
       double w = ww != 0.0 ? pre[x] / ww : pre[x];
       k[x] = w < 0 ? int32_t(-0.5 + w * (1 << kPrecisionBits)) : int32_t(0.5 + w * (1 << kPrecisionBits));
     }
-    c.bounds[size_t(xx) * 2] = xmin;
-    c.bounds[size_t(xx) * 2 + 1] = xmax;
+    c.bounds[size_t(xx - from) * 2] = xmin;
+    c.bounds[size_t(xx - from) * 2 + 1] = xmax;
   }
 }
 
@@ -89,13 +110,13 @@ inline uint8_t clip8(int32_t in) { return uint8_t(std::min(std::max(in >> kPreci
 void horizontalT(const uint8_t* src, size_t srcStride, int rows, const Coeffs& c, int colFrom, int colTo,
                  uint8_t* dst, size_t dstStride) {
   constexpr int S = 64;  // rows per strip (measured: 16 < 32 < 64 ~ 128)
-  thread_local std::vector<uint8_t> t;
-  thread_local std::vector<int32_t> acc;
+  std::vector<uint8_t>& t = scratch.strip;
+  std::vector<int32_t>& acc = scratch.stripAcc;
   uint8_t px[S * 3];
-  int cmin = c.bounds[size_t(colFrom) * 2], cmax = cmin;
+  int cmin = c.first(colFrom), cmax = cmin;
   for (int xx = colFrom; xx < colTo; xx++) {
-    cmin = std::min(cmin, c.bounds[size_t(xx) * 2]);
-    cmax = std::max(cmax, c.bounds[size_t(xx) * 2] + c.bounds[size_t(xx) * 2 + 1]);
+    cmin = std::min(cmin, c.first(xx));
+    cmax = std::max(cmax, c.first(xx) + c.count(xx));
   }
   const int C = cmax - cmin;
   t.resize(size_t(C) * S * 3);
@@ -112,8 +133,8 @@ void horizontalT(const uint8_t* src, size_t srcStride, int rows, const Coeffs& c
       }
     }
     for (int xx = colFrom; xx < colTo; xx++) {
-      const int xmin = c.bounds[size_t(xx) * 2] - cmin, xmax = c.bounds[size_t(xx) * 2 + 1];
-      const int32_t* k = &c.k[size_t(xx) * c.ksize];
+      const int xmin = c.first(xx) - cmin, xmax = c.count(xx);
+      const int32_t* k = c.weights(xx);
       int32_t* a = acc.data();
       if (xmax <= 0) std::fill(a, a + n, int32_t(1) << (kPrecisionBits - 1));
       for (int x = 0; x < xmax; x++)
@@ -135,8 +156,8 @@ void vertical(const uint8_t* src, size_t srcStride, int srcRow0, int rowBytes, c
               int rowTo, uint8_t* dst, size_t dstStride, std::vector<int32_t>& acc) {
   acc.resize(size_t(rowBytes));
   for (int yy = rowFrom; yy < rowTo; yy++) {
-    const int ymin = c.bounds[size_t(yy) * 2] - srcRow0, ymax = c.bounds[size_t(yy) * 2 + 1];
-    const int32_t* k = &c.k[size_t(yy) * c.ksize];
+    const int ymin = c.first(yy) - srcRow0, ymax = c.count(yy);
+    const int32_t* k = c.weights(yy);
     int32_t* a = acc.data();
     if (ymax <= 0) std::fill(a, a + rowBytes, int32_t(1) << (kPrecisionBits - 1));
     for (int y = 0; y < ymax; y++)
@@ -151,9 +172,10 @@ void vertical(const uint8_t* src, size_t srcStride, int srcRow0, int rowBytes, c
 void resampleBox(const uint8_t* src, int srcW, int cx, int cy, int cw, int ch, double bx0, double by0, double bx1,
                  double by1, int outW, int outH, int colFrom, int colTo, int rowFrom, int rowTo, uint8_t* dst,
                  size_t dstStride) {
-  thread_local Coeffs hc, vc;
-  thread_local std::vector<uint8_t> tmp;
-  thread_local std::vector<int32_t> acc;
+  Coeffs& hc = scratch.hc;
+  Coeffs& vc = scratch.vc;
+  std::vector<uint8_t>& tmp = scratch.tmp;
+  std::vector<int32_t>& acc = scratch.rowAcc;
   if (colFrom >= colTo || rowFrom >= rowTo) return;
   const size_t srcStride = size_t(srcW) * 3;
   const uint8_t* origin = src + size_t(cy) * srcStride + size_t(cx) * 3;
@@ -164,7 +186,7 @@ void resampleBox(const uint8_t* src, int srcW, int cx, int cy, int cw, int ch, d
   if (!needV) {
     const uint8_t* rows = origin + size_t(rowFrom) * srcStride;
     if (needH) {
-      precompute(cw, bx0, bx1, outW, hc);
+      precompute(cw, bx0, bx1, outW, colFrom, colTo, hc);
       horizontalT(rows, srcStride, rowTo - rowFrom, hc, colFrom, colTo, dst, dstStride);
     } else {
       for (int y = rowFrom; y < rowTo; y++)
@@ -173,13 +195,14 @@ void resampleBox(const uint8_t* src, int srcW, int cx, int cy, int cw, int ch, d
     }
     return;
   }
-  precompute(ch, by0, by1, outH, vc);
-  const int first = vc.bounds[size_t(rowFrom) * 2];
-  int last = first;
-  for (int yy = rowFrom; yy < rowTo; yy++)
-    last = std::max(last, vc.bounds[size_t(yy) * 2] + vc.bounds[size_t(yy) * 2 + 1]);
+  precompute(ch, by0, by1, outH, rowFrom, rowTo, vc);
+  int first = vc.first(rowFrom), last = first;
+  for (int yy = rowFrom; yy < rowTo; yy++) {
+    first = std::min(first, vc.first(yy));
+    last = std::max(last, vc.first(yy) + vc.count(yy));
+  }
   if (needH) {
-    precompute(cw, bx0, bx1, outW, hc);
+    precompute(cw, bx0, bx1, outW, colFrom, colTo, hc);
     tmp.resize(size_t(last - first) * cols * 3);
     horizontalT(origin + size_t(first) * srcStride, srcStride, last - first, hc, colFrom, colTo, tmp.data(),
                size_t(cols) * 3);
@@ -187,6 +210,17 @@ void resampleBox(const uint8_t* src, int srcW, int cx, int cy, int cw, int ch, d
   } else {
     vertical(origin + size_t(colFrom) * 3, srcStride, 0, cols * 3, vc, rowFrom, rowTo, dst, dstStride, acc);
   }
+}
+
+void trimResampleScratch() {
+  trim(scratch.hc.k);
+  trim(scratch.hc.bounds);
+  trim(scratch.vc.k);
+  trim(scratch.vc.bounds);
+  trim(scratch.strip);
+  trim(scratch.tmp);
+  trim(scratch.stripAcc);
+  trim(scratch.rowAcc);
 }
 
 void resampleWindow(const uint8_t* src, int srcW, int /*srcH*/, int cx, int cy, int cw, int ch, int outW, int outH,

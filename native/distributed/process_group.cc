@@ -274,7 +274,10 @@ class ProcessGroupHandle : public Napi::ObjectWrap<ProcessGroupHandle> {
 
   // attachModel(model, broadcastBuffers) -> Promise<void>: broadcasts rank 0's
   // parameters and buffers (every rank starts identical), then installs the
-  // data-parallel hooks trainStep uses.
+  // data-parallel hooks trainStep uses. It runs as a step of the model (on
+  // the model's thread, the model busy meanwhile): a step queued after it
+  // starts from the broadcast weights with the hooks in place, and nothing
+  // writes the weights while they are being broadcast.
   Napi::Value AttachModel(const Napi::CallbackInfo& info) {
     TL_GUARD_BEGIN
     ModelHandle* m = ModelHandle::From(info[0], "model");
@@ -285,21 +288,15 @@ class ProcessGroupHandle : public Napi::ObjectWrap<ProcessGroupHandle> {
     sync->syncBuffers = syncBuffers;
     std::vector<torch::Tensor> state;
     for (auto& e : m->stateEntries()) state.push_back(e.second);
-    auto* keepModel = new Napi::ObjectReference(Napi::Persistent(info[0].As<Napi::Object>()));
     auto timeout = timeout_;
-    return executor_->submit(
-        info.Env(),
-        [pg, state, timeout]() -> Finisher {
-          if (!state.empty()) {
-            c10::DeviceGuard deviceGuard(state[0].device());
-            broadcastCoalesced(pg, state, timeout);
-          }
-          return [](Napi::Env env) -> Napi::Value { return env.Undefined(); };
-        },
-        [m, sync, keepModel] {
-          m->gradSync = sync;
-          delete keepModel;
-        });
+    return m->runStep(info, [m, pg, sync, state, timeout]() -> Finisher {
+      if (!state.empty()) {
+        c10::DeviceGuard deviceGuard(state[0].device());
+        broadcastCoalesced(pg, state, timeout);
+      }
+      m->gradSync = sync;  // read by the steps, which run on this same thread
+      return [](Napi::Env env) -> Napi::Value { return env.Undefined(); };
+    });
     TL_GUARD_END(info.Env())
   }
 

@@ -60,7 +60,7 @@ ModelHandle::ModelHandle(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Mode
   resnet_ = std::make_shared<ResNetImpl>(ro);
   module_ = resnet_;
   forward_ = [r = resnet_.get()](const torch::Tensor& x) { return r->forward(x); };
-  executor_ = std::make_unique<Executor>("torchline:model");
+  executor_ = std::make_shared<Executor>("torchline:model");
   reportMemory();
   TL_GUARD_END(info.Env())
 }
@@ -142,12 +142,13 @@ Napi::Value ModelHandle::SetChannelsLast(const Napi::CallbackInfo& info) {
   TL_GUARD_END(info.Env())
 }
 
-static Napi::Array entriesToJs(Napi::Env env, const std::vector<std::pair<std::string, torch::Tensor>>& entries) {
+static Napi::Array entriesToJs(Napi::Env env, const std::vector<std::pair<std::string, torch::Tensor>>& entries,
+                               const std::shared_ptr<Executor>& owner) {
   auto arr = Napi::Array::New(env, entries.size());
   for (size_t i = 0; i < entries.size(); i++) {
     auto pair = Napi::Array::New(env, 2);
     pair.Set(0u, Napi::String::New(env, entries[i].first));
-    pair.Set(1u, aliasHandle(env, entries[i].second));
+    pair.Set(1u, TensorHandle::NewAlias(env, entries[i].second, owner));
     arr.Set(i, pair);
   }
   return arr;
@@ -155,7 +156,7 @@ static Napi::Array entriesToJs(Napi::Env env, const std::vector<std::pair<std::s
 
 Napi::Value ModelHandle::NamedParameters(const Napi::CallbackInfo& info) {
   TL_GUARD_BEGIN
-  return entriesToJs(info.Env(), namedParameters());
+  return entriesToJs(info.Env(), namedParameters(), executor_);
   TL_GUARD_END(info.Env())
 }
 
@@ -166,7 +167,7 @@ Napi::Value ModelHandle::StateDict(const Napi::CallbackInfo& info) {
   requireIdle("read the state dict");
   auto entries = stateEntries();
   for (auto& e : entries) e.second = e.second.detach();
-  return entriesToJs(info.Env(), entries);
+  return entriesToJs(info.Env(), entries, executor_);
   TL_GUARD_END(info.Env())
 }
 
@@ -289,12 +290,15 @@ Napi::Value ModelHandle::NumClasses(const Napi::CallbackInfo& info) {
   return Napi::Number::New(info.Env(), static_cast<double>(numClasses()));
 }
 
-Napi::Promise ModelHandle::runStep(const Napi::CallbackInfo& info, Job work) {
+Napi::Promise ModelHandle::runStep(const Napi::CallbackInfo& info, Job work, std::function<void()> settled) {
   pending_++;
-  auto* keep = new Napi::ObjectReference(Napi::Persistent(info.This().As<Napi::Object>()));
-  return executor_->submit(info.Env(), std::move(work), [this, keep] {
+  // Value(), not info.This(): the caller may be another object's method
+  // (a process group attaching this model).
+  auto* keep = new Napi::ObjectReference(Napi::Persistent(Value()));
+  return executor_->submit(info.Env(), std::move(work), [this, keep, settled = std::move(settled)] {
     pending_--;
     delete keep;
+    if (settled) settled();
   });
 }
 

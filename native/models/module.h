@@ -40,8 +40,9 @@ class ModelHandle : public Napi::ObjectWrap<ModelHandle> {
 
   // Runs `work` on the model's own thread. While it is in flight the model is
   // busy (sync methods that touch the weights refuse to run) and its JS object
-  // is kept alive, so the raw `this` the work uses stays valid.
-  Napi::Promise runStep(const Napi::CallbackInfo& info, Job work);
+  // is kept alive, so the raw `this` the work uses stays valid. `settled`, if
+  // given, runs on the JS thread once the work is done (other busy flags).
+  Napi::Promise runStep(const Napi::CallbackInfo& info, Job work, std::function<void()> settled = nullptr);
   void requireIdle(const char* what) const;
 
   // Parameters and buffers in PyTorch's state_dict order: per module
@@ -71,7 +72,9 @@ class ModelHandle : public Napi::ObjectWrap<ModelHandle> {
   std::shared_ptr<torch::nn::Module> module_;
   std::shared_ptr<ResNetImpl> resnet_;  // set when the model is a ResNet
   std::function<torch::Tensor(const torch::Tensor&)> forward_;
-  std::unique_ptr<Executor> executor_;
+  // Shared with the aliases of the weights handed to JS (TensorHandle owner),
+  // so a checkpoint snapshot of them queues behind this model's steps.
+  std::shared_ptr<Executor> executor_;
   c10::Device device_ = c10::Device(c10::kCPU);
   bool channelsLast_ = false;
   std::atomic<int> pending_{0};

@@ -148,6 +148,12 @@ OptimizerHandle::OptimizerHandle(const Napi::CallbackInfo& info) : Napi::ObjectW
   TL_GUARD_END(info.Env())
 }
 
+void OptimizerHandle::requireIdle(const char* what) const {
+  if (stepsInFlight > 0)
+    throw std::runtime_error(std::string("cannot ") + what +
+                             " while a training step using this optimizer is running; await it first");
+}
+
 Napi::Value OptimizerHandle::Groups(const Napi::CallbackInfo& info) {
   TL_GUARD_BEGIN
   Napi::Env env = info.Env();
@@ -188,6 +194,7 @@ Napi::Value OptimizerHandle::Groups(const Napi::CallbackInfo& info) {
 // (lr; momentum or beta1 for OneCycleLR's momentum cycling).
 Napi::Value OptimizerHandle::SetGroupOption(const Napi::CallbackInfo& info) {
   TL_GUARD_BEGIN
+  requireIdle("change an optimizer option");
   int64_t g = argInt(info, 0, "group");
   std::string key = argString(info, 1, "key");
   double v = argNumber(info, 2, "value");
@@ -217,6 +224,7 @@ Napi::Value OptimizerHandle::SetGroupOption(const Napi::CallbackInfo& info) {
 
 Napi::Value OptimizerHandle::ZeroGrad(const Napi::CallbackInfo& info) {
   TL_GUARD_BEGIN
+  requireIdle("zero the gradients");
   opt_->zero_grad();
   return info.Env().Undefined();
   TL_GUARD_END(info.Env())
@@ -227,6 +235,7 @@ Napi::Value OptimizerHandle::ZeroGrad(const Napi::CallbackInfo& info) {
 // state_dict does. Tensors are copies (the live state keeps changing).
 Napi::Value OptimizerHandle::State(const Napi::CallbackInfo& info) {
   TL_GUARD_BEGIN
+  requireIdle("read the optimizer state");
   Napi::Env env = info.Env();
   auto& state = opt_->state();
   auto out = Napi::Array::New(env);
@@ -264,6 +273,7 @@ Napi::Value OptimizerHandle::State(const Napi::CallbackInfo& info) {
 // loadState(entries) with entries as state() returns them.
 Napi::Value OptimizerHandle::LoadState(const Napi::CallbackInfo& info) {
   TL_GUARD_BEGIN
+  requireIdle("load the optimizer state");
   if (!info[0].IsArray()) throw ArgError("optimizer state must be an array");
   auto entries = info[0].As<Napi::Array>();
   std::vector<torch::Tensor> flat;
@@ -308,10 +318,13 @@ Napi::Value OptimizerHandle::LoadState(const Napi::CallbackInfo& info) {
 }
 
 Napi::Value OptimizerHandle::ScalerState(const Napi::CallbackInfo& info) {
+  TL_GUARD_BEGIN
+  requireIdle("read the loss scaler state");
   auto o = Napi::Object::New(info.Env());
   o.Set("scale", scale.item<double>());
   o.Set("growthTracker", static_cast<double>(growthTracker.item<int>()));
   return o;
+  TL_GUARD_END(info.Env())
 }
 
 void InitOptim(Napi::Env env, Napi::Object exports) { OptimizerHandle::Init(env, exports); }

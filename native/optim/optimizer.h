@@ -2,6 +2,7 @@
 // JS with torch.optim's option names. Also holds the fp16 GradScaler state,
 // since scaling belongs to the optimizer step it guards.
 #pragma once
+#include <atomic>
 #include <memory>
 
 #include "common.h"
@@ -32,6 +33,12 @@ class OptimizerHandle : public Napi::ObjectWrap<OptimizerHandle> {
   torch::Tensor scale, growthTracker;
   double growthFactor = 2.0, backoffFactor = 0.5;
   int64_t growthInterval = 2000;
+
+  // Steps queued or running with this optimizer (trainStep counts them on
+  // the JS thread). The sync methods that read or write the state the step
+  // mutates refuse to run meanwhile.
+  std::atomic<int> stepsInFlight{0};
+  void requireIdle(const char* what) const;
 
  private:
   Napi::Value Groups(const Napi::CallbackInfo& info);

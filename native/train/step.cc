@@ -196,6 +196,7 @@ Napi::Value TrainStep(const Napi::CallbackInfo& info) {
     throw std::invalid_argument("amp 'fp16' needs a CUDA device; on CPU use amp 'bf16' or none");
   // The optimizer's JS object must outlive the step too.
   auto* keepOpt = new Napi::ObjectReference(Napi::Persistent(info[1].As<Napi::Object>()));
+  o->stepsInFlight++;
   return m->runStep(info, [m, o, b, opts, keepOpt]() -> Finisher {
     auto release = [keepOpt](Napi::Env) { delete keepOpt; };
     Metrics r;
@@ -283,7 +284,7 @@ Napi::Value TrainStep(const Napi::CallbackInfo& info) {
       release(env);
       return metricsToJs(env, r);
     };
-  });
+  }, [o] { o->stepsInFlight--; });
   TL_GUARD_END(info.Env())
 }
 

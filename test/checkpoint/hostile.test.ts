@@ -3,6 +3,7 @@
 import { describe, expect, it } from 'vitest';
 import { Tensor, load, safetensors, CheckpointError, UnsafePickleError, checkpoint } from '../../lib';
 import { ZipReader, ZipWriter, bufferSource, memorySink } from '../../lib/checkpoint/zip';
+import { withSeed } from '../support/seed';
 
 function sample(): Buffer {
   return checkpoint.serialize({
@@ -48,13 +49,14 @@ function expectCheckpointError(fn: () => unknown, re?: RegExp): CheckpointError 
 }
 
 describe('damaged zips', () => {
-  it('a checkpoint cut short anywhere is refused as truncated or corrupt', () => {
-    const buf = sample();
-    expect(load(buf).epoch).toBe(7);
-    const cuts = [0, 1, 4, 21, 22, 30, 100, buf.length >> 1, buf.length - 23, buf.length - 22, buf.length - 1];
-    for (let i = 0; i < 30; i++) cuts.push(Math.floor(Math.random() * buf.length));
-    for (const cut of cuts) expectCheckpointError(() => load(buf.subarray(0, cut)), /truncated|corrupt|not a zip|too short/);
-  });
+  it('a checkpoint cut short anywhere is refused as truncated or corrupt', () =>
+    withSeed((random) => {
+      const buf = sample();
+      expect(load(buf).epoch).toBe(7);
+      const cuts = [0, 1, 4, 21, 22, 30, 100, buf.length >> 1, buf.length - 23, buf.length - 22, buf.length - 1];
+      for (let i = 0; i < 30; i++) cuts.push(random.int(buf.length));
+      for (const cut of cuts) expectCheckpointError(() => load(buf.subarray(0, cut)), /truncated|corrupt|not a zip|too short/);
+    }));
 
   it('a flipped bit in a storage or the pickle fails its CRC-32', () => {
     const buf = sample();
@@ -67,14 +69,15 @@ describe('damaged zips', () => {
     }
   });
 
-  it('random byte corruption anywhere gives a CheckpointError or a correct load, nothing else', () => {
+  it('random byte corruption anywhere gives a CheckpointError or a correct load, nothing else', () =>
+    withSeed((random) => {
     const buf = sample();
     const good = load(buf);
     const want = good.model.get('w').toArray();
     for (let i = 0; i < 300; i++) {
       const bad = Buffer.from(buf);
-      const pos = Math.floor(Math.random() * bad.length);
-      bad[pos] ^= 1 + Math.floor(Math.random() * 255);
+      const pos = random.int(bad.length);
+      bad[pos] ^= 1 + random.int(255);
       try {
         const v = load(bad);
         // Bytes no reader uses (padding, timestamps, version fields) may change freely,
@@ -85,27 +88,32 @@ describe('damaged zips', () => {
         if (!(e instanceof CheckpointError)) throw new Error(`byte ${pos}: ${(e as Error).stack}`);
       }
     }
-  });
+    }));
 
-  it('random corruption of the pickle itself (CRC check off) gives a CheckpointError or a load, nothing else', () => {
+  it('random corruption of the pickle itself (CRC check off) gives a CheckpointError or a load, nothing else', () =>
+    withSeed((random) => {
     const buf = sample();
     const e = new ZipReader(bufferSource(buf)).get('archive/data.pkl');
     for (let i = 0; i < 2000; i++) {
       const bad = Buffer.from(buf);
-      for (let k = 0; k < 1 + (i % 3); k++) bad[e.dataOffset + Math.floor(Math.random() * e.size)] = Math.floor(Math.random() * 256);
+      for (let k = 0; k < 1 + (i % 3); k++) bad[e.dataOffset + random.int(e.size)] = random.int(256);
       try {
         load(bad, { verifyCrc: false });
       } catch (err) {
         if (!(err instanceof CheckpointError)) throw new Error(`${(err as Error).stack}\npickle: ${bad.subarray(e.dataOffset, e.dataOffset + e.size).toString('hex')}`);
       }
     }
-  });
+    }));
 
   it('garbage, an empty file and a stray pickle are refused clearly', () => {
     expectCheckpointError(() => load(Buffer.alloc(0)), /too short/);
     expectCheckpointError(() => load(Buffer.from('x'.repeat(5000))), /not a torch.save checkpoint/);
     expectCheckpointError(() => load(Buffer.concat([Buffer.from([0x80, 0x02, 0x8a, 0x0a]), Buffer.alloc(100)])), /legacy torch.save file/);
     expectCheckpointError(() => load(Buffer.from([0x80, 0x02, 0x4b, 0x05, 0x2e])), /legacy torch.save file: bad magic number/);
+    // Found by scripts/fuzz.mjs: a magic number that is a dict or a fraction made BigInt() throw a SyntaxError.
+    expectCheckpointError(() => load(Buffer.from([0x80, 0x02, 0x7d, 0x2e])), /legacy torch.save file: bad magic number/);
+    const half = Buffer.from([0x80, 0x02, 0x47, 0x3f, 0xf8, 0, 0, 0, 0, 0, 0, 0x2e]); // BINFLOAT 1.5
+    expectCheckpointError(() => load(half), /legacy torch.save file: bad magic number/);
   });
 
   it('an archive without data.pkl is not a checkpoint', () => {
@@ -123,6 +131,14 @@ describe('damaged zips', () => {
 
 describe('crafted pickles', () => {
   const floats4 = Buffer.from(new Float32Array([1, 2, 3, 4]).buffer);
+
+  it('a bigint where the storage key belongs gives a CheckpointError (the message itself must not throw)', () => {
+    // The flake of issue 14: a flipped byte turned the key's string opcode into an
+    // integer past 2^53, and formatting it for the message threw a TypeError.
+    const key = P(`(X\x07\x00\x00\x00storagectorch\nFloatStorage\n\x8a\x08\x00\x00\x00\x00\x00\x00\x00\x40X\x03\x00\x00\x00cpuK\x04tQ`);
+    const pkl = Buffer.concat([P(`\x80\x02${REBUILD}(`), key, P('K\x00K\x04\x85K\x01\x85\x89ccollections\nOrderedDict\n)RtR.')]);
+    expectCheckpointError(() => load(archive(pkl)), /bad storage key 4611686018427387904/);
+  });
 
   it('a well-formed hand-written tensor pickle loads (the fixture itself is right)', () => {
     const pkl = P(`\x80\x02${REBUILD}(${pid('0', 4)}K\x01K\x02\x85K\x01\x85\x89${ODICT}tR.`);

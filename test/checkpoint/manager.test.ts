@@ -6,6 +6,7 @@ import * as path from 'node:path';
 import { Tensor, load, save, saveAsync, checkpoint, CheckpointManager } from '../../lib';
 import { allocStorage } from '../../lib/checkpoint/native-io';
 import { tmpDir } from './helpers';
+import { withSeed } from '../support/seed';
 
 const root = path.resolve(__dirname, '../..');
 
@@ -122,7 +123,7 @@ describe('crash test', () => {
       execFileSync(process.execPath, [path.join(root, 'node_modules/typescript/bin/tsc'), '-p', root]);
   });
 
-  it('SIGKILL at random moments while saving: the newest complete checkpoint always loads', async () => {
+  it('SIGKILL at random moments while saving: the newest complete checkpoint always loads', () => withSeed(async (random) => {
     const dir = tmpDir('ckpt-crash');
     let midWrite = 0;
     let next = 0;
@@ -143,7 +144,7 @@ describe('crash test', () => {
           else if (child.exitCode !== null || Date.now() - t0 > 20000) (clearInterval(poll), reject(new Error(`child did not save: ${err}`)));
         }, 5);
       });
-      await new Promise((r) => setTimeout(r, Math.random() * 400));
+      await new Promise((r) => setTimeout(r, random() * 400));
       child.kill('SIGKILL');
       await exited;
       const saved = [...out.matchAll(/saved (\d+)/g)].map((x) => Number(x[1]));
@@ -166,5 +167,5 @@ describe('crash test', () => {
     }
     // Not asserted (timing), but reported: how often the kill hit a write in progress.
     console.log(`crash test: ${midWrite}/10 kills landed mid-write; reached epoch ${next - 1}`);
-  });
+  }));
 });

@@ -3,7 +3,7 @@
 //     onError 'raise' (default) rejects the iteration naming the file; 'skip' drops the sample from
 //     its batch and logs the file and reason once.
 //   CMYK JPEG, PNG named .JPEG, 16-bit PNG, EXIF-rotated JPEG, grayscale, palette, alpha -> decoded
-//     (sharp for all but grayscale) to 8-bit RGB with EXIF orientation applied, same layout as the rest.
+//     (sharp for all but grayscale and CMYK JPEGs) to 8-bit RGB with EXIF orientation applied, same layout.
 import { describe, expect, it } from 'vitest';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
@@ -73,7 +73,7 @@ describe('the fast path decides by content, not by name', () => {
     expect(sniff('truncated.jpg')).toMatchObject({ isJpeg: true, hasEnd: false });
     expect(sniff('gray.jpg').fastPath).toBe(true);
     expect(sniff('progressive.jpg').fastPath).toBe(true);
-    expect(sniff('cmyk.jpg')).toMatchObject({ isJpeg: true, fastPath: false, reason: 'CMYK/YCCK JPEG' });
+    expect(sniff('cmyk.jpg')).toMatchObject({ isJpeg: true, fastPath: true, cmyk: true }); // PIL's conversion, natively
     expect(sniff('exif6.jpg')).toMatchObject({ fastPath: false, reason: 'EXIF orientation 6' });
     expect(sniff('png-named.JPEG')).toMatchObject({ isJpeg: false, fastPath: false });
   });
@@ -93,7 +93,9 @@ describe('files that decode', () => {
     expect(toLevels(pixels(b, 4), real)).toBeLessThanOrEqual(1); // 16-bit -> 8-bit
     expect(toLevels(pixels(b, 6), real)).toBeLessThan(80); // palette quantisation
     expect(toLevels(pixels(b, 7), real)).toBe(0); // alpha dropped, colour kept (PIL convert('RGB'))
-    expect(meanDiff(pixels(b, 1), good)).toBeLessThan(12); // CMYK round trip through ICC profiles
+    // libvips wrote this CMYK through an ICC profile; PIL (so torchvision, so torchline) converts back
+    // without one, as a naive inverse: near, not equal. Exact parity with PIL: test/data/images.test.ts.
+    expect(meanDiff(pixels(b, 1), good)).toBeLessThan(20);
     expect(meanDiff(pixels(b, 8), good)).toBeLessThan(3);
     const gray = pixels(b, 5);
     const plane = 100 * 60;

@@ -182,4 +182,12 @@ describe('RandomHorizontalFlip and Normalize', () => {
     expect(() => T.Normalize([1, 2], [1, 1])).toThrow(TypeError);
     expect(() => T.RandomResizedCrop(224, [1, 0.5])).toThrow(RangeError);
   });
+
+  it('RandomResizedCrop refuses a ratio <= 0 and a scale outside (0, 1] with a RangeError', () => {
+    for (const ratio of [[0, 1], [-1, 2], [-2, -1]] as [number, number][])
+      expect(() => T.RandomResizedCrop(224, [0.08, 1], ratio), `ratio ${ratio}`).toThrow(/RandomResizedCrop: ratio must be > 0/);
+    for (const scale of [[0, 1], [-0.5, 0.5], [0.5, 1.5], [1.1, 2]] as [number, number][])
+      expect(() => T.RandomResizedCrop(224, scale), `scale ${scale}`).toThrow(/RandomResizedCrop: scale must lie in \(0, 1\]/);
+    expect(T.RandomResizedCrop(224, [1, 1], [1, 1]).op).toBe('RandomResizedCrop'); // the edges are fine
+  });
 });

@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { execFileSync, spawn } from 'node:child_process';
 import * as net from 'node:net';
 import * as path from 'node:path';
-import { Tensor, load } from '../../lib';
+import { Adam, Tensor, distributed, load, resnet18, trainStep } from '../../lib';
 import { PYTHON, tempDir } from '../support/peer';
 
 const WORKER = path.join(__dirname, 'ddp_worker.js');
@@ -56,5 +56,24 @@ describe('distributed data parallel (Gloo, launched by torchrun)', () => {
     expect(codes[0]).toBe(3); // rank 0 failed with an error, not a hang
     expect(err0).toMatch(/rank 0: .+/);
     expect(Date.now() - t0).toBeLessThan(60_000);
+  });
+
+  it('attachModel runs as a step of the model: the model is busy meanwhile, and a step queued after it runs after it', async () => {
+    const port = await freePort();
+    const group = await distributed.initProcessGroup({ rank: 0, worldSize: 1, masterAddr: '127.0.0.1', masterPort: port, backend: 'gloo' });
+    try {
+      const model = resnet18({ numClasses: 3 }).train();
+      const opt = new Adam(model.parameters());
+      const attached = distributed.distributedDataParallel(model, { group });
+      expect(() => model.stateDict()).toThrow(/while a step is running on this model/);
+      expect(() => model.train()).toThrow(/while a step is running on this model/);
+      const step = trainStep(model, opt, { images: Tensor.randn([2, 3, 32, 32]), labels: Tensor.from(BigInt64Array.from([0n, 1n]), [2]) });
+      await attached;
+      const r = await step;
+      expect(r.n).toBe(2);
+      expect(model.stateDict().size).toBeGreaterThan(0);
+    } finally {
+      group.destroy();
+    }
   });
 });
