@@ -40,7 +40,11 @@ const params = [...sd.keys()].filter((k) => !/running_|num_batches_tracked/.test
 const state = new Map();
 params.forEach((k, i) => {
   const shape = sd.get(k).shape;
-  state.set(i, { step: Tensor.from(new Float32Array([1000]), []), exp_avg: Tensor.randn(shape), exp_avg_sq: Tensor.randn(shape) });
+  state.set(i, {
+    step: Tensor.from(new Float32Array([1000]), []),
+    exp_avg: Tensor.randn(shape),
+    exp_avg_sq: Tensor.randn(shape),
+  });
 });
 const value = {
   epoch: 10,
@@ -48,7 +52,16 @@ const value = {
   model: sd,
   optimizer: {
     state,
-    param_groups: [{ lr: 0.001, betas: Object.freeze([0.9, 0.999]), eps: 1e-8, weight_decay: 0, amsgrad: false, params: params.map((_, i) => i) }],
+    param_groups: [
+      {
+        lr: 0.001,
+        betas: Object.freeze([0.9, 0.999]),
+        eps: 1e-8,
+        weight_decay: 0,
+        amsgrad: false,
+        params: params.map((_, i) => i),
+      },
+    ],
   },
 };
 const file = path.join(dir, 'train.pth');
@@ -78,13 +91,20 @@ for (let i = 0; i < repeats; i++) {
 // allocator cold); a loop in one process would measure the allocator's reuse.
 const nodeLoad = (how) =>
   JSON.parse(
-    spawnSync(process.execPath, ['-e', `
+    spawnSync(
+      process.execPath,
+      [
+        '-e',
+        `
       const { checkpoint } = require(${JSON.stringify(path.join(root, 'dist/index.js'))});
       (async () => {
         const t0 = process.hrtime.bigint();
         const v = ${how};
         console.log(Number(process.hrtime.bigint() - t0) / 1e6);
-      })();`], { encoding: 'utf8' }).stdout,
+      })();`,
+      ],
+      { encoding: 'utf8' },
+    ).stdout,
   );
 for (let i = 0; i < repeats; i++) {
   tl.load.push(nodeLoad(`checkpoint.load(${JSON.stringify(file)})`));
@@ -113,18 +133,27 @@ print(json.dumps(r))
 
 for (let i = 0; i < repeats; i++)
   peer.load.push(
-    Number(py(`
+    Number(
+      py(`
 import time, torch
 t0 = time.perf_counter(); s = torch.load(${JSON.stringify(file)}); print((time.perf_counter() - t0) * 1e3)
-`)),
+`),
+    ),
   );
 
-const row = (name, a, b) => console.log(`${name.padEnd(34)} torchline ${a.toFixed(0).padStart(6)} ms   python ${b.toFixed(0).padStart(6)} ms   (python/torchline ${(b / a).toFixed(2)})`);
-console.log(`ResNet50 training checkpoint: ${mb.toFixed(1)} MiB, ${sd.size} model tensors + ${params.length}x2 Adam moments; median of ${repeats}`);
+const row = (name, a, b) =>
+  console.log(
+    `${name.padEnd(34)} torchline ${a.toFixed(0).padStart(6)} ms   python ${b.toFixed(0).padStart(6)} ms   (python/torchline ${(b / a).toFixed(2)})`,
+  );
+console.log(
+  `ResNet50 training checkpoint: ${mb.toFixed(1)} MiB, ${sd.size} model tensors + ${params.length}x2 Adam moments; median of ${repeats}`,
+);
 row('save, no fsync (torch.save default)', median(tl.saveNoSync), median(peer.save));
 row('save, fsync (torchline default)', median(tl.save), median(peer.saveSync));
 row('saveAsync, fsync: until durable', median(tl.saveAsync), median(peer.saveSync));
-console.log(`saveAsync holds the JS thread ${median(tl.saveAsyncBlocked).toFixed(0)} ms (the pickle; tensors are copied on the step executor)`);
+console.log(
+  `saveAsync holds the JS thread ${median(tl.saveAsyncBlocked).toFixed(0)} ms (the pickle; tensors are copied on the step executor)`,
+);
 row('load, CRC-32 checked (default)', median(tl.load), median(peer.load));
 row('loadAsync, CRC-32 checked', median(tl.loadAsync), median(peer.load));
 row('load, no CRC check (as torch.load)', median(tl.loadNoCrc), median(peer.load));
@@ -144,6 +173,11 @@ console.log(
     saveMs: { torchline: median(tl.save), python: median(peer.saveSync) },
     saveAsyncMs: { blocked: median(tl.saveAsyncBlocked), total: median(tl.saveAsync) },
     saveNoFsyncMs: { torchline: median(tl.saveNoSync), python: median(peer.save) },
-    loadMs: { torchline: median(tl.load), torchlineAsync: median(tl.loadAsync), torchlineNoCrc: median(tl.loadNoCrc), python: median(peer.load) },
+    loadMs: {
+      torchline: median(tl.load),
+      torchlineAsync: median(tl.loadAsync),
+      torchlineNoCrc: median(tl.loadNoCrc),
+      python: median(peer.load),
+    },
   }),
 );

@@ -56,7 +56,9 @@ async function torchline(root, transform) {
 const root = path.join(os.tmpdir(), 'torchline-bench-imagenet');
 await makeImagenetLike(root, nFiles, 8);
 const files = new ImageFolder(root).samples.map((s) => fs.readFileSync(s[0]));
-console.log(`dataset: ${files.length} JPEGs (~500x375) in ${root}; ${workers} workers, batch ${batchSize}, ${os.cpus().length} CPUs`);
+console.log(
+  `dataset: ${files.length} JPEGs (~500x375) in ${root}; ${workers} workers, batch ${batchSize}, ${os.cpus().length} CPUs`,
+);
 
 const binding = require('../build/Release/torchline.node');
 binding.data.decodeBench(files.slice(0, 32), 1, 1); // warm
@@ -64,7 +66,9 @@ binding.data.decodeBench(files.slice(0, 32), 1, 1); // warm
 const bestOf = (f) => Math.max(f(), f(), f());
 const decode1 = bestOf(() => binding.data.decodeBench(files, 1, 2));
 const decodeN = bestOf(() => binding.data.decodeBench(files, workers, 3));
-console.log(`libjpeg-turbo decode only: ${decode1.toFixed(0)} img/s on 1 thread, ${decodeN.toFixed(0)} img/s on ${workers}`);
+console.log(
+  `libjpeg-turbo decode only: ${decode1.toFixed(0)} img/s on 1 thread, ${decodeN.toFixed(0)} img/s on ${workers}`,
+);
 
 // Rounds alternate torchline and torchvision so that load from elsewhere on
 // the machine hits both; each side keeps its best epoch.
@@ -75,16 +79,22 @@ const best = (a, b) => ({ rate: Math.max(a.rate, b.rate), perCpu: Math.max(a.per
 for (let round = 0; round < rounds; round++) {
   tr = best(tr, await torchline(root, T.imagenetTrain(224)));
   ev = best(ev, await torchline(root, T.imagenetEval(224)));
-  const py = spawnSync(PY, [path.join(import.meta.dirname, 'dataloader_peer.py'), root, String(workers), String(epochs), String(batchSize)], {
-    encoding: 'utf8',
-  });
+  const py = spawnSync(
+    PY,
+    [path.join(import.meta.dirname, 'dataloader_peer.py'), root, String(workers), String(epochs), String(batchSize)],
+    {
+      encoding: 'utf8',
+    },
+  );
   if (py.status !== 0) {
     console.error(py.stderr);
     process.exit(1);
   }
   const p = JSON.parse(py.stdout.trim().split('\n').pop());
   peer = peer
-    ? Object.fromEntries(Object.entries(p).map(([k, v]) => [k, k === 'peakRssMiB' ? Math.max(v, peer[k]) : Math.max(v, peer[k])]))
+    ? Object.fromEntries(
+        Object.entries(p).map(([k, v]) => [k, k === 'peakRssMiB' ? Math.max(v, peer[k]) : Math.max(v, peer[k])]),
+      )
     : p;
 }
 const train = tr.rate,

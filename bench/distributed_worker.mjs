@@ -21,7 +21,10 @@ if (mode === 'allreduce') {
   const batch = Number(batchArg);
   const size = Number(sizeArg);
   const images = Tensor.randn([batch, 3, size, size]);
-  const labels = Tensor.from(BigInt64Array.from({ length: batch }, (_, i) => BigInt(i)), [batch]);
+  const labels = Tensor.from(
+    BigInt64Array.from({ length: batch }, (_, i) => BigInt(i)),
+    [batch],
+  );
   await trainStep(model, opt, { images, labels });
   const t0 = performance.now();
   for (let i = 0; i < iters; i++) await trainStep(model, opt, { images, labels });

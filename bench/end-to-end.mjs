@@ -8,11 +8,27 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import { Adam, DataLoader, ImageFolder, ResNet, getNumThreads, manualSeed, trainStep, transforms as T } from '../dist/index.js';
+import {
+  Adam,
+  DataLoader,
+  ImageFolder,
+  ResNet,
+  getNumThreads,
+  manualSeed,
+  trainStep,
+  transforms as T,
+} from '../dist/index.js';
 import { makeImagenetLike } from './fixtures.mjs';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
-const { values } = parseArgs({ options: { files: { type: 'string', default: '192' }, model: { type: 'string', default: 'resnet50' }, size: { type: 'string', default: '224' }, batch: { type: 'string', default: '32' } } });
+const { values } = parseArgs({
+  options: {
+    files: { type: 'string', default: '192' },
+    model: { type: 'string', default: 'resnet50' },
+    size: { type: 'string', default: '224' },
+    batch: { type: 'string', default: '32' },
+  },
+});
 const files = Number(values.files);
 const size = Number(values.size);
 const batch = Number(values.batch);
@@ -21,7 +37,9 @@ const root = await makeImagenetLike(path.join(os.tmpdir(), 'torchline-bench-e2e'
 
 async function torchline() {
   const t0 = performance.now();
-  const data = new ImageFolder(root, { transform: [T.Resize([size, size]), T.Normalize(T.IMAGENET_MEAN, T.IMAGENET_STD)] });
+  const data = new ImageFolder(root, {
+    transform: [T.Resize([size, size]), T.Normalize(T.IMAGENET_MEAN, T.IMAGENET_STD)],
+  });
   const loader = new DataLoader(data, { batchSize: batch, shuffle: true, seed: 0, numWorkers: workers });
   manualSeed(0);
   const model = new ResNet(Number(values.model.replace('resnet', '')), { numClasses: data.classes.length }).train();
@@ -37,9 +55,31 @@ async function torchline() {
 }
 
 const ours = await torchline();
-const peer = JSON.parse(execFileSync(PYTHON, [path.join(here, 'end_to_end_peer.py'), root, values.model, String(batch), String(workers), String(size)], {
-  encoding: 'utf8', env: { ...process.env, OMP_NUM_THREADS: String(getNumThreads()) },
-}));
-console.log(`end-to-end: one epoch of ${files} JPEGs (~500x375), ${values.model} at ${size} px, batch ${batch}, ${workers} workers, ${getNumThreads()} threads`);
-console.log(`  torchline ${ours.seconds.toFixed(1)} s (${(ours.images / ours.seconds).toFixed(1)} img/s)   Python seed loop ${peer.seconds.toFixed(1)} s (${(peer.images / peer.seconds).toFixed(1)} img/s)   time ratio ${(ours.seconds / peer.seconds).toFixed(3)}`);
-console.log(JSON.stringify({ bench: 'end-to-end', torchline: +ours.seconds.toFixed(2), peer: +peer.seconds.toFixed(2), unit: 's per epoch', ratio: +(ours.seconds / peer.seconds).toFixed(3), files, model: values.model, size }));
+const peer = JSON.parse(
+  execFileSync(
+    PYTHON,
+    [path.join(here, 'end_to_end_peer.py'), root, values.model, String(batch), String(workers), String(size)],
+    {
+      encoding: 'utf8',
+      env: { ...process.env, OMP_NUM_THREADS: String(getNumThreads()) },
+    },
+  ),
+);
+console.log(
+  `end-to-end: one epoch of ${files} JPEGs (~500x375), ${values.model} at ${size} px, batch ${batch}, ${workers} workers, ${getNumThreads()} threads`,
+);
+console.log(
+  `  torchline ${ours.seconds.toFixed(1)} s (${(ours.images / ours.seconds).toFixed(1)} img/s)   Python seed loop ${peer.seconds.toFixed(1)} s (${(peer.images / peer.seconds).toFixed(1)} img/s)   time ratio ${(ours.seconds / peer.seconds).toFixed(3)}`,
+);
+console.log(
+  JSON.stringify({
+    bench: 'end-to-end',
+    torchline: +ours.seconds.toFixed(2),
+    peer: +peer.seconds.toFixed(2),
+    unit: 's per epoch',
+    ratio: +(ours.seconds / peer.seconds).toFixed(3),
+    files,
+    model: values.model,
+    size,
+  }),
+);

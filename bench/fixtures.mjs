@@ -11,9 +11,12 @@ export async function makeImagenetLike(dir, nFiles, classes = 8) {
   const stamp = path.join(dir, `.complete-${nFiles}-${classes}-v3`);
   if (fs.existsSync(stamp)) return dir;
   fs.rmSync(dir, { recursive: true, force: true });
-  const photos = fs.readdirSync(PHOTOS).filter((f) => f.endsWith('.jpg')).sort();
+  const photos = fs
+    .readdirSync(PHOTOS)
+    .filter((f) => f.endsWith('.jpg'))
+    .sort();
   let rnd = 12345;
-  const rand = () => ((rnd = (Math.imul(rnd, 1103515245) + 12345) >>> 0) / 2 ** 32);
+  const rand = () => (rnd = (Math.imul(rnd, 1103515245) + 12345) >>> 0) / 2 ** 32;
   for (let i = 0; i < nFiles; i++) {
     const src = path.join(PHOTOS, photos[i % photos.length]);
     const meta = await sharp(src).metadata();
@@ -28,7 +31,11 @@ export async function makeImagenetLike(dir, nFiles, classes = 8) {
     const top = Math.floor(rand() * (meta.height - ch + 1));
     const cls = `n0${1440764 + (i % classes)}`;
     fs.mkdirSync(path.join(dir, cls), { recursive: true });
-    await sharp(src).extract({ left, top, width: cw, height: ch }).resize(w, h).jpeg({ quality: 95, chromaSubsampling: '4:2:0' }).toFile(path.join(dir, cls, `${cls}_${i}.JPEG`));
+    await sharp(src)
+      .extract({ left, top, width: cw, height: ch })
+      .resize(w, h)
+      .jpeg({ quality: 95, chromaSubsampling: '4:2:0' })
+      .toFile(path.join(dir, cls, `${cls}_${i}.JPEG`));
   }
   fs.writeFileSync(stamp, '');
   return dir;

@@ -14,7 +14,20 @@ import { PYTHON } from '../scripts/peer-python.js';
 const here = path.dirname(fileURLToPath(import.meta.url));
 const require = createRequire(import.meta.url);
 const tl = require('../dist/index.js');
-const { Tensor, cuda, version, resnet18, resnet50, Adam, trainStep, evalStep, manualSeed, distributed, data, transforms: T } = tl;
+const {
+  Tensor,
+  cuda,
+  version,
+  resnet18,
+  resnet50,
+  Adam,
+  trainStep,
+  evalStep,
+  manualSeed,
+  distributed,
+  data,
+  transforms: T,
+} = tl;
 
 const quick = process.argv.includes('--quick');
 const gpu = cuda.isAvailable();
@@ -51,7 +64,13 @@ function assert(cond, msg) {
   if (!cond) throw new Error(msg);
 }
 function batch(n, size, device = dev) {
-  return { images: Tensor.randn([n, 3, size, size], { device }), labels: Tensor.from(new BigInt64Array(n).map((_, i) => BigInt(i % 10)), [n]).to(device) };
+  return {
+    images: Tensor.randn([n, 3, size, size], { device }),
+    labels: Tensor.from(
+      new BigInt64Array(n).map((_, i) => BigInt(i % 10)),
+      [n],
+    ).to(device),
+  };
 }
 
 manualSeed(0);
@@ -64,33 +83,44 @@ await check('tensor round trip (device and back, nonBlocking)', async () => {
 });
 
 for (const amp of [false, 'bf16', 'fp16']) {
-  await check(`trainStep ${amp || 'fp32'}`, async () => {
-    const m = resnet18({ numClasses: 10 }).to(dev).channelsLast();
-    const opt = new Adam(m.parameters(), { lr: 1e-3 });
-    const b = batch(16, 64);
-    let r;
-    for (let i = 0; i < 3; i++) r = await trainStep(m, opt, b, { amp });
-    assert(Number.isFinite(r.loss) && r.stepped, `loss ${r.loss}, stepped ${r.stepped}`);
-    return { loss: +r.loss.toFixed(4) };
-  }, { needsGpu: amp === 'fp16' });
+  await check(
+    `trainStep ${amp || 'fp32'}`,
+    async () => {
+      const m = resnet18({ numClasses: 10 }).to(dev).channelsLast();
+      const opt = new Adam(m.parameters(), { lr: 1e-3 });
+      const b = batch(16, 64);
+      let r;
+      for (let i = 0; i < 3; i++) r = await trainStep(m, opt, b, { amp });
+      assert(Number.isFinite(r.loss) && r.stepped, `loss ${r.loss}, stepped ${r.stepped}`);
+      return { loss: +r.loss.toFixed(4) };
+    },
+    { needsGpu: amp === 'fp16' },
+  );
 }
 
-await check('GradScaler skips an inf step and backs off', async () => {
-  const m = resnet18({ numClasses: 10 }).to(dev);
-  const opt = new Adam(m.parameters(), { lr: 1e-3 });
-  await trainStep(m, opt, batch(8, 32), { amp: 'fp16' });
-  const before = opt.handle.scalerState().scale;
-  const w0 = m.stateDict().get('fc.weight').to('cpu').toArray();
-  const bad = batch(8, 32);
-  bad.images = Tensor.full([8, 3, 32, 32], Infinity, { device: dev });
-  const r = await trainStep(m, opt, bad, { amp: 'fp16' });
-  const after = opt.handle.scalerState().scale;
-  const w1 = m.stateDict().get('fc.weight').to('cpu').toArray();
-  assert(r.stepped === false, 'the inf step was applied');
-  assert(after === before / 2, `scale ${before} -> ${after}`);
-  assert(w0.every((x, i) => x === w1[i]), 'weights changed on a skipped step');
-  return { scale: [before, after] };
-}, { needsGpu: true });
+await check(
+  'GradScaler skips an inf step and backs off',
+  async () => {
+    const m = resnet18({ numClasses: 10 }).to(dev);
+    const opt = new Adam(m.parameters(), { lr: 1e-3 });
+    await trainStep(m, opt, batch(8, 32), { amp: 'fp16' });
+    const before = opt.handle.scalerState().scale;
+    const w0 = m.stateDict().get('fc.weight').to('cpu').toArray();
+    const bad = batch(8, 32);
+    bad.images = Tensor.full([8, 3, 32, 32], Infinity, { device: dev });
+    const r = await trainStep(m, opt, bad, { amp: 'fp16' });
+    const after = opt.handle.scalerState().scale;
+    const w1 = m.stateDict().get('fc.weight').to('cpu').toArray();
+    assert(r.stepped === false, 'the inf step was applied');
+    assert(after === before / 2, `scale ${before} -> ${after}`);
+    assert(
+      w0.every((x, i) => x === w1[i]),
+      'weights changed on a skipped step',
+    );
+    return { scale: [before, after] };
+  },
+  { needsGpu: true },
+);
 
 await check('evalStep', async () => {
   const m = resnet18({ numClasses: 10 }).to(dev).eval();
@@ -108,7 +138,14 @@ async function freePort() {
 }
 
 await check(`1-rank ${gpu ? 'NCCL' : 'Gloo'} group step`, async () => {
-  const g = await distributed.initProcessGroup({ backend: gpu ? 'nccl' : 'gloo', rank: 0, worldSize: 1, masterAddr: '127.0.0.1', masterPort: await freePort(), timeout: 60_000 });
+  const g = await distributed.initProcessGroup({
+    backend: gpu ? 'nccl' : 'gloo',
+    rank: 0,
+    worldSize: 1,
+    masterAddr: '127.0.0.1',
+    masterPort: await freePort(),
+    timeout: 60_000,
+  });
   try {
     const m = await distributed.distributedDataParallel(resnet18({ numClasses: 10 }).to(dev));
     const opt = new Adam(m.parameters(), { lr: 1e-3 });
@@ -116,7 +153,14 @@ await check(`1-rank ${gpu ? 'NCCL' : 'Gloo'} group step`, async () => {
     const t = Tensor.full([4], 3, { device: dev });
     await g.allReduce(t, 'sum');
     await g.barrier();
-    assert(Number.isFinite(r.loss) && t.to('cpu').toArray().every((x) => x === 3), 'collective result');
+    assert(
+      Number.isFinite(r.loss) &&
+        t
+          .to('cpu')
+          .toArray()
+          .every((x) => x === 3),
+      'collective result',
+    );
     return { backend: g.backend };
   } finally {
     distributed.destroyProcessGroup(g);
@@ -164,15 +208,23 @@ for (const amp of gpu ? ['bf16', 'fp16'] : ['bf16']) {
 result.torchline = throughput;
 
 await check('PyTorch eager peer (same settings)', async () => {
-  const out = execFileSync(PYTHON, [path.join(here, 'gpu_check_peer.py'), String(B), String(S), String(steps), gpu ? 'bf16,fp16' : 'bf16'], {
-    encoding: 'utf8', timeout: 300_000, maxBuffer: 1 << 24,
-  });
+  const out = execFileSync(
+    PYTHON,
+    [path.join(here, 'gpu_check_peer.py'), String(B), String(S), String(steps), gpu ? 'bf16,fp16' : 'bf16'],
+    {
+      encoding: 'utf8',
+      timeout: 300_000,
+      maxBuffer: 1 << 24,
+    },
+  );
   const peer = JSON.parse(out.trim().split('\n').pop());
   result.peer = peer;
   return peer;
 });
 if (result.peer) {
-  result.ratio = Object.fromEntries(Object.keys(throughput).map((k) => [k, +(throughput[k] / result.peer[k]).toFixed(3)]));
+  result.ratio = Object.fromEntries(
+    Object.keys(throughput).map((k) => [k, +(throughput[k] / result.peer[k]).toFixed(3)]),
+  );
 }
 
 // --- the DataLoader feeding the device ------------------------------------------------------------------
@@ -180,7 +232,12 @@ await check('DataLoader -> device (uint8 batches normalised on the device, pinne
   const sharp = require('sharp');
   const root = path.join(os.tmpdir(), 'gpu-check-jpegs');
   const photosDir = process.env.TORCHLINE_PHOTOS || '/usr/share/doc/opencv-doc/examples/data';
-  const photos = fs.existsSync(photosDir) ? fs.readdirSync(photosDir).filter((f) => f.endsWith('.jpg')).map((f) => path.join(photosDir, f)) : [];
+  const photos = fs.existsSync(photosDir)
+    ? fs
+        .readdirSync(photosDir)
+        .filter((f) => f.endsWith('.jpg'))
+        .map((f) => path.join(photosDir, f))
+    : [];
   const n = gpu ? (quick ? 2560 : 5120) : 64;
   if (!fs.existsSync(path.join(root, 'done'))) {
     fs.rmSync(root, { recursive: true, force: true });
@@ -189,8 +246,15 @@ await check('DataLoader -> device (uint8 batches normalised on the device, pinne
     for (let i = 0; i < n; i++) {
       const dir = path.join(root, `c${i % 10}`);
       fs.mkdirSync(dir, { recursive: true });
-      const src = photos.length ? sharp(photos[i % photos.length]).resize(500 + (i % 7) * 10, 375, { fit: 'cover' }) : sharp({ create: { width: 500, height: 375, channels: 3, background: { r: i % 255, g: 80, b: 160 } } });
-      jobs.push(src.flop(i % 2 === 1).jpeg({ quality: 90 }).toFile(path.join(dir, `${i}.jpg`)));
+      const src = photos.length
+        ? sharp(photos[i % photos.length]).resize(500 + (i % 7) * 10, 375, { fit: 'cover' })
+        : sharp({ create: { width: 500, height: 375, channels: 3, background: { r: i % 255, g: 80, b: 160 } } });
+      jobs.push(
+        src
+          .flop(i % 2 === 1)
+          .jpeg({ quality: 90 })
+          .toFile(path.join(dir, `${i}.jpg`)),
+      );
       if (jobs.length >= 64) await Promise.all(jobs.splice(0));
     }
     await Promise.all(jobs);
@@ -198,7 +262,13 @@ await check('DataLoader -> device (uint8 batches normalised on the device, pinne
   }
   const workers = Math.max(1, os.availableParallelism() - 2);
   const loader = new tl.DataLoader(new tl.ImageFolder(root, { transform: T.imagenetTrain(S) }), {
-    batchSize: B, shuffle: true, numWorkers: workers, uint8: true, pinMemory: gpu, dropLast: true, prefetch: 4,
+    batchSize: B,
+    shuffle: true,
+    numWorkers: workers,
+    uint8: true,
+    pinMemory: gpu,
+    dropLast: true,
+    prefetch: 4,
   });
   // Decode alone first (how fast the loader can go), then training fed by it.
   let t0 = performance.now();
@@ -232,7 +302,12 @@ await check('DataLoader -> device (uint8 batches normalised on the device, pinne
   if (gpu) cuda.synchronize();
   const fed = seen / ((performance.now() - t0) / 1000);
   const synthetic = throughput[amp];
-  result.dataloader = { loaderOnly: Math.round(loaderOnly), trainFed: Math.round(fed), workers, gpuBusy: synthetic ? +(fed / synthetic).toFixed(3) : null };
+  result.dataloader = {
+    loaderOnly: Math.round(loaderOnly),
+    trainFed: Math.round(fed),
+    workers,
+    gpuBusy: synthetic ? +(fed / synthetic).toFixed(3) : null,
+  };
   return result.dataloader;
 });
 

@@ -50,10 +50,13 @@ const jpegDir = path.join(work, 'jpeg');
 const tableDir = path.join(work, 'table');
 if (!fs.existsSync(path.join(work, '.complete-v1'))) {
   fs.rmSync(work, { recursive: true, force: true });
-  const photos = fs.readdirSync(PHOTOS).filter((f) => f.endsWith('.jpg')).sort();
+  const photos = fs
+    .readdirSync(PHOTOS)
+    .filter((f) => f.endsWith('.jpg'))
+    .sort();
   const metas = await Promise.all(photos.map((p) => sharp(path.join(PHOTOS, p)).metadata()));
   let rnd = 777;
-  const rand = () => ((rnd = (Math.imul(rnd, 1103515245) + 12345) >>> 0) / 2 ** 32);
+  const rand = () => (rnd = (Math.imul(rnd, 1103515245) + 12345) >>> 0) / 2 ** 32;
   const rows = [];
   const jobs = [];
   for (let i = 0; i < N; i++) {
@@ -66,7 +69,13 @@ if (!fs.existsSync(path.join(work, '.complete-v1'))) {
     const cls = i % CLASSES;
     const file = path.join(jpegDir, `class-${cls}`, `img-${String(i).padStart(5, '0')}.jpg`);
     fs.mkdirSync(path.dirname(file), { recursive: true });
-    jobs.push(sharp(path.join(PHOTOS, photos[k])).extract({ left, top, width: cw, height: ch }).resize(160, 120).jpeg({ quality: 90 }).toFile(file));
+    jobs.push(
+      sharp(path.join(PHOTOS, photos[k]))
+        .extract({ left, top, width: cw, height: ch })
+        .resize(160, 120)
+        .jpeg({ quality: 90 })
+        .toFile(file),
+    );
     if (jobs.length >= 32) await Promise.all(jobs.splice(0));
     rows.push({ file, label: cls });
   }
@@ -84,13 +93,22 @@ const walk = (dir, rel = '') =>
   });
 const tableFiles = walk(tableDir);
 const tableBytes = tableFiles.reduce((s, f) => s + fs.statSync(path.join(tableDir, f)).size, 0);
-console.log(`${N} JPEGs of 160x120 in ${CLASSES} classes; binaryFile table: ${tableFiles.filter((f) => f.endsWith('.parquet')).length} part files, ${(tableBytes / 2 ** 20).toFixed(1)} MiB, ${RG_ROWS} rows per row group`);
+console.log(
+  `${N} JPEGs of 160x120 in ${CLASSES} classes; binaryFile table: ${tableFiles.filter((f) => f.endsWith('.parquet')).length} part files, ${(tableBytes / 2 ** 20).toFixed(1)} MiB, ${RG_ROWS} rows per row group`,
+);
 
 // 2. The emulator in its own process, and the latency proxy.
 async function startEmulatorProcess() {
-  const child = spawn(process.execPath, ['-e', `require(${JSON.stringify(path.join(root, 'dist/storage/emulator.js'))}).startGcsEmulator().then((e) => console.log(e.url))`], {
-    stdio: ['ignore', 'pipe', 'inherit'],
-  });
+  const child = spawn(
+    process.execPath,
+    [
+      '-e',
+      `require(${JSON.stringify(path.join(root, 'dist/storage/emulator.js'))}).startGcsEmulator().then((e) => console.log(e.url))`,
+    ],
+    {
+      stdio: ['ignore', 'pipe', 'inherit'],
+    },
+  );
   const url = await new Promise((resolve, reject) => {
     child.stdout.once('data', (d) => resolve(String(d).trim()));
     child.once('exit', (c) => reject(new Error(`emulator exited ${c}`)));
@@ -102,16 +120,22 @@ async function startLatencyProxy(upstream, ms) {
   const agent = new http.Agent({ keepAlive: true, maxSockets: 256 });
   const server = http.createServer((req, res) => {
     setTimeout(() => {
-      const p = http.request({ host: up.hostname, port: up.port, method: req.method, path: req.url, headers: req.headers, agent }, (pr) => {
-        res.writeHead(pr.statusCode, pr.headers);
-        pr.pipe(res);
-      });
+      const p = http.request(
+        { host: up.hostname, port: up.port, method: req.method, path: req.url, headers: req.headers, agent },
+        (pr) => {
+          res.writeHead(pr.statusCode, pr.headers);
+          pr.pipe(res);
+        },
+      );
       p.on('error', () => res.destroy());
       req.pipe(p);
     }, ms);
   });
   await new Promise((r) => server.listen(0, '127.0.0.1', r));
-  return { url: `http://127.0.0.1:${server.address().port}`, close: () => (server.closeAllConnections(), server.close(), agent.destroy()) };
+  return {
+    url: `http://127.0.0.1:${server.address().port}`,
+    close: () => (server.closeAllConnections(), server.close(), agent.destroy()),
+  };
 }
 
 const emu = await startEmulatorProcess();
@@ -168,8 +192,16 @@ console.log('local (best of 4, alternating):');
 let localFiles = 0,
   localTable = 0;
 for (let r = 0; r < 4; r++) {
-  localFiles = Math.max(localFiles, await timed('JPEG files, ImageFolder', () => drain(new DataLoader(new ImageFolder(jpegDir), opts))));
-  localTable = Math.max(localTable, await timed('binaryFile table, ParquetImageDataset', async () => drain(new DataLoader(await ParquetImageDataset.open(tableDir), opts))));
+  localFiles = Math.max(
+    localFiles,
+    await timed('JPEG files, ImageFolder', () => drain(new DataLoader(new ImageFolder(jpegDir), opts))),
+  );
+  localTable = Math.max(
+    localTable,
+    await timed('binaryFile table, ParquetImageDataset', async () =>
+      drain(new DataLoader(await ParquetImageDataset.open(tableDir), opts)),
+    ),
+  );
 }
 console.log(`with ${RTT} ms added per request:`);
 const gsTable = await best('table: open + row-group range reads', 2, async () =>
@@ -178,7 +210,12 @@ const gsTable = await best('table: open + row-group range reads', 2, async () =>
 const dl = fs.mkdtempSync(path.join(os.tmpdir(), 'torchline-bench-pq-dl-'));
 const gsObjects = await timed('objects: list + download (64 conc.) + ImageFolder', async () => {
   const listing = await st.listPartitioned(`gs://${BUCKET}/objects/`, { storage: viaProxy, concurrency: 32 });
-  await st.download(`gs://${BUCKET}/objects/`, dl, { storage: viaProxy, objects: listing.files.map((r) => r.object), concurrency: 64, progress: false });
+  await st.download(`gs://${BUCKET}/objects/`, dl, {
+    storage: viaProxy,
+    objects: listing.files.map((r) => r.object),
+    concurrency: 64,
+    progress: false,
+  });
   await drain(new DataLoader(new ImageFolder(dl), opts));
 });
 fs.rmSync(dl, { recursive: true, force: true });
@@ -187,7 +224,9 @@ emu.stop();
 
 const ratio = gsTable / gsObjects;
 const localRatio = localTable / localFiles;
-console.log(`gs:// table ${ratio.toFixed(2)}x the per-object path (target >= 5x); local table ${(localRatio * 100).toFixed(1)}% of JPEG files (target >= 90%)`);
+console.log(
+  `gs:// table ${ratio.toFixed(2)}x the per-object path (target >= 5x); local table ${(localRatio * 100).toFixed(1)}% of JPEG files (target >= 90%)`,
+);
 console.log(
   JSON.stringify({
     bench: 'parquet',

@@ -11,16 +11,22 @@ export async function startLatencyProxy(upstream, ms) {
   const agent = new http.Agent({ keepAlive: true, maxSockets: 256 });
   const server = http.createServer((req, res) => {
     setTimeout(() => {
-      const p = http.request({ host: up.hostname, port: up.port, method: req.method, path: req.url, headers: req.headers, agent }, (pr) => {
-        res.writeHead(pr.statusCode, pr.headers);
-        pr.pipe(res);
-      });
+      const p = http.request(
+        { host: up.hostname, port: up.port, method: req.method, path: req.url, headers: req.headers, agent },
+        (pr) => {
+          res.writeHead(pr.statusCode, pr.headers);
+          pr.pipe(res);
+        },
+      );
       p.on('error', () => res.destroy());
       req.pipe(p);
     }, ms);
   });
   await new Promise((r) => server.listen(0, '127.0.0.1', r));
-  return { url: `http://127.0.0.1:${server.address().port}`, close: () => (server.closeAllConnections(), server.close(), agent.destroy()) };
+  return {
+    url: `http://127.0.0.1:${server.address().port}`,
+    close: () => (server.closeAllConnections(), server.close(), agent.destroy()),
+  };
 }
 
 if (process.argv[1] === fileURLToPath(import.meta.url)) {

@@ -26,7 +26,9 @@ const lowerBound = (arr, key) => {
 
 /** objects: [{ name, size }]; returns { url, requests, close() }. */
 export async function startListServer(objects, { bucket = 'list-bkt', updated = '2024-01-01T00:00:00.000Z' } = {}) {
-  const sorted = objects.map((o) => ({ name: o.name, size: String(o.size ?? 0) })).sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+  const sorted = objects
+    .map((o) => ({ name: o.name, size: String(o.size ?? 0) }))
+    .sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
   const state = { requests: 0, withOffsets: 0 };
   const server = http.createServer((req, res) => {
     state.requests++;
@@ -40,7 +42,10 @@ export async function startListServer(objects, { bucket = 'list-bkt', updated = 
     }
     const q = u.searchParams;
     // Partial responses as GCS gives them for `fields=items(a,b,...),prefixes,nextPageToken`.
-    const itemFields = /items\(([^)]*)\)/.exec(q.get('fields') ?? '')?.[1].split(',').map((f) => f.trim());
+    const itemFields = /items\(([^)]*)\)/
+      .exec(q.get('fields') ?? '')?.[1]
+      .split(',')
+      .map((f) => f.trim());
     const prefix = q.get('prefix') ?? '';
     const delimiter = q.get('delimiter') ?? '';
     const startOffset = q.get('startOffset') ?? '';
@@ -70,11 +75,24 @@ export async function startListServer(objects, { bucket = 'list-bkt', updated = 
         i = lowerBound(sorted, p.slice(0, -1) + String.fromCharCode(p.charCodeAt(p.length - 1) + 1));
         continue;
       }
-      const full = { kind: 'storage#object', bucket, name: o.name, size: o.size, updated, generation: '1', md5Hash: '1B2M2Y8AsgTpgAmY7PhCfg==', crc32c: 'AAAAAA==' };
+      const full = {
+        kind: 'storage#object',
+        bucket,
+        name: o.name,
+        size: o.size,
+        updated,
+        generation: '1',
+        md5Hash: '1B2M2Y8AsgTpgAmY7PhCfg==',
+        crc32c: 'AAAAAA==',
+      };
       items.push(itemFields ? Object.fromEntries(itemFields.filter((f) => f in full).map((f) => [f, full[f]])) : full);
       i++;
     }
-    const body = { kind: 'storage#objects', ...(items.length ? { items } : {}), ...(prefixes.length ? { prefixes } : {}) };
+    const body = {
+      kind: 'storage#objects',
+      ...(items.length ? { items } : {}),
+      ...(prefixes.length ? { prefixes } : {}),
+    };
     if (next !== undefined) body.nextPageToken = Buffer.from(next, 'utf8').toString('base64url');
     res.writeHead(200, { 'content-type': 'application/json' });
     res.end(JSON.stringify(body));

@@ -43,7 +43,10 @@ const BUCKET = 'bench-bkt';
 async function startEmulatorProcess() {
   const child = spawn(
     process.execPath,
-    ['-e', `require(${JSON.stringify(path.join(root, 'dist/storage/emulator.js'))}).startGcsEmulator().then((e) => console.log(e.url))`],
+    [
+      '-e',
+      `require(${JSON.stringify(path.join(root, 'dist/storage/emulator.js'))}).startGcsEmulator().then((e) => console.log(e.url))`,
+    ],
     { stdio: ['ignore', 'pipe', 'inherit'] },
   );
   const url = await new Promise((resolve, reject) => {
@@ -55,7 +58,9 @@ async function startEmulatorProcess() {
 
 // The latency proxy (bench/storage-latency-proxy.mjs) in its own process.
 async function startLatencyProxy(upstream, ms) {
-  const child = spawn(process.execPath, [path.join(here, 'storage-latency-proxy.mjs'), upstream, String(ms)], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const child = spawn(process.execPath, [path.join(here, 'storage-latency-proxy.mjs'), upstream, String(ms)], {
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
   const url = await new Promise((resolve, reject) => {
     child.stdout.once('data', (d) => resolve(String(d).trim()));
     child.once('exit', (c) => reject(new Error(`latency proxy exited ${c}`)));
@@ -101,7 +106,10 @@ const lib = (() => {
 })();
 
 // Seed: N objects of 1-4 KB in CLASSES folders, uploaded 64 at a time.
-const names = Array.from({ length: N }, (_, i) => `train/class-${String(i % CLASSES).padStart(3, '0')}/img-${String(i).padStart(6, '0')}.jpg`);
+const names = Array.from(
+  { length: N },
+  (_, i) => `train/class-${String(i % CLASSES).padStart(3, '0')}/img-${String(i).padStart(6, '0')}.jpg`,
+);
 const seed = await time(async () => {
   let next = 0;
   const b = lib.bucket(BUCKET);
@@ -121,13 +129,27 @@ console.log(`seeded ${N} objects in ${seed.s.toFixed(1)} s (${fmt(N / seed.s)} o
 // seed's list_blobs does) and the same raw transport torchline uses, paged flat.
 const flatLib = await best(3, async () => (await lib.bucket(BUCKET).getFiles({ prefix: 'train/' }))[0].length);
 const flatRaw = await best(3, async () => (await st.listFlat(`gs://${BUCKET}/train`, { storage: direct })).length);
-const part = await best(3, async () => (await st.listPartitioned(`gs://${BUCKET}/train`, { storage: direct, concurrency: 32, recursiveFileLookup: true, minPartitionNum: 1 })).files.length);
-for (const x of [flatLib, flatRaw, part]) if (x.r !== N) throw new Error(`listing returned ${x.r} objects, expected ${N}`);
+const part = await best(
+  3,
+  async () =>
+    (
+      await st.listPartitioned(`gs://${BUCKET}/train`, {
+        storage: direct,
+        concurrency: 32,
+        recursiveFileLookup: true,
+        minPartitionNum: 1,
+      })
+    ).files.length,
+);
+for (const x of [flatLib, flatRaw, part])
+  if (x.r !== N) throw new Error(`listing returned ${x.r} objects, expected ${N}`);
 const listRate = { lib: N / flatLib.s, raw: N / flatRaw.s, part: N / part.s };
 console.log(`listing ${N} objects (best of 3):`);
 console.log(`  flat paged, client getFiles()      ${fmt(listRate.lib)} objects/s`);
 console.log(`  flat paged, raw JSON API           ${fmt(listRate.raw)} objects/s`);
-console.log(`  torchline partitioned (32 conc.)   ${fmt(listRate.part)} objects/s   = ${(listRate.part / listRate.lib).toFixed(2)}x getFiles, ${(listRate.part / listRate.raw).toFixed(2)}x raw flat`);
+console.log(
+  `  torchline partitioned (32 conc.)   ${fmt(listRate.part)} objects/s   = ${(listRate.part / listRate.lib).toFixed(2)}x getFiles, ${(listRate.part / listRate.raw).toFixed(2)}x raw flat`,
+);
 
 // Download. The seed's loop: for each blob, download_to_filename, one after another.
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'torchline-bench-storage-'));
@@ -140,7 +162,9 @@ const seq = await time(async () => {
     await peerDownload(b, name, dest);
   }
 });
-const par = await time(() => st.download(`gs://${BUCKET}/train`, path.join(tmp, 'par'), { storage: direct, concurrency: 64, progress: false }));
+const par = await time(() =>
+  st.download(`gs://${BUCKET}/train`, path.join(tmp, 'par'), { storage: direct, concurrency: 64, progress: false }),
+);
 if (par.r.downloaded !== N) throw new Error(`downloaded ${par.r.downloaded}, expected ${N}`);
 const dl = { seq: SEQ / seq.s, par: N / par.s };
 console.log(`download (verified, temp file + rename):`);
@@ -159,7 +183,17 @@ const libProxy = (() => {
   return s;
 })();
 const flatRtt = await time(async () => (await st.listFlat(`gs://${BUCKET}/train`, { storage: viaProxy })).length);
-const partRtt = await time(async () => (await st.listPartitioned(`gs://${BUCKET}/train`, { storage: viaProxy, concurrency: 32, recursiveFileLookup: true, minPartitionNum: 1 })).files.length);
+const partRtt = await time(
+  async () =>
+    (
+      await st.listPartitioned(`gs://${BUCKET}/train`, {
+        storage: viaProxy,
+        concurrency: 32,
+        recursiveFileLookup: true,
+        minPartitionNum: 1,
+      })
+    ).files.length,
+);
 const SEQ_RTT = 300;
 const seqRtt = await time(async () => {
   const b = libProxy.bucket(BUCKET);
@@ -169,7 +203,13 @@ const seqRtt = await time(async () => {
     await peerDownload(b, name, dest);
   }
 });
-const parRtt = await time(() => st.download(`gs://${BUCKET}/train`, path.join(tmp, 'par-rtt'), { storage: viaProxy, concurrency: 64, progress: false }));
+const parRtt = await time(() =>
+  st.download(`gs://${BUCKET}/train`, path.join(tmp, 'par-rtt'), {
+    storage: viaProxy,
+    concurrency: 64,
+    progress: false,
+  }),
+);
 proxy.close();
 
 // ImageNet-shaped listing under the same latency: the list server in a child process.
@@ -195,10 +235,20 @@ const inProxy = await startLatencyProxy(listSrv.url, RTT);
 const inStorage = () => st.createStorage({ emulatorHost: inProxy.url });
 const inRoot = `gs://${BUCKET}/imagenet/train`;
 const inFlat = await best(3, async () => (await st.listFlat(inRoot, { storage: inStorage() })).length);
-const inPart = await best(3, async () =>
-  (await st.listPartitioned(inRoot, { storage: inStorage(), concurrency: 32, recursiveFileLookup: true, minPartitionNum: 1 })).files.length,
+const inPart = await best(
+  3,
+  async () =>
+    (
+      await st.listPartitioned(inRoot, {
+        storage: inStorage(),
+        concurrency: 32,
+        recursiveFileLookup: true,
+        minPartitionNum: 1,
+      })
+    ).files.length,
 );
-for (const x of [inFlat, inPart]) if (x.r !== inN) throw new Error(`ImageNet-shaped listing returned ${x.r} objects, expected ${inN}`);
+for (const x of [inFlat, inPart])
+  if (x.r !== inN) throw new Error(`ImageNet-shaped listing returned ${x.r} objects, expected ${inN}`);
 inProxy.close();
 listSrv.stop();
 const inRate = { flat: inN / inFlat.s, part: inN / inPart.s };
@@ -210,8 +260,12 @@ const rtt = {
   par: N / parRtt.s,
 };
 console.log(`with ${RTT} ms added per request:`);
-console.log(`  listing: flat ${fmt(rtt.listFlat)} objects/s, partitioned ${fmt(rtt.listPart)} objects/s = ${(rtt.listPart / rtt.listFlat).toFixed(2)}x`);
-console.log(`  download: sequential ${fmt(rtt.seq)} files/s (${SEQ_RTT} files), torchline ${fmt(rtt.par)} files/s = ${(rtt.par / rtt.seq).toFixed(2)}x`);
+console.log(
+  `  listing: flat ${fmt(rtt.listFlat)} objects/s, partitioned ${fmt(rtt.listPart)} objects/s = ${(rtt.listPart / rtt.listFlat).toFixed(2)}x`,
+);
+console.log(
+  `  download: sequential ${fmt(rtt.seq)} files/s (${SEQ_RTT} files), torchline ${fmt(rtt.par)} files/s = ${(rtt.par / rtt.seq).toFixed(2)}x`,
+);
 console.log(
   `  ImageNet-shaped listing (${IN_CLASSES} folders x ${IN_PER}, ${Math.ceil(inN / 1000)} flat pages, best of 3): flat ${fmt(inRate.flat)} objects/s ` +
     `(${(inFlat.s * 1000).toFixed(0)} ms), torchline partitioned ${fmt(inRate.part)} objects/s (${(inPart.s * 1000).toFixed(0)} ms) = ${(inRate.part / inRate.flat).toFixed(2)}x`,
@@ -226,11 +280,25 @@ console.log(
     peer: Math.round(dl.seq),
     unit: 'files/s',
     ratio: Number((dl.par / dl.seq).toFixed(2)),
-    listing: { torchline: Math.round(listRate.part), peer: Math.round(listRate.lib), peerRawFlat: Math.round(listRate.raw), unit: 'objects/s', ratio: Number((listRate.part / listRate.lib).toFixed(2)) },
+    listing: {
+      torchline: Math.round(listRate.part),
+      peer: Math.round(listRate.lib),
+      peerRawFlat: Math.round(listRate.raw),
+      unit: 'objects/s',
+      ratio: Number((listRate.part / listRate.lib).toFixed(2)),
+    },
     rtt: {
       ms: RTT,
-      listing: { torchline: Math.round(rtt.listPart), peer: Math.round(rtt.listFlat), ratio: Number((rtt.listPart / rtt.listFlat).toFixed(2)) },
-      download: { torchline: Math.round(rtt.par), peer: Math.round(rtt.seq), ratio: Number((rtt.par / rtt.seq).toFixed(2)) },
+      listing: {
+        torchline: Math.round(rtt.listPart),
+        peer: Math.round(rtt.listFlat),
+        ratio: Number((rtt.listPart / rtt.listFlat).toFixed(2)),
+      },
+      download: {
+        torchline: Math.round(rtt.par),
+        peer: Math.round(rtt.seq),
+        ratio: Number((rtt.par / rtt.seq).toFixed(2)),
+      },
       listingImagenet: {
         torchline: Math.round(inRate.part),
         peer: Math.round(inRate.flat),

@@ -46,8 +46,25 @@ export type {
   GcsEmulator,
 } from './storage';
 export * as checkpoint from './checkpoint';
-export { load, loadAsync, save, saveAsync, safetensors, CheckpointManager, CheckpointError, UnsafePickleError } from './checkpoint';
+export {
+  load,
+  loadAsync,
+  save,
+  saveAsync,
+  safetensors,
+  CheckpointManager,
+  CheckpointError,
+  UnsafePickleError,
+} from './checkpoint';
 export * as data from './data';
-export { DataLoader, ImageFolder, ImageFiles, ManifestDataset, DistributedSampler, ParquetImageDataset, transforms } from './data';
+export {
+  DataLoader,
+  ImageFolder,
+  ImageFiles,
+  ManifestDataset,
+  DistributedSampler,
+  ParquetImageDataset,
+  transforms,
+} from './data';
 export type { Dataset, DataLoaderOptions } from './data';
 export * as distributed from './distributed';

@@ -65,7 +65,8 @@ export class Tensor {
 
   /** @internal Wraps a native handle (use the static constructors). */
   constructor(handle: any) {
-    if (!(handle instanceof binding.TensorHandle)) throw new TypeError('new Tensor() takes a native handle; use Tensor.from()');
+    if (!(handle instanceof binding.TensorHandle))
+      throw new TypeError('new Tensor() takes a native handle; use Tensor.from()');
     this.handle = handle;
     registry.register(this, handle, this);
   }
@@ -172,6 +173,8 @@ export class Tensor {
   }
 
   toString(): string {
-    return this.disposed ? 'Tensor(disposed)' : `Tensor(shape=[${this.shape}], dtype=${this.dtype}, device=${this.device})`;
+    return this.disposed
+      ? 'Tensor(disposed)'
+      : `Tensor(shape=[${this.shape}], dtype=${this.dtype}, device=${this.device})`;
   }
 }

@@ -4,7 +4,17 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import {
-  Device, cuda, defaultDevice, emptyCache, getNumThreads, manualSeed, memoryStats, resolvePrecision, setNumThreads, version, Tensor,
+  Device,
+  cuda,
+  defaultDevice,
+  emptyCache,
+  getNumThreads,
+  manualSeed,
+  memoryStats,
+  resolvePrecision,
+  setNumThreads,
+  version,
+  Tensor,
 } from '../lib';
 import { PYTHON } from './support/peer';
 
@@ -22,7 +32,9 @@ describe('loading and version', () => {
   });
 
   it('the doctor CLI prints what was found', () => {
-    const out = execFileSync(process.execPath, [path.join(root, 'dist/cli.js'), 'doctor', '--json'], { encoding: 'utf8' });
+    const out = execFileSync(process.execPath, [path.join(root, 'dist/cli.js'), 'doctor', '--json'], {
+      encoding: 'utf8',
+    });
     const facts = JSON.parse(out);
     expect(facts.libtorch).toBe(version().libtorch);
     expect(facts.cudaStatus).toMatch(/usable/);
@@ -40,15 +52,18 @@ describe('Device', () => {
     expect(Device.parse('cuda:1').equals('cuda:1')).toBe(true);
   });
 
-  it.each(['gpu', 'CUDA', 'cuda:', 'cuda:-1', 'cuda:1.5', ' cpu', 'cpu:x', ''])('refuses %j with a clear error', (s) => {
-    expect(() => Device.parse(s)).toThrow(/invalid device .*expected "cpu", "cuda" or "cuda:<index>"/);
-  });
+  it.each(['gpu', 'CUDA', 'cuda:', 'cuda:-1', 'cuda:1.5', ' cpu', 'cpu:x', ''])(
+    'refuses %j with a clear error',
+    (s) => {
+      expect(() => Device.parse(s)).toThrow(/invalid device .*expected "cpu", "cuda" or "cuda:<index>"/);
+    },
+  );
 
   it('refuses non-strings with a TypeError', () => {
     expect(() => Device.parse(3 as unknown as string)).toThrow(TypeError);
   });
 
-  it('picks CUDA only when available (the seed\'s get_device)', () => {
+  it("picks CUDA only when available (the seed's get_device)", () => {
     expect(defaultDevice().type).toBe(cuda.isAvailable() ? 'cuda' : 'cpu');
   });
 });
@@ -61,7 +76,10 @@ describe('threads and seeds', () => {
 
   it('honours TORCHLINE_NUM_THREADS and setNumThreads', () => {
     const script = `const t=require(${JSON.stringify(path.join(root, 'dist'))}); console.log(t.getNumThreads())`;
-    const out = execFileSync(process.execPath, ['-e', script], { env: { ...process.env, TORCHLINE_NUM_THREADS: '1' }, encoding: 'utf8' });
+    const out = execFileSync(process.execPath, ['-e', script], {
+      env: { ...process.env, TORCHLINE_NUM_THREADS: '1' },
+      encoding: 'utf8',
+    });
     expect(out.trim()).toBe('1');
     const before = getNumThreads();
     setNumThreads(1);
@@ -82,7 +100,11 @@ describe('threads and seeds', () => {
 
 describe('LibTorch 2.x with the CUDA build', () => {
   const peer = JSON.parse(
-    execFileSync(PYTHON, ['-c', 'import json, torch; print(json.dumps({"v": torch.__version__, "cuda": torch.version.cuda}))'], { encoding: 'utf8' }),
+    execFileSync(
+      PYTHON,
+      ['-c', 'import json, torch; print(json.dumps({"v": torch.__version__, "cuda": torch.version.cuda}))'],
+      { encoding: 'utf8' },
+    ),
   );
 
   it('is built against the same LibTorch as the Python peer, in C++20', () => {

@@ -60,8 +60,12 @@ describe('Tensor round trips', () => {
     expect(() => Tensor.from([1, 2] as unknown as Float32Array)).toThrow(TypeError);
     expect(() => Tensor.from(new Uint16Array(2))).toThrow(/ambiguous/);
     expect(() => Tensor.from(new Float32Array(5), [2, 3])).toThrow(/5 elements but shape \[2, 3\] needs 6/);
-    expect(() => Tensor.from(new Float32Array(4), [2, 2], { dtype: 'int64' })).toThrow(/a Float32Array cannot hold dtype int64/);
-    expect(() => Tensor.from(new Float32Array(4), [2, 2], { dtype: 'complex' as DType })).toThrow(/unknown dtype 'complex'/);
+    expect(() => Tensor.from(new Float32Array(4), [2, 2], { dtype: 'int64' })).toThrow(
+      /a Float32Array cannot hold dtype int64/,
+    );
+    expect(() => Tensor.from(new Float32Array(4), [2, 2], { dtype: 'complex' as DType })).toThrow(
+      /unknown dtype 'complex'/,
+    );
     expect(() => Tensor.from(new Float32Array(4), [2, -2])).toThrow(TypeError);
   });
 
@@ -72,15 +76,20 @@ describe('Tensor round trips', () => {
     expect(() => make(new Int32Array(4), 'float32')).toThrow(/an? Int32Array cannot hold dtype float32/);
     expect(() => make(new Float64Array(4), 'int64')).toThrow(/cannot hold dtype int64/);
     // Kinds with no dtype of their own, and kinds newer than the list (Float16Array on Node >= 22).
-    for (const data of [new Uint32Array(4), new BigUint64Array(4)]) expect(() => make(data, 'int32'), data.constructor.name).toThrow(/Tensor data must be an Int8Array/);
+    for (const data of [new Uint32Array(4), new BigUint64Array(4)])
+      expect(() => make(data, 'int32'), data.constructor.name).toThrow(/Tensor data must be an Int8Array/);
     const F16 = (globalThis as { Float16Array?: new (n: number) => ArrayBufferView }).Float16Array;
-    if (F16) for (const dtype of ['float16', 'float64', 'int64']) expect(() => make(new F16(4), dtype)).toThrow(/Tensor data must be an Int8Array/);
+    if (F16)
+      for (const dtype of ['float16', 'float64', 'int64'])
+        expect(() => make(new F16(4), dtype)).toThrow(/Tensor data must be an Int8Array/);
     // Not TypedArrays at all.
     expect(() => make(new DataView(new ArrayBuffer(16)), 'float32')).toThrow(/must be a TypedArray/);
     expect(() => make({ length: 4, buffer: new ArrayBuffer(16) }, 'float32')).toThrow(/must be a TypedArray/);
     expect(() => Tensor.from(new DataView(new ArrayBuffer(16)) as unknown as Float32Array)).toThrow(TypeError);
     // The listed ones still work.
-    expect(Tensor.from(new Uint8ClampedArray([1, 2, 255, 0]), [4], { dtype: 'uint8' }).toArray()).toEqual([1, 2, 255, 0]);
+    expect(Tensor.from(new Uint8ClampedArray([1, 2, 255, 0]), [4], { dtype: 'uint8' }).toArray()).toEqual([
+      1, 2, 255, 0,
+    ]);
   });
 
   it('dispose() frees at once and later use throws', () => {

@@ -34,7 +34,11 @@ function fsyncDir(dir: string): void {
  * `durable: false` skips the two fsyncs: still atomic for a crashed process,
  * but a power cut may then leave the old file or an empty one.
  */
-export function atomicWriteWith(file: string, write: (sink: ByteSink) => void, options: { durable?: boolean } = {}): void {
+export function atomicWriteWith(
+  file: string,
+  write: (sink: ByteSink) => void,
+  options: { durable?: boolean } = {},
+): void {
   const durable = options.durable ?? true;
   const tmp = tempName(file);
   const fd = fs.openSync(tmp, 'wx', 0o644);
@@ -95,7 +99,11 @@ export function sweepTempFiles(dir: string): string[] {
 }
 
 /** atomicWriteWith's asynchronous twin for data already in memory (libuv's pool does the I/O). */
-export async function atomicWriteChunks(file: string, chunks: Uint8Array[], options: { durable?: boolean } = {}): Promise<void> {
+export async function atomicWriteChunks(
+  file: string,
+  chunks: Uint8Array[],
+  options: { durable?: boolean } = {},
+): Promise<void> {
   const durable = options.durable ?? true;
   const tmp = tempName(file);
   const fh = await fs.promises.open(tmp, 'wx', 0o644);

@@ -58,7 +58,8 @@ export class CheckpointManager {
     this.onSaved = options.onSaved;
     if (!(this.keepLast >= 1)) throw new RangeError('keepLast must be >= 1 (the newest checkpoint is always kept)');
     if (!(this.keepBest >= 0)) throw new RangeError('keepBest must be >= 0');
-    if (!/^[A-Za-z0-9_.-]+$/.test(this.prefix) || this.prefix.startsWith('.')) throw new TypeError(`bad prefix '${this.prefix}'`);
+    if (!/^[A-Za-z0-9_.-]+$/.test(this.prefix) || this.prefix.startsWith('.'))
+      throw new TypeError(`bad prefix '${this.prefix}'`);
     this.re = new RegExp(`^${this.prefix.replace(/[.]/g, '\\.')}-epoch-(\\d+)\\.pth$`);
     fs.mkdirSync(this.dir, { recursive: true });
     sweepTempFiles(this.dir);
@@ -159,7 +160,9 @@ export class CheckpointManager {
       try {
         const r = this.onSaved(file, info);
         if (r && typeof (r as Promise<void>).then === 'function') {
-          const p: Promise<void> = (r as Promise<void>).catch((err) => void this.errors.push(err)).finally(() => this.pending.delete(p));
+          const p: Promise<void> = (r as Promise<void>)
+            .catch((err) => void this.errors.push(err))
+            .finally(() => this.pending.delete(p));
           this.pending.add(p);
         }
       } catch (err) {

@@ -19,4 +19,3 @@ export function viewOf(storage: unknown, size: readonly number[], stride: readon
 export function bytesOf(t: Tensor): Uint8Array {
   return new Uint8Array(binding.checkpointBytes(t.handle));
 }
-

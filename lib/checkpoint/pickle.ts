@@ -18,19 +18,74 @@ import { CheckpointError, UnsafePickleError } from './errors';
 
 // ---- opcodes ------------------------------------------------------------------
 const OP = {
-  MARK: 0x28, STOP: 0x2e, POP: 0x30, POP_MARK: 0x31, DUP: 0x32,
-  FLOAT: 0x46, INT: 0x49, BININT: 0x4a, BININT1: 0x4b, LONG: 0x4c, BININT2: 0x4d, NONE: 0x4e,
-  PERSID: 0x50, BINPERSID: 0x51, REDUCE: 0x52, STRING: 0x53, BINSTRING: 0x54, SHORT_BINSTRING: 0x55,
-  UNICODE: 0x56, BINUNICODE: 0x58, APPEND: 0x61, BUILD: 0x62, GLOBAL: 0x63, DICT: 0x64, EMPTY_DICT: 0x7d,
-  APPENDS: 0x65, GET: 0x67, BINGET: 0x68, INST: 0x69, LONG_BINGET: 0x6a, LIST: 0x6c, EMPTY_LIST: 0x5d,
-  OBJ: 0x6f, PUT: 0x70, BINPUT: 0x71, LONG_BINPUT: 0x72, SETITEM: 0x73, TUPLE: 0x74, EMPTY_TUPLE: 0x29,
-  SETITEMS: 0x75, BINFLOAT: 0x47,
-  PROTO: 0x80, NEWOBJ: 0x81, EXT1: 0x82, EXT2: 0x83, EXT4: 0x84, TUPLE1: 0x85, TUPLE2: 0x86, TUPLE3: 0x87,
-  NEWTRUE: 0x88, NEWFALSE: 0x89, LONG1: 0x8a, LONG4: 0x8b,
-  BINBYTES: 0x42, SHORT_BINBYTES: 0x43,
-  SHORT_BINUNICODE: 0x8c, BINUNICODE8: 0x8d, BINBYTES8: 0x8e, EMPTY_SET: 0x8f, ADDITEMS: 0x90,
-  FROZENSET: 0x91, NEWOBJ_EX: 0x92, STACK_GLOBAL: 0x93, MEMOIZE: 0x94, FRAME: 0x95,
-  BYTEARRAY8: 0x96, NEXT_BUFFER: 0x97, READONLY_BUFFER: 0x98,
+  MARK: 0x28,
+  STOP: 0x2e,
+  POP: 0x30,
+  POP_MARK: 0x31,
+  DUP: 0x32,
+  FLOAT: 0x46,
+  INT: 0x49,
+  BININT: 0x4a,
+  BININT1: 0x4b,
+  LONG: 0x4c,
+  BININT2: 0x4d,
+  NONE: 0x4e,
+  PERSID: 0x50,
+  BINPERSID: 0x51,
+  REDUCE: 0x52,
+  STRING: 0x53,
+  BINSTRING: 0x54,
+  SHORT_BINSTRING: 0x55,
+  UNICODE: 0x56,
+  BINUNICODE: 0x58,
+  APPEND: 0x61,
+  BUILD: 0x62,
+  GLOBAL: 0x63,
+  DICT: 0x64,
+  EMPTY_DICT: 0x7d,
+  APPENDS: 0x65,
+  GET: 0x67,
+  BINGET: 0x68,
+  INST: 0x69,
+  LONG_BINGET: 0x6a,
+  LIST: 0x6c,
+  EMPTY_LIST: 0x5d,
+  OBJ: 0x6f,
+  PUT: 0x70,
+  BINPUT: 0x71,
+  LONG_BINPUT: 0x72,
+  SETITEM: 0x73,
+  TUPLE: 0x74,
+  EMPTY_TUPLE: 0x29,
+  SETITEMS: 0x75,
+  BINFLOAT: 0x47,
+  PROTO: 0x80,
+  NEWOBJ: 0x81,
+  EXT1: 0x82,
+  EXT2: 0x83,
+  EXT4: 0x84,
+  TUPLE1: 0x85,
+  TUPLE2: 0x86,
+  TUPLE3: 0x87,
+  NEWTRUE: 0x88,
+  NEWFALSE: 0x89,
+  LONG1: 0x8a,
+  LONG4: 0x8b,
+  BINBYTES: 0x42,
+  SHORT_BINBYTES: 0x43,
+  SHORT_BINUNICODE: 0x8c,
+  BINUNICODE8: 0x8d,
+  BINBYTES8: 0x8e,
+  EMPTY_SET: 0x8f,
+  ADDITEMS: 0x90,
+  FROZENSET: 0x91,
+  NEWOBJ_EX: 0x92,
+  STACK_GLOBAL: 0x93,
+  MEMOIZE: 0x94,
+  FRAME: 0x95,
+  BYTEARRAY8: 0x96,
+  NEXT_BUFFER: 0x97,
+  READONLY_BUFFER: 0x98,
 } as const;
 
 const OP_NAME = new Map<number, string>(Object.entries(OP).map(([k, v]) => [v, k]));
@@ -87,7 +142,7 @@ export class Unpickler {
   }
 
   private fail(msg: string): never {
-    throw new CheckpointError(`${this.opts.name ?? "pickle"}: ${msg} (at byte ${this.pos})`);
+    throw new CheckpointError(`${this.opts.name ?? 'pickle'}: ${msg} (at byte ${this.pos})`);
   }
 
   private need(n: number): number {
@@ -96,15 +151,24 @@ export class Unpickler {
     this.pos += n;
     return p;
   }
-  private u8(): number { return this.data[this.need(1)]; }
-  private u16(): number { return this.data.readUInt16LE(this.need(2)); }
-  private u32(): number { return this.data.readUInt32LE(this.need(4)); }
+  private u8(): number {
+    return this.data[this.need(1)];
+  }
+  private u16(): number {
+    return this.data.readUInt16LE(this.need(2));
+  }
+  private u32(): number {
+    return this.data.readUInt32LE(this.need(4));
+  }
   private u64(): number {
     const v = this.data.readBigUInt64LE(this.need(8));
     if (v > BigInt(this.data.length)) this.fail(`length ${v} exceeds the pickle`);
     return Number(v);
   }
-  private bytes(n: number): Buffer { const p = this.need(n); return this.data.subarray(p, p + n); }
+  private bytes(n: number): Buffer {
+    const p = this.need(n);
+    return this.data.subarray(p, p + n);
+  }
   private line(): string {
     const end = this.data.indexOf(0x0a, this.pos);
     if (end < 0) this.fail('truncated pickle (unterminated text line)');
@@ -170,7 +234,9 @@ export class Unpickler {
           if (v > 5) this.fail(`pickle protocol ${v} is not supported`);
           break;
         }
-        case OP.FRAME: this.u64(); break; // the whole pickle is in memory already
+        case OP.FRAME:
+          this.u64();
+          break; // the whole pickle is in memory already
         case OP.STOP: {
           const v = this.pop();
           return v;
@@ -179,20 +245,36 @@ export class Unpickler {
           this.metastack.push(this.stack);
           this.stack = [];
           break;
-        case OP.POP: this.pop(); break;
-        case OP.POP_MARK: this.popMark(); break;
-        case OP.DUP: this.stack.push(this.top()); break;
+        case OP.POP:
+          this.pop();
+          break;
+        case OP.POP_MARK:
+          this.popMark();
+          break;
+        case OP.DUP:
+          this.stack.push(this.top());
+          break;
         // numbers
         case OP.INT: {
           const t = this.line();
           this.stack.push(t === '00' ? false : t === '01' ? true : this.int(t));
           break;
         }
-        case OP.LONG: this.stack.push(this.int(this.line())); break;
-        case OP.BININT: this.stack.push(d.readInt32LE(this.need(4))); break;
-        case OP.BININT1: this.stack.push(this.u8()); break;
-        case OP.BININT2: this.stack.push(this.u16()); break;
-        case OP.LONG1: this.stack.push(decodeLong(this.bytes(this.u8()))); break;
+        case OP.LONG:
+          this.stack.push(this.int(this.line()));
+          break;
+        case OP.BININT:
+          this.stack.push(d.readInt32LE(this.need(4)));
+          break;
+        case OP.BININT1:
+          this.stack.push(this.u8());
+          break;
+        case OP.BININT2:
+          this.stack.push(this.u16());
+          break;
+        case OP.LONG1:
+          this.stack.push(decodeLong(this.bytes(this.u8())));
+          break;
         case OP.LONG4: {
           const n = d.readInt32LE(this.need(4));
           if (n < 0) this.fail('negative LONG4 length');
@@ -207,40 +289,109 @@ export class Unpickler {
           this.stack.push(v);
           break;
         }
-        case OP.BINFLOAT: this.stack.push(d.readDoubleBE(this.need(8))); break;
+        case OP.BINFLOAT:
+          this.stack.push(d.readDoubleBE(this.need(8)));
+          break;
         // strings and bytes
-        case OP.BINUNICODE: { const n = this.u32(); this.stack.push(this.bytes(n).toString('utf8')); break; }
-        case OP.SHORT_BINUNICODE: { const n = this.u8(); this.stack.push(this.bytes(n).toString('utf8')); break; }
-        case OP.BINUNICODE8: { const n = this.u64(); this.stack.push(this.bytes(n).toString('utf8')); break; }
+        case OP.BINUNICODE: {
+          const n = this.u32();
+          this.stack.push(this.bytes(n).toString('utf8'));
+          break;
+        }
+        case OP.SHORT_BINUNICODE: {
+          const n = this.u8();
+          this.stack.push(this.bytes(n).toString('utf8'));
+          break;
+        }
+        case OP.BINUNICODE8: {
+          const n = this.u64();
+          this.stack.push(this.bytes(n).toString('utf8'));
+          break;
+        }
         // Python 2 str: torch.load decodes them as utf-8 by default
-        case OP.SHORT_BINSTRING: { const n = this.u8(); this.stack.push(this.bytes(n).toString('utf8')); break; }
+        case OP.SHORT_BINSTRING: {
+          const n = this.u8();
+          this.stack.push(this.bytes(n).toString('utf8'));
+          break;
+        }
         case OP.BINSTRING: {
           const n = d.readInt32LE(this.need(4));
           this.stack.push(this.bytes(n).toString('utf8'));
           break;
         }
-        case OP.BINBYTES: { const n = this.u32(); this.stack.push(Buffer.from(this.bytes(n))); break; }
-        case OP.SHORT_BINBYTES: { const n = this.u8(); this.stack.push(Buffer.from(this.bytes(n))); break; }
+        case OP.BINBYTES: {
+          const n = this.u32();
+          this.stack.push(Buffer.from(this.bytes(n)));
+          break;
+        }
+        case OP.SHORT_BINBYTES: {
+          const n = this.u8();
+          this.stack.push(Buffer.from(this.bytes(n)));
+          break;
+        }
         case OP.BINBYTES8:
-        case OP.BYTEARRAY8: { const n = this.u64(); this.stack.push(Buffer.from(this.bytes(n))); break; }
-        case OP.NONE: this.stack.push(null); break;
-        case OP.NEWTRUE: this.stack.push(true); break;
-        case OP.NEWFALSE: this.stack.push(false); break;
+        case OP.BYTEARRAY8: {
+          const n = this.u64();
+          this.stack.push(Buffer.from(this.bytes(n)));
+          break;
+        }
+        case OP.NONE:
+          this.stack.push(null);
+          break;
+        case OP.NEWTRUE:
+          this.stack.push(true);
+          break;
+        case OP.NEWFALSE:
+          this.stack.push(false);
+          break;
         // containers
-        case OP.EMPTY_TUPLE: this.stack.push(this.tuple([])); break;
-        case OP.TUPLE: { const items = this.popMark(); this.stack.push(this.tuple(items)); break; }
-        case OP.TUPLE1: { const a = this.pop(); this.stack.push(this.tuple([a])); break; }
-        case OP.TUPLE2: { const b = this.pop(); const a = this.pop(); this.stack.push(this.tuple([a, b])); break; }
+        case OP.EMPTY_TUPLE:
+          this.stack.push(this.tuple([]));
+          break;
+        case OP.TUPLE: {
+          const items = this.popMark();
+          this.stack.push(this.tuple(items));
+          break;
+        }
+        case OP.TUPLE1: {
+          const a = this.pop();
+          this.stack.push(this.tuple([a]));
+          break;
+        }
+        case OP.TUPLE2: {
+          const b = this.pop();
+          const a = this.pop();
+          this.stack.push(this.tuple([a, b]));
+          break;
+        }
         case OP.TUPLE3: {
-          const c = this.pop(); const b = this.pop(); const a = this.pop();
+          const c = this.pop();
+          const b = this.pop();
+          const a = this.pop();
           this.stack.push(this.tuple([a, b, c]));
           break;
         }
-        case OP.EMPTY_LIST: this.stack.push([]); break;
-        case OP.LIST: { const items = this.popMark(); this.stack.push(items); break; }
-        case OP.APPEND: { const v = this.pop(); this.appendTo(this.top(), [v]); break; }
-        case OP.APPENDS: { const items = this.popMark(); this.appendTo(this.top(), items); break; }
-        case OP.EMPTY_DICT: this.stack.push(this.dict()); break;
+        case OP.EMPTY_LIST:
+          this.stack.push([]);
+          break;
+        case OP.LIST: {
+          const items = this.popMark();
+          this.stack.push(items);
+          break;
+        }
+        case OP.APPEND: {
+          const v = this.pop();
+          this.appendTo(this.top(), [v]);
+          break;
+        }
+        case OP.APPENDS: {
+          const items = this.popMark();
+          this.appendTo(this.top(), items);
+          break;
+        }
+        case OP.EMPTY_DICT:
+          this.stack.push(this.dict());
+          break;
         case OP.DICT: {
           const items = this.popMark();
           if (items.length % 2) this.fail('DICT with an odd number of items');
@@ -249,7 +400,12 @@ export class Unpickler {
           this.stack.push(m);
           break;
         }
-        case OP.SETITEM: { const v = this.pop(); const k = this.pop(); this.setItem(this.top(), k, v); break; }
+        case OP.SETITEM: {
+          const v = this.pop();
+          const k = this.pop();
+          this.setItem(this.top(), k, v);
+          break;
+        }
         case OP.SETITEMS: {
           const items = this.popMark();
           if (items.length % 2) this.fail('SETITEMS with an odd number of items');
@@ -257,7 +413,9 @@ export class Unpickler {
           for (let i = 0; i < items.length; i += 2) this.setItem(target, items[i], items[i + 1]);
           break;
         }
-        case OP.EMPTY_SET: this.stack.push(new Set()); break;
+        case OP.EMPTY_SET:
+          this.stack.push(new Set());
+          break;
         case OP.ADDITEMS: {
           const items = this.popMark();
           const target = this.top();
@@ -265,15 +423,33 @@ export class Unpickler {
           for (const it of items) target.add(it);
           break;
         }
-        case OP.FROZENSET: { const items = this.popMark(); this.stack.push(new Set(items)); break; }
+        case OP.FROZENSET: {
+          const items = this.popMark();
+          this.stack.push(new Set(items));
+          break;
+        }
         // memo
-        case OP.PUT: this.memo.set(Number(this.int(this.line())), this.top()); break;
-        case OP.BINPUT: this.memo.set(this.u8(), this.top()); break;
-        case OP.LONG_BINPUT: this.memo.set(this.u32(), this.top()); break;
-        case OP.MEMOIZE: this.memo.set(this.memo.size, this.top()); break;
-        case OP.GET: this.stack.push(this.memoGet(Number(this.int(this.line())))); break;
-        case OP.BINGET: this.stack.push(this.memoGet(this.u8())); break;
-        case OP.LONG_BINGET: this.stack.push(this.memoGet(this.u32())); break;
+        case OP.PUT:
+          this.memo.set(Number(this.int(this.line())), this.top());
+          break;
+        case OP.BINPUT:
+          this.memo.set(this.u8(), this.top());
+          break;
+        case OP.LONG_BINPUT:
+          this.memo.set(this.u32(), this.top());
+          break;
+        case OP.MEMOIZE:
+          this.memo.set(this.memo.size, this.top());
+          break;
+        case OP.GET:
+          this.stack.push(this.memoGet(Number(this.int(this.line()))));
+          break;
+        case OP.BINGET:
+          this.stack.push(this.memoGet(this.u8()));
+          break;
+        case OP.LONG_BINGET:
+          this.stack.push(this.memoGet(this.u32()));
+          break;
         // the risky part: names and calls, through the allowlist only
         case OP.GLOBAL: {
           const module = this.line();
@@ -291,7 +467,10 @@ export class Unpickler {
         case OP.REDUCE: {
           const args = this.pop();
           const fn = this.pop();
-          if (!isGlobal(fn) || !fn.call) this.fail(`REDUCE on ${isGlobal(fn) ? `${fn.module}.${fn.name}` : describe(fn)}, which is not callable here`);
+          if (!isGlobal(fn) || !fn.call)
+            this.fail(
+              `REDUCE on ${isGlobal(fn) ? `${fn.module}.${fn.name}` : describe(fn)}, which is not callable here`,
+            );
           if (!Array.isArray(args)) this.fail('REDUCE arguments are not a tuple');
           this.stack.push(fn.call(args));
           break;
@@ -299,7 +478,8 @@ export class Unpickler {
         case OP.NEWOBJ: {
           const args = this.pop();
           const cls = this.pop();
-          if (!isGlobal(cls) || !cls.call || !Array.isArray(args)) this.fail(`NEWOBJ on ${isGlobal(cls) ? `${cls.module}.${cls.name}` : describe(cls)} is not allowed`);
+          if (!isGlobal(cls) || !cls.call || !Array.isArray(args))
+            this.fail(`NEWOBJ on ${isGlobal(cls) ? `${cls.module}.${cls.name}` : describe(cls)} is not allowed`);
           this.stack.push(cls.call(args));
           break;
         }
@@ -308,7 +488,12 @@ export class Unpickler {
           const inst = this.top();
           if (inst instanceof Map && !this.plainDicts.has(inst)) {
             // OrderedDict.__dict__ (a state_dict's _metadata): kept, not applied
-            Object.defineProperty(inst, PY_STATE, { value: state, enumerable: false, configurable: true, writable: true });
+            Object.defineProperty(inst, PY_STATE, {
+              value: state,
+              enumerable: false,
+              configurable: true,
+              writable: true,
+            });
           } else if (isTensorLike(inst)) {
             // Parameter state (torch 2.x): nothing torchline needs
           } else {
@@ -316,8 +501,14 @@ export class Unpickler {
           }
           break;
         }
-        case OP.PERSID: this.stack.push(this.opts.persistentLoad(this.line())); break;
-        case OP.BINPERSID: { const pid = this.pop(); this.stack.push(this.opts.persistentLoad(pid)); break; }
+        case OP.PERSID:
+          this.stack.push(this.opts.persistentLoad(this.line()));
+          break;
+        case OP.BINPERSID: {
+          const pid = this.pop();
+          this.stack.push(this.opts.persistentLoad(pid));
+          break;
+        }
         default: {
           const name = OP_NAME.get(op);
           if (name) this.fail(`the pickle opcode ${name} is not allowed (it can create arbitrary objects)`);
@@ -355,14 +546,21 @@ export class Unpickler {
         if (plain) {
           const o: Record<string, unknown> = {};
           done.set(v, o);
-          for (const [k, x] of v) Object.defineProperty(o, k as string, { value: visit(x, depth + 1), enumerable: true, writable: true, configurable: true });
+          for (const [k, x] of v)
+            Object.defineProperty(o, k as string, {
+              value: visit(x, depth + 1),
+              enumerable: true,
+              writable: true,
+              configurable: true,
+            });
           return o;
         }
         done.set(v, v);
         const entries = [...v];
         v.clear();
         for (const [k, x] of entries) v.set(visit(k, depth + 1), visit(x, depth + 1));
-        if (Object.prototype.hasOwnProperty.call(v, PY_STATE)) (v as any)[PY_STATE] = visit((v as any)[PY_STATE], depth + 1);
+        if (Object.prototype.hasOwnProperty.call(v, PY_STATE))
+          (v as any)[PY_STATE] = visit((v as any)[PY_STATE], depth + 1);
         return v;
       }
       if (v instanceof Set) {
@@ -465,13 +663,36 @@ export class Pickler {
     this.cur = Buffer.allocUnsafe(Math.max(1 << 16, k));
     this.n = 0;
   }
-  private op(b: number): void { this.ensure(1); this.cur[this.n++] = b; }
-  private raw(b: Buffer): void { this.ensure(b.length); b.copy(this.cur, this.n); this.n += b.length; }
+  private op(b: number): void {
+    this.ensure(1);
+    this.cur[this.n++] = b;
+  }
+  private raw(b: Buffer): void {
+    this.ensure(b.length);
+    b.copy(this.cur, this.n);
+    this.n += b.length;
+  }
 
   private int(v: number | bigint): void {
-    if (typeof v === 'number' && v >= 0 && v < 256) { this.op(OP.BININT1); this.op(v); return; }
-    if (typeof v === 'number' && v >= 0 && v < 65536) { this.ensure(3); this.cur[this.n++] = OP.BININT2; this.cur.writeUInt16LE(v, this.n); this.n += 2; return; }
-    if (typeof v === 'number' && v >= -(2 ** 31) && v < 2 ** 31) { this.ensure(5); this.cur[this.n++] = OP.BININT; this.cur.writeInt32LE(v, this.n); this.n += 4; return; }
+    if (typeof v === 'number' && v >= 0 && v < 256) {
+      this.op(OP.BININT1);
+      this.op(v);
+      return;
+    }
+    if (typeof v === 'number' && v >= 0 && v < 65536) {
+      this.ensure(3);
+      this.cur[this.n++] = OP.BININT2;
+      this.cur.writeUInt16LE(v, this.n);
+      this.n += 2;
+      return;
+    }
+    if (typeof v === 'number' && v >= -(2 ** 31) && v < 2 ** 31) {
+      this.ensure(5);
+      this.cur[this.n++] = OP.BININT;
+      this.cur.writeInt32LE(v, this.n);
+      this.n += 4;
+      return;
+    }
     let b = BigInt(v);
     const bytes: number[] = [];
     // minimal two's complement, little-endian
@@ -485,23 +706,53 @@ export class Pickler {
     this.op(bytes.length);
     this.raw(Buffer.from(bytes));
   }
-  private float(v: number): void { this.ensure(9); this.cur[this.n++] = OP.BINFLOAT; this.cur.writeDoubleBE(v, this.n); this.n += 8; }
+  private float(v: number): void {
+    this.ensure(9);
+    this.cur[this.n++] = OP.BINFLOAT;
+    this.cur.writeDoubleBE(v, this.n);
+    this.n += 8;
+  }
   private str(s: string): void {
     const b = Buffer.from(s, 'utf8');
-    this.ensure(5); this.cur[this.n++] = OP.BINUNICODE; this.cur.writeUInt32LE(b.length, this.n); this.n += 4;
+    this.ensure(5);
+    this.cur[this.n++] = OP.BINUNICODE;
+    this.cur.writeUInt32LE(b.length, this.n);
+    this.n += 4;
     this.raw(b);
   }
-  private global(module: string, name: string): void { this.op(OP.GLOBAL); this.raw(Buffer.from(`${module}\n${name}\n`, 'latin1')); }
+  private global(module: string, name: string): void {
+    this.op(OP.GLOBAL);
+    this.raw(Buffer.from(`${module}\n${name}\n`, 'latin1'));
+  }
   private put(o: object): void {
     const i = this.memo.size;
     this.memo.set(o, i);
-    if (i < 256) { this.op(OP.BINPUT); this.op(i); } else { this.ensure(5); this.cur[this.n++] = OP.LONG_BINPUT; this.cur.writeUInt32LE(i, this.n); this.n += 4; }
+    if (i < 256) {
+      this.op(OP.BINPUT);
+      this.op(i);
+    } else {
+      this.ensure(5);
+      this.cur[this.n++] = OP.LONG_BINPUT;
+      this.cur.writeUInt32LE(i, this.n);
+      this.n += 4;
+    }
   }
   private get(i: number): void {
-    if (i < 256) { this.op(OP.BINGET); this.op(i); } else { this.ensure(5); this.cur[this.n++] = OP.LONG_BINGET; this.cur.writeUInt32LE(i, this.n); this.n += 4; }
+    if (i < 256) {
+      this.op(OP.BINGET);
+      this.op(i);
+    } else {
+      this.ensure(5);
+      this.cur[this.n++] = OP.LONG_BINGET;
+      this.cur.writeUInt32LE(i, this.n);
+      this.n += 4;
+    }
   }
   private intTuple(xs: readonly number[]): void {
-    if (xs.length === 0) { this.op(OP.EMPTY_TUPLE); return; }
+    if (xs.length === 0) {
+      this.op(OP.EMPTY_TUPLE);
+      return;
+    }
     if (xs.length > 3) this.op(OP.MARK);
     for (const x of xs) this.int(x);
     this.op(xs.length === 1 ? OP.TUPLE1 : xs.length === 2 ? OP.TUPLE2 : xs.length === 3 ? OP.TUPLE3 : OP.TUPLE);
@@ -521,12 +772,18 @@ export class Pickler {
     if (depth > MAX_DEPTH) this.fail(`nesting deeper than ${MAX_DEPTH} levels (a cycle through a tuple?)`);
     if (v === null || v === undefined) return this.op(OP.NONE);
     switch (typeof v) {
-      case 'boolean': return this.op(v ? OP.NEWTRUE : OP.NEWFALSE);
-      case 'number': return Number.isSafeInteger(v) && !Object.is(v, -0) ? this.int(v) : this.float(v);
-      case 'bigint': return this.int(v);
-      case 'string': return this.str(v);
-      case 'object': break;
-      default: this.fail(`a ${typeof v} has no Python equivalent`);
+      case 'boolean':
+        return this.op(v ? OP.NEWTRUE : OP.NEWFALSE);
+      case 'number':
+        return Number.isSafeInteger(v) && !Object.is(v, -0) ? this.int(v) : this.float(v);
+      case 'bigint':
+        return this.int(v);
+      case 'string':
+        return this.str(v);
+      case 'object':
+        break;
+      default:
+        this.fail(`a ${typeof v} has no Python equivalent`);
     }
     const obj = v as object;
     const seen = this.memo.get(obj);
@@ -557,9 +814,13 @@ export class Pickler {
       this.items([...obj], depth);
       return;
     }
-    if (ArrayBuffer.isView(obj)) this.fail('a TypedArray/Buffer cannot be saved as such; wrap it in a Tensor (Tensor.from)');
+    if (ArrayBuffer.isView(obj))
+      this.fail('a TypedArray/Buffer cannot be saved as such; wrap it in a Tensor (Tensor.from)');
     const proto = Object.getPrototypeOf(obj);
-    if (proto !== Object.prototype && proto !== null) this.fail(`a ${proto?.constructor?.name ?? 'class'} instance has no Python equivalent; use plain objects, Maps, arrays and Tensors`);
+    if (proto !== Object.prototype && proto !== null)
+      this.fail(
+        `a ${proto?.constructor?.name ?? 'class'} instance has no Python equivalent; use plain objects, Maps, arrays and Tensors`,
+      );
     this.op(OP.EMPTY_DICT);
     this.put(obj);
     this.items(Object.entries(obj), depth);
@@ -570,7 +831,8 @@ export class Pickler {
       this.op(OP.MARK);
       for (let j = i; j < Math.min(entries.length, i + 1000); j++) {
         const [k, x] = entries[j];
-        if (k !== null && typeof k === 'object' && !(Array.isArray(k) && Object.isFrozen(k))) this.fail('dict keys must be strings, numbers, booleans or tuples');
+        if (k !== null && typeof k === 'object' && !(Array.isArray(k) && Object.isFrozen(k)))
+          this.fail('dict keys must be strings, numbers, booleans or tuples');
         this.value(k, depth + 1);
         this.child(typeof k === 'string' ? `.${k}` : `[${String(k)}]`, x, depth);
       }

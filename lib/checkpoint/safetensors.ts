@@ -71,20 +71,33 @@ function parseHeader(src: ByteSource): { entries: Entry[]; metadata: Record<stri
     if (!Array.isArray(v.shape) || !v.shape.every((d: unknown) => Number.isSafeInteger(d) && (d as number) >= 0))
       fail(`tensor '${name}': bad shape ${JSON.stringify(v.shape)}`);
     const off = v.data_offsets;
-    if (!Array.isArray(off) || off.length !== 2 || !off.every((d: unknown) => Number.isSafeInteger(d) && (d as number) >= 0) || off[0] > off[1])
+    if (
+      !Array.isArray(off) ||
+      off.length !== 2 ||
+      !off.every((d: unknown) => Number.isSafeInteger(d) && (d as number) >= 0) ||
+      off[0] > off[1]
+    )
       fail(`tensor '${name}': bad data_offsets ${JSON.stringify(off)}`);
-    if (off[1] > dataLen) fail(`truncated or corrupt safetensors: tensor '${name}' ends at ${off[1]}, past the ${dataLen} data bytes`);
+    if (off[1] > dataLen)
+      fail(`truncated or corrupt safetensors: tensor '${name}' ends at ${off[1]}, past the ${dataLen} data bytes`);
     let numel = 1;
     for (const d of v.shape) numel *= d;
     if (!Number.isSafeInteger(numel) || numel * kind.size !== off[1] - off[0])
-      fail(`tensor '${name}': shape [${v.shape}] of ${v.dtype} needs ${numel * kind.size} bytes, data_offsets give ${off[1] - off[0]}`);
+      fail(
+        `tensor '${name}': shape [${v.shape}] of ${v.dtype} needs ${numel * kind.size} bytes, data_offsets give ${off[1] - off[0]}`,
+      );
     entries.push({ name, code: v.dtype, shape: v.shape, begin: off[0], end: off[1] });
   }
   // The data must be covered exactly once: no overlap (aliasing), no hidden bytes.
   const sorted = [...entries].sort((a, b) => a.begin - b.begin || a.end - b.end);
   let at = 0;
   for (const e of sorted) {
-    if (e.begin !== at) fail(e.begin < at ? `tensor '${e.name}' overlaps another tensor's data` : `a gap of ${e.begin - at} bytes before tensor '${e.name}'`);
+    if (e.begin !== at)
+      fail(
+        e.begin < at
+          ? `tensor '${e.name}' overlaps another tensor's data`
+          : `a gap of ${e.begin - at} bytes before tensor '${e.name}'`,
+      );
     at = e.end;
   }
   if (at !== dataLen) fail(`${dataLen - at} bytes after the last tensor (corrupt safetensors)`);
@@ -120,11 +133,16 @@ export function load(file: string | Uint8Array): StateDict {
   return loadWithMetadata(file).tensors;
 }
 
-function write(sink: ByteSink, tensors: ReadonlyMap<string, Tensor> | Record<string, Tensor>, metadata?: Record<string, string>): void {
+function write(
+  sink: ByteSink,
+  tensors: ReadonlyMap<string, Tensor> | Record<string, Tensor>,
+  metadata?: Record<string, string>,
+): void {
   const list = tensors instanceof Map ? [...tensors] : Object.entries(tensors);
   const header: Record<string, unknown> = {};
   if (metadata && Object.keys(metadata).length) {
-    for (const [k, v] of Object.entries(metadata)) if (typeof v !== 'string') throw new TypeError(`metadata.${k} must be a string`);
+    for (const [k, v] of Object.entries(metadata))
+      if (typeof v !== 'string') throw new TypeError(`metadata.${k} must be a string`);
     header.__metadata__ = metadata;
   }
   let at = 0;
@@ -150,13 +168,20 @@ function write(sink: ByteSink, tensors: ReadonlyMap<string, Tensor> | Record<str
   for (const [, t] of list) sink.write(bytesOf(t));
 }
 
-export function serialize(tensors: ReadonlyMap<string, Tensor> | Record<string, Tensor>, metadata?: Record<string, string>): Buffer {
+export function serialize(
+  tensors: ReadonlyMap<string, Tensor> | Record<string, Tensor>,
+  metadata?: Record<string, string>,
+): Buffer {
   const sink = memorySink();
   write(sink, tensors, metadata);
   return sink.toBuffer();
 }
 
 /** Writes tensors as a safetensors file, atomically. */
-export function save(path: string, tensors: ReadonlyMap<string, Tensor> | Record<string, Tensor>, metadata?: Record<string, string>): void {
+export function save(
+  path: string,
+  tensors: ReadonlyMap<string, Tensor> | Record<string, Tensor>,
+  metadata?: Record<string, string>,
+): void {
   atomicWriteWith(path, (sink) => write(sink, tensors, metadata));
 }

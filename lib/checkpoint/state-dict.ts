@@ -26,12 +26,16 @@ function sameShape(a: readonly number[], b: readonly number[]): boolean {
 }
 
 /** Splits `source` against the keys and shapes of `target`. */
-export function filterStateDict(source: ReadonlyMap<string, Tensor>, target: ReadonlyMap<string, ShapeLike>): FilterResult {
+export function filterStateDict(
+  source: ReadonlyMap<string, Tensor>,
+  target: ReadonlyMap<string, ShapeLike>,
+): FilterResult {
   const r: FilterResult = { loaded: new Map(), skipped: [], missing: [], unexpected: [] };
   for (const [key, t] of source) {
     const want = target.get(key);
     if (!want) r.unexpected.push(key);
-    else if (!sameShape(t.shape, want.shape)) r.skipped.push({ key, sourceShape: t.shape, targetShape: [...want.shape] });
+    else if (!sameShape(t.shape, want.shape))
+      r.skipped.push({ key, sourceShape: t.shape, targetShape: [...want.shape] });
     else r.loaded.set(key, t);
   }
   for (const key of target.keys()) if (!source.has(key)) r.missing.push(key);
@@ -45,9 +49,14 @@ export function filterStateDict(source: ReadonlyMap<string, Tensor>, target: Rea
  */
 export function extractStateDict(value: unknown): StateDict {
   const asMap = (v: unknown): Map<string, unknown> | undefined =>
-    v instanceof Map ? (v as Map<string, unknown>) : v && typeof v === 'object' && !Array.isArray(v) && !(v instanceof Tensor) ? new Map(Object.entries(v)) : undefined;
+    v instanceof Map
+      ? (v as Map<string, unknown>)
+      : v && typeof v === 'object' && !Array.isArray(v) && !(v instanceof Tensor)
+        ? new Map(Object.entries(v))
+        : undefined;
   let m = asMap(value);
-  const isSd = (x: Map<string, unknown> | undefined) => !!x && x.size > 0 && [...x.values()].every((t) => t instanceof Tensor);
+  const isSd = (x: Map<string, unknown> | undefined) =>
+    !!x && x.size > 0 && [...x.values()].every((t) => t instanceof Tensor);
   if (m && !isSd(m)) {
     for (const k of ['state_dict', 'model', 'model_state_dict', 'weights']) {
       const inner = asMap(m.get(k));
@@ -57,7 +66,10 @@ export function extractStateDict(value: unknown): StateDict {
       }
     }
   }
-  if (!m || !isSd(m)) throw new CheckpointError('no state dict found (expected a map of tensors, or one under state_dict/model/model_state_dict)');
+  if (!m || !isSd(m))
+    throw new CheckpointError(
+      'no state dict found (expected a map of tensors, or one under state_dict/model/model_state_dict)',
+    );
   const keys = [...m.keys()];
   const strip = keys.every((k) => k.startsWith('module.'));
   return new Map([...m].map(([k, t]) => [strip ? k.slice('module.'.length) : k, t as Tensor]));
@@ -89,7 +101,11 @@ export function loadPretrained(
   options: { /** Keys never to load (e.g. /^fc\./ for a fresh head even at 1000 classes). */ exclude?: RegExp } = {},
 ): PretrainedReport {
   const all =
-    typeof file === 'string' ? (file.endsWith('.safetensors') ? loadSafetensors(file) : extractStateDict(load(file))) : file;
+    typeof file === 'string'
+      ? file.endsWith('.safetensors')
+        ? loadSafetensors(file)
+        : extractStateDict(load(file))
+      : file;
   const excluded = options.exclude ? [...all.keys()].filter((k) => options.exclude!.test(k)) : [];
   const source = excluded.length ? new Map([...all].filter(([k]) => !excluded.includes(k))) : all;
   const r = filterStateDict(source, module.stateDict());

@@ -11,7 +11,17 @@ import { CheckpointError } from './errors';
 import { Pickler, PickledTensor, pyGlobal, PyGlobal, Unpickler, markTensorLike } from './pickle';
 import * as os from 'node:os';
 import { binding } from '../native';
-import { ByteSource, bufferSource, fileSource, ZipReader, ZipWriter, ZipEntry, ByteSink, memorySink, chunkSink } from './zip';
+import {
+  ByteSource,
+  bufferSource,
+  fileSource,
+  ZipReader,
+  ZipWriter,
+  ZipEntry,
+  ByteSink,
+  memorySink,
+  chunkSink,
+} from './zip';
 import { allocStorage, viewOf, bytesOf } from './native-io';
 import { atomicWriteWith, atomicWriteChunks } from './atomic';
 
@@ -67,12 +77,14 @@ function intList(v: unknown, what: string): number[] {
 
 function rebuildTensor(args: unknown[]): TensorRef {
   const [storage, offset, size, stride] = args;
-  if (!(storage instanceof StorageRef)) throw new CheckpointError('corrupt tensor: its storage is not a storage persistent id');
+  if (!(storage instanceof StorageRef))
+    throw new CheckpointError('corrupt tensor: its storage is not a storage persistent id');
   if (typeof offset !== 'number' || !Number.isSafeInteger(offset) || offset < 0)
     throw new CheckpointError('corrupt tensor: bad storage offset');
   const sz = intList(size, 'size');
   const st = intList(stride, 'stride');
-  if (sz.length !== st.length) throw new CheckpointError(`corrupt tensor: size ${sz} and stride ${st} differ in length`);
+  if (sz.length !== st.length)
+    throw new CheckpointError(`corrupt tensor: size ${sz} and stride ${st} differ in length`);
   // Every element the view can reach must lie inside the storage.
   if (!sz.includes(0)) {
     let last = offset;
@@ -91,7 +103,8 @@ function makeGlobals(): Map<string, PyGlobal> {
     g.set(`${module}.${name}`, pyGlobal(module, name, call));
   add('collections', 'OrderedDict', (args) => {
     const m = new Map();
-    if (args.length > 0 && Array.isArray(args[0])) for (const kv of args[0]) if (Array.isArray(kv) && kv.length === 2) m.set(kv[0], kv[1]);
+    if (args.length > 0 && Array.isArray(args[0]))
+      for (const kv of args[0]) if (Array.isArray(kv) && kv.length === 2) m.set(kv[0], kv[1]);
     return m;
   });
   add('torch._utils', '_rebuild_tensor_v2', rebuildTensor);
@@ -107,7 +120,9 @@ function makeGlobals(): Map<string, PyGlobal> {
   return g;
 }
 const GLOBALS = makeGlobals();
-const STORAGE_GLOBALS = new Map<PyGlobal, StorageKind>(Object.entries(STORAGES).map(([n, k]) => [GLOBALS.get(`torch.${n}`)!, k]));
+const STORAGE_GLOBALS = new Map<PyGlobal, StorageKind>(
+  Object.entries(STORAGES).map(([n, k]) => [GLOBALS.get(`torch.${n}`)!, k]),
+);
 
 export interface LoadOptions {
   /** Check each entry's CRC-32 (default true; catches bit rot and truncation). */
@@ -148,8 +163,13 @@ function storageCollector(name: string) {
       throw new CheckpointError(`${name}: legacy storage views (pre-0.4 files) are not supported`, { file: name });
     const kind = STORAGE_GLOBALS.get(type as PyGlobal);
     if (!kind) {
-      const tn = typeof type === 'object' && type && 'name' in type ? `${(type as PyGlobal).module}.${(type as PyGlobal).name}` : String(type);
-      throw new CheckpointError(`${name}: storage type '${tn}' is not supported (complex/quantized dtypes are not)`, { file: name });
+      const tn =
+        typeof type === 'object' && type && 'name' in type
+          ? `${(type as PyGlobal).module}.${(type as PyGlobal).name}`
+          : String(type);
+      throw new CheckpointError(`${name}: storage type '${tn}' is not supported (complex/quantized dtypes are not)`, {
+        file: name,
+      });
     }
     if (typeof key !== 'string' || !/^[A-Za-z0-9_.-]+$/.test(key) || key.includes('..'))
       throw new CheckpointError(`${name}: bad storage key ${show(key)}`, { file: name });
@@ -157,7 +177,8 @@ function storageCollector(name: string) {
       throw new CheckpointError(`${name}: bad storage size for key ${key}`, { file: name });
     const seen = storages.get(key);
     if (seen) {
-      if (seen.kind !== kind || seen.numel !== numel) throw new CheckpointError(`${name}: storage ${key} is named with two different types`, { file: name });
+      if (seen.kind !== kind || seen.numel !== numel)
+        throw new CheckpointError(`${name}: storage ${key} is named with two different types`, { file: name });
       return seen;
     }
     const ref = new StorageRef(key, kind, numel, String(location));
@@ -202,11 +223,19 @@ function parseArchive(zip: ZipReader, options: LoadOptions): Parsed {
   const root = up.load();
   for (const [key, ref] of storages) {
     const entry = zip.entries.get(`${prefix}data/${key}`);
-    if (!entry) throw new CheckpointError(`${name}: storage ${key} is missing from the archive (truncated?)`, { file: name });
+    if (!entry)
+      throw new CheckpointError(`${name}: storage ${key} is missing from the archive (truncated?)`, { file: name });
     if (entry.size !== ref.numel * ref.kind.size)
-      throw new CheckpointError(`${name}: storage ${key} has ${entry.size} bytes, expected ${ref.numel} x ${ref.kind.size}`, { file: name });
+      throw new CheckpointError(
+        `${name}: storage ${key} has ${entry.size} bytes, expected ${ref.numel} x ${ref.kind.size}`,
+        { file: name },
+      );
   }
-  const list = [...tensorsByStorage(root)].map(([ref, views]) => ({ ref, entry: zip.get(`${prefix}data/${ref.key}`), views }));
+  const list = [...tensorsByStorage(root)].map(([ref, views]) => ({
+    ref,
+    entry: zip.get(`${prefix}data/${ref.key}`),
+    views,
+  }));
   list.sort((a, b) => a.entry.dataOffset - b.entry.dataOffset); // sequential reads
   return { up, root, storages: list, prefix };
 }
@@ -228,15 +257,24 @@ function parseLegacy(src: ByteSource): Parsed {
   for (let window = Math.min(src.size, 1 << 20); ; window = Math.min(src.size, window * 4)) {
     const head = src.read(0, window);
     try {
-      const next = (start: number, persistentLoad: (pid: unknown) => unknown = () => fail('unexpected persistent id')) => {
-        const up = new Unpickler(head, { globals: GLOBALS, persistentLoad, name: `${name}: legacy torch.save file`, start });
+      const next = (
+        start: number,
+        persistentLoad: (pid: unknown) => unknown = () => fail('unexpected persistent id'),
+      ) => {
+        const up = new Unpickler(head, {
+          globals: GLOBALS,
+          persistentLoad,
+          name: `${name}: legacy torch.save file`,
+          start,
+        });
         const v = up.load();
         return { up, v, end: up.position };
       };
       const magic = next(0);
       // BigInt() throws on anything but an integer: check the type first.
       const m = magic.v;
-      if (!((typeof m === 'number' && Number.isSafeInteger(m)) || typeof m === 'bigint') || BigInt(m) !== LEGACY_MAGIC) fail('bad magic number');
+      if (!((typeof m === 'number' && Number.isSafeInteger(m)) || typeof m === 'bigint') || BigInt(m) !== LEGACY_MAGIC)
+        fail('bad magic number');
       const proto = next(magic.end);
       if (proto.v !== 1001) fail(`protocol ${show(proto.v)} is not supported`);
       const sys = next(proto.end);
@@ -258,7 +296,15 @@ function parseLegacy(src: ByteSource): Parsed {
         if (numel !== BigInt(ref.numel)) fail(`storage ${key} has ${numel} elements, the pickle says ${ref.numel}`);
         const size = ref.numel * ref.kind.size;
         if (pos + 8 + size > src.size) fail(`truncated (storage ${key} runs past the end)`);
-        entries.set(key, { name: `storage ${key}`, method: 0, crc32: 0, compressedSize: size, size, localHeaderOffset: pos, dataOffset: pos + 8 });
+        entries.set(key, {
+          name: `storage ${key}`,
+          method: 0,
+          crc32: 0,
+          compressedSize: size,
+          size,
+          localHeaderOffset: pos,
+          dataOffset: pos + 8,
+        });
         pos += 8 + size;
       }
       for (const key of storages.keys()) if (!entries.has(key)) fail(`storage ${key} is missing`);
@@ -325,7 +371,9 @@ function views(p: Parsed, handles: unknown[], shaped: (number[] | null)[] = []):
   return tensors;
 }
 
-const READ_THREADS = Number(process.env.TORCHLINE_CKPT_THREADS) || Math.max(1, Math.min(4, os.availableParallelism?.() ?? os.cpus().length));
+const READ_THREADS =
+  Number(process.env.TORCHLINE_CKPT_THREADS) ||
+  Math.max(1, Math.min(4, os.availableParallelism?.() ?? os.cpus().length));
 
 /** Native batch read (file sources, stored entries): file -> tensor memory on a few threads. */
 function nativeArgs(p: Parsed, fd: number, name: string, options: LoadOptions): unknown[] {
@@ -346,15 +394,16 @@ function nativeResult(p: Parsed, name: string, r: { handles: unknown[]; badCrc: 
   if (r.badCrc >= 0) {
     for (const h of r.handles) (h as { dispose(): void }).dispose();
     const e = p.storages[r.badCrc].entry;
-    throw new CheckpointError(`${name}: corrupt zip: CRC-32 mismatch in '${e.name}'; the file is damaged`, { file: name });
+    throw new CheckpointError(`${name}: corrupt zip: CRC-32 mismatch in '${e.name}'; the file is damaged`, {
+      file: name,
+    });
   }
   return finish(p, views(p, r.handles, args[7] as (number[] | null)[]));
 }
 
 function readArchive(zip: ZipReader, options: LoadOptions, fd?: number, parsed?: Parsed): unknown {
   const p = parsed ?? parseArchive(zip, options);
-  if (fd !== undefined && p.storages.every((s) => s.entry.method === 0))
-  {
+  if (fd !== undefined && p.storages.every((s) => s.entry.method === 0)) {
     const args = nativeArgs(p, fd, zip.source.name, options);
     return nativeResult(p, zip.source.name, binding.checkpointReadStorages(...args), args);
   }
@@ -431,7 +480,8 @@ export interface SaveOptions {
 /** The pickle of `value` and the tensors it names, in storage-key order. */
 function pickleValue(value: unknown, options: SaveOptions): { prefix: string; pkl: Buffer; order: Tensor[] } {
   const prefix = `${options.archiveName ?? 'archive'}/`;
-  if (!/^[A-Za-z0-9_.-]+\/$/.test(prefix) || prefix.startsWith('.')) throw new TypeError(`bad archiveName ${options.archiveName}`);
+  if (!/^[A-Za-z0-9_.-]+\/$/.test(prefix) || prefix.startsWith('.'))
+    throw new TypeError(`bad archiveName ${options.archiveName}`);
   const order: Tensor[] = [];
   const keys = new Map<Tensor, string>();
   const pickler = new Pickler({

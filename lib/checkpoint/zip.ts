@@ -62,7 +62,8 @@ export function fileSource(path: string): ByteSource & { readonly fd: number } {
     while (done < target.byteLength) {
       // One read() is capped near 2 GiB by the OS; loop.
       const n = fs.readSync(fd, target, done, Math.min(target.byteLength - done, 1 << 30), pos + done);
-      if (n === 0) throw new CheckpointError(`${path}: file shrank while reading (at byte ${pos + done})`, { file: path });
+      if (n === 0)
+        throw new CheckpointError(`${path}: file shrank while reading (at byte ${pos + done})`, { file: path });
       done += n;
     }
   };
@@ -94,7 +95,8 @@ export interface ZipEntry {
 
 function u64(buf: Buffer, at: number, what: string, file: string): number {
   const v = buf.readBigUInt64LE(at);
-  if (v > BigInt(Number.MAX_SAFE_INTEGER)) throw new CheckpointError(`${file}: corrupt zip: ${what} ${v} is impossible`, { file });
+  if (v > BigInt(Number.MAX_SAFE_INTEGER))
+    throw new CheckpointError(`${file}: corrupt zip: ${what} ${v} is impossible`, { file });
   return Number(v);
 }
 
@@ -134,13 +136,15 @@ export class ZipReader {
     let count = tail.readUInt16LE(eocd + 10);
     let cdSize = tail.readUInt32LE(eocd + 12);
     let cdOffset = tail.readUInt32LE(eocd + 16);
-    if (tail.readUInt16LE(eocd + 4) !== 0 || tail.readUInt16LE(eocd + 6) !== 0) this.fail('multi-disk zips are not supported');
+    if (tail.readUInt16LE(eocd + 4) !== 0 || tail.readUInt16LE(eocd + 6) !== 0)
+      this.fail('multi-disk zips are not supported');
     const eocdPos = tailPos + eocd;
     if (count === U16_MAX || cdSize === U32_MAX || cdOffset === U32_MAX) {
       // zip64: a locator right before the EOCD points at the zip64 EOCD record.
       if (eocdPos < 20) this.fail('corrupt zip64: no zip64 locator');
       const loc = this.source.read(eocdPos - 20, 20);
-      if (loc.readUInt32LE(0) !== SIG_EOCD64_LOCATOR) this.fail('corrupt zip64: no zip64 end-of-central-directory locator');
+      if (loc.readUInt32LE(0) !== SIG_EOCD64_LOCATOR)
+        this.fail('corrupt zip64: no zip64 end-of-central-directory locator');
       const recPos = u64(loc, 8, 'zip64 record offset', this.source.name);
       if (recPos + 56 > eocdPos - 20) this.fail('corrupt zip64: record offset out of range');
       const rec = this.source.read(recPos, 56);
@@ -155,7 +159,8 @@ export class ZipReader {
     let p = 0;
     const spans: [number, number, string][] = [];
     for (let i = 0; i < count; i++) {
-      if (p + 46 > cd.length || cd.readUInt32LE(p) !== SIG_CENTRAL) this.fail(`corrupt zip: central directory entry ${i} is damaged`);
+      if (p + 46 > cd.length || cd.readUInt32LE(p) !== SIG_CENTRAL)
+        this.fail(`corrupt zip: central directory entry ${i} is damaged`);
       const flags = cd.readUInt16LE(p + 8);
       const method = cd.readUInt16LE(p + 10);
       const crc = cd.readUInt32LE(p + 16);
@@ -179,7 +184,10 @@ export class ZipReader {
           if (q + 4 + len > extraEnd) break;
           if (id === 0x0001) {
             let r = q + 4;
-            const need = (size === U32_MAX ? 8 : 0) + (compressedSize === U32_MAX ? 8 : 0) + (localHeaderOffset === U32_MAX ? 8 : 0);
+            const need =
+              (size === U32_MAX ? 8 : 0) +
+              (compressedSize === U32_MAX ? 8 : 0) +
+              (localHeaderOffset === U32_MAX ? 8 : 0);
             if (len < need) this.fail(`corrupt zip64 extra field for '${name}'`);
             if (size === U32_MAX) (size = u64(cd, r, 'size', this.source.name)), (r += 8);
             if (compressedSize === U32_MAX) (compressedSize = u64(cd, r, 'size', this.source.name)), (r += 8);
@@ -192,17 +200,26 @@ export class ZipReader {
         if (!found) this.fail(`corrupt zip: '${name}' needs a zip64 extra field and has none`);
       }
       if (flags & 0x1) this.fail(`'${name}' is encrypted; encrypted checkpoints are not supported`);
-      if (method !== 0 && method !== 8) this.fail(`'${name}' uses zip compression method ${method}; only stored and deflated are supported`);
-      if (method === 0 && size !== compressedSize) this.fail(`corrupt zip: stored entry '${name}' has two different sizes`);
+      if (method !== 0 && method !== 8)
+        this.fail(`'${name}' uses zip compression method ${method}; only stored and deflated are supported`);
+      if (method === 0 && size !== compressedSize)
+        this.fail(`corrupt zip: stored entry '${name}' has two different sizes`);
       if (this.entries.has(name)) this.fail(`corrupt zip: entry '${name}' appears twice`);
-      if (localHeaderOffset + 30 > cdOffset) this.fail(`truncated or corrupt zip: entry '${name}' starts outside the data area`);
+      if (localHeaderOffset + 30 > cdOffset)
+        this.fail(`truncated or corrupt zip: entry '${name}' starts outside the data area`);
       // One read for the local header and its name (which must repeat the central one).
       const local = this.source.read(localHeaderOffset, Math.min(30 + nameLen, cdOffset - localHeaderOffset));
       if (local.readUInt32LE(0) !== SIG_LOCAL) this.fail(`corrupt zip: the local header of '${name}' is damaged`);
       const dataOffset = localHeaderOffset + 30 + local.readUInt16LE(26) + local.readUInt16LE(28);
       if (dataOffset + compressedSize > cdOffset)
-        this.fail(`truncated or corrupt zip: the data of '${name}' (${compressedSize} bytes at ${dataOffset}) runs past the data area`);
-      if (local.readUInt16LE(26) !== nameLen || local.length !== 30 + nameLen || !local.subarray(30).equals(cd.subarray(p + 46, p + 46 + nameLen)))
+        this.fail(
+          `truncated or corrupt zip: the data of '${name}' (${compressedSize} bytes at ${dataOffset}) runs past the data area`,
+        );
+      if (
+        local.readUInt16LE(26) !== nameLen ||
+        local.length !== 30 + nameLen ||
+        !local.subarray(30).equals(cd.subarray(p + 46, p + 46 + nameLen))
+      )
         this.fail(`corrupt zip: the local header of '${name}' names another entry`);
       this.entries.set(name, { name, method, crc32: crc, compressedSize, size, localHeaderOffset, dataOffset });
       spans.push([localHeaderOffset, dataOffset + compressedSize, name]);
@@ -211,7 +228,8 @@ export class ZipReader {
     // Overlapping entries are how zip bombs and parser-confusion files are built.
     spans.sort((a, b) => a[0] - b[0]);
     for (let i = 1; i < spans.length; i++)
-      if (spans[i][0] < spans[i - 1][1]) this.fail(`corrupt zip: entries '${spans[i - 1][2]}' and '${spans[i][2]}' overlap`);
+      if (spans[i][0] < spans[i - 1][1])
+        this.fail(`corrupt zip: entries '${spans[i - 1][2]}' and '${spans[i][2]}' overlap`);
   }
 
   get(name: string): ZipEntry {
@@ -232,7 +250,8 @@ export class ZipReader {
       } catch (err) {
         this.fail(`corrupt deflate data in '${entry.name}': ${(err as Error).message}`);
       }
-      if (data.length !== entry.size) this.fail(`corrupt zip: '${entry.name}' inflates to ${data.length} bytes, not ${entry.size}`);
+      if (data.length !== entry.size)
+        this.fail(`corrupt zip: '${entry.name}' inflates to ${data.length} bytes, not ${entry.size}`);
     }
     if (options.verifyCrc !== false) this.checkCrc(entry, data);
     return data;
@@ -240,7 +259,8 @@ export class ZipReader {
 
   /** Reads a stored entry straight into `target` (which must be entry.size bytes). */
   readInto(entry: ZipEntry, target: Uint8Array, options: { verifyCrc?: boolean } = {}): void {
-    if (target.byteLength !== entry.size) throw new RangeError(`target is ${target.byteLength} bytes, '${entry.name}' is ${entry.size}`);
+    if (target.byteLength !== entry.size)
+      throw new RangeError(`target is ${target.byteLength} bytes, '${entry.name}' is ${entry.size}`);
     if (entry.method !== 0) {
       target.set(this.read(entry, options));
       return;
@@ -253,7 +273,9 @@ export class ZipReader {
   checkCrc(entry: ZipEntry, data: Uint8Array): void {
     const crc = crc32(data);
     if (crc !== entry.crc32)
-      this.fail(`corrupt zip: CRC-32 mismatch in '${entry.name}' (0x${crc.toString(16)} != 0x${entry.crc32.toString(16)}); the file is damaged`);
+      this.fail(
+        `corrupt zip: CRC-32 mismatch in '${entry.name}' (0x${crc.toString(16)} != 0x${entry.crc32.toString(16)}); the file is damaged`,
+      );
   }
 
   close(): void {

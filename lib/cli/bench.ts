@@ -44,7 +44,11 @@ export function benchNames(): string[] {
   if (!fs.existsSync(BENCH_DIR)) return [];
   return fs
     .readdirSync(BENCH_DIR)
-    .filter((f) => f.endsWith('.mjs') && !['fixtures.mjs', 'distributed_worker.mjs', 'storage-list-server.mjs', 'storage-latency-proxy.mjs'].includes(f))
+    .filter(
+      (f) =>
+        f.endsWith('.mjs') &&
+        !['fixtures.mjs', 'distributed_worker.mjs', 'storage-list-server.mjs', 'storage-latency-proxy.mjs'].includes(f),
+    )
     .map((f) => f.slice(0, -'.mjs'.length))
     .sort();
 }

@@ -15,15 +15,21 @@ const doctor: Command = {
     if (values.json) {
       process.stdout.write(
         JSON.stringify({
-          ...v, cudaStatus: cuda.explain(), defaultDevice: defaultDevice().toString(), cpuFeatures: features,
-          cpuCapability: caps.capability, precisionAuto: auto, cpuAllocator: memoryStats().installed ? 'caching' : 'system',
+          ...v,
+          cudaStatus: cuda.explain(),
+          defaultDevice: defaultDevice().toString(),
+          cpuFeatures: features,
+          cpuCapability: caps.capability,
+          precisionAuto: auto,
+          cpuAllocator: memoryStats().installed ? 'caching' : 'system',
         }) + '\n',
       );
       return 0;
     }
-    const blasNote = v.blas.loaded && /libblas\.so|\/blas\//.test(v.blas.loaded) && !/openblas/.test(v.blas.loaded)
-      ? '  (reference BLAS: install libopenblas0-pthread for ~30x faster matmuls)'
-      : '';
+    const blasNote =
+      v.blas.loaded && /libblas\.so|\/blas\//.test(v.blas.loaded) && !/openblas/.test(v.blas.loaded)
+        ? '  (reference BLAS: install libopenblas0-pthread for ~30x faster matmuls)'
+        : '';
     const lines = [
       `torchline      ${v.torchline}`,
       `LibTorch       ${v.libtorch}  (found via ${v.libtorchSource})`,
@@ -32,7 +38,7 @@ const doctor: Command = {
       `CUDA           compiled ${v.cuda.compiled ? 'yes' : 'no'}; ${cuda.explain()}${v.nccl ? '; NCCL compiled' : ''}`,
       `CPU            ${caps.capability} kernels; ${features.join(', ') || 'no AVX features reported'}`,
       `precision auto ${auto.precision}${auto.channelsLast ? ' + channels_last' : ''} (${auto.reason})`,
-      `CPU allocator  ${memoryStats().installed ? 'torchline caching allocator (TORCHLINE_CPU_ALLOCATOR=system for LibTorch\'s own)' : 'LibTorch\'s own'}`,
+      `CPU allocator  ${memoryStats().installed ? "torchline caching allocator (TORCHLINE_CPU_ALLOCATOR=system for LibTorch's own)" : "LibTorch's own"}`,
       `BLAS           compiled for ${v.blas.compiled || '?'}; loaded ${v.blas.loaded ?? 'none found'}${blasNote}`,
       `oneDNN         ${v.mkldnn ? 'yes' : 'no'}`,
       `threads        ${v.threads.intraOp} intra-op (cores available: ${v.threads.cores})`,

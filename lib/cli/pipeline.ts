@@ -145,8 +145,15 @@ export const PIPELINE_USAGE = `  --config FILE            JSON file with any of 
 
 function num(v: unknown, name: string, opts: { int?: boolean; min?: number } = {}): number {
   const n = Number(v);
-  if (v === '' || !Number.isFinite(n) || (opts.int && !Number.isInteger(n)) || (opts.min !== undefined && n < opts.min)) {
-    throw new CliError(`--${name} must be ${opts.int ? 'an integer' : 'a number'}${opts.min !== undefined ? ` >= ${opts.min}` : ''}, got '${v}'`);
+  if (
+    v === '' ||
+    !Number.isFinite(n) ||
+    (opts.int && !Number.isInteger(n)) ||
+    (opts.min !== undefined && n < opts.min)
+  ) {
+    throw new CliError(
+      `--${name} must be ${opts.int ? 'an integer' : 'a number'}${opts.min !== undefined ? ` >= ${opts.min}` : ''}, got '${v}'`,
+    );
   }
   return n;
 }
@@ -160,15 +167,40 @@ export function resolveConfig(values: Record<string, unknown>, base: Partial<Pip
     } catch (err) {
       throw new CliError(`--config ${values.config}: ${(err as Error).message}`);
     }
-    const known = new Set(Object.keys(DEFAULTS).concat(['bucket', 'pretrained', 'labelRegex', 'device', 'amp', 'precision', 'resume', 'weightsOnly', 'dataFormat', 'labelColumn']));
-    for (const k of Object.keys(fromFile)) if (!known.has(k)) throw new CliError(`--config ${values.config}: unknown option '${k}'`);
+    const known = new Set(
+      Object.keys(DEFAULTS).concat([
+        'bucket',
+        'pretrained',
+        'labelRegex',
+        'device',
+        'amp',
+        'precision',
+        'resume',
+        'weightsOnly',
+        'dataFormat',
+        'labelColumn',
+      ]),
+    );
+    for (const k of Object.keys(fromFile))
+      if (!known.has(k)) throw new CliError(`--config ${values.config}: unknown option '${k}'`);
   }
   const c: PipelineConfig = { ...DEFAULTS, ...base, ...fromFile };
   const flag = (name: string) => values[name] as string | undefined;
   const str: [string, keyof PipelineConfig][] = [
-    ['bucket', 'bucket'], ['train-prefix', 'trainPrefix'], ['val-prefix', 'valPrefix'], ['train-dir', 'trainDir'], ['val-dir', 'valDir'],
-    ['checkpoint-dir', 'checkpointDir'], ['checkpoint-prefix', 'checkpointPrefix'], ['pretrained', 'pretrained'], ['label-regex', 'labelRegex'],
-    ['device', 'device'], ['log-dir', 'logDir'], ['resume', 'resume'], ['data-format', 'dataFormat'], ['label-column', 'labelColumn'],
+    ['bucket', 'bucket'],
+    ['train-prefix', 'trainPrefix'],
+    ['val-prefix', 'valPrefix'],
+    ['train-dir', 'trainDir'],
+    ['val-dir', 'valDir'],
+    ['checkpoint-dir', 'checkpointDir'],
+    ['checkpoint-prefix', 'checkpointPrefix'],
+    ['pretrained', 'pretrained'],
+    ['label-regex', 'labelRegex'],
+    ['device', 'device'],
+    ['log-dir', 'logDir'],
+    ['resume', 'resume'],
+    ['data-format', 'dataFormat'],
+    ['label-column', 'labelColumn'],
   ];
   for (const [f, k] of str) if (flag(f) !== undefined) (c as unknown as Record<string, unknown>)[k] = flag(f);
   if (flag('epochs') !== undefined) c.epochs = num(flag('epochs'), 'epochs', { int: true, min: 1 });
@@ -176,7 +208,8 @@ export function resolveConfig(values: Record<string, unknown>, base: Partial<Pip
   if (flag('workers') !== undefined) c.workers = num(flag('workers'), 'workers', { int: true, min: 1 });
   if (flag('lr') !== undefined) c.lr = num(flag('lr'), 'lr', { min: 0 });
   if (flag('image-size') !== undefined) c.imageSize = num(flag('image-size'), 'image-size', { int: true, min: 8 });
-  if (flag('checkpoint-every') !== undefined) c.checkpointEvery = num(flag('checkpoint-every'), 'checkpoint-every', { int: true, min: 0 });
+  if (flag('checkpoint-every') !== undefined)
+    c.checkpointEvery = num(flag('checkpoint-every'), 'checkpoint-every', { int: true, min: 0 });
   if (flag('keep-last') !== undefined) c.keepLast = num(flag('keep-last'), 'keep-last', { int: true, min: 1 });
   if (values['weights-only']) c.weightsOnly = true;
   if (flag('seed') !== undefined) c.seed = num(flag('seed'), 'seed', { int: true, min: 0 });
@@ -187,14 +220,21 @@ export function resolveConfig(values: Record<string, unknown>, base: Partial<Pip
   if (c.precision !== undefined && !['auto', 'fp32', 'bf16', 'fp16'].includes(c.precision))
     throw new CliError(`--precision must be auto, fp32, bf16 or fp16, got '${c.precision}'`);
   if (flag('scheduler') !== undefined) c.scheduler = flag('scheduler') as PipelineConfig['scheduler'];
-  if (!['none', 'cosine', 'step'].includes(c.scheduler)) throw new CliError(`--scheduler must be none, cosine or step, got '${c.scheduler}'`);
+  if (!['none', 'cosine', 'step'].includes(c.scheduler))
+    throw new CliError(`--scheduler must be none, cosine or step, got '${c.scheduler}'`);
   if (!MODEL_NAMES.includes(c.model)) throw new CliError(`--model must be ${MODEL_NAMES.join(', ')}, got '${c.model}'`);
-  if (!['imagenet', 'flip', 'none'].includes(c.augment)) throw new CliError(`--augment must be imagenet, flip or none, got '${c.augment}'`);
-  if (c.dataFormat !== undefined && !['folder', 'parquet'].includes(c.dataFormat)) throw new CliError(`--data-format must be folder or parquet, got '${c.dataFormat}'`);
-  if (c.dataFormat === 'parquet' && c.labelRegex) throw new CliError('--label-regex is for class folders; with --data-format parquet use --label-column');
-  if (c.amp !== undefined && !['fp16', 'bf16'].includes(c.amp)) throw new CliError(`--amp must be fp16 or bf16, got '${c.amp}'`);
-  if (c.bucket !== undefined && !/^[a-z0-9][a-z0-9._-]{1,220}[a-z0-9]$/.test(c.bucket)) throw new CliError(`--bucket '${c.bucket}' is not a valid bucket name`);
-  if (c.resume && c.resume !== 'latest' && !fs.existsSync(c.resume)) throw new CliError(`--resume ${c.resume}: no such file`);
+  if (!['imagenet', 'flip', 'none'].includes(c.augment))
+    throw new CliError(`--augment must be imagenet, flip or none, got '${c.augment}'`);
+  if (c.dataFormat !== undefined && !['folder', 'parquet'].includes(c.dataFormat))
+    throw new CliError(`--data-format must be folder or parquet, got '${c.dataFormat}'`);
+  if (c.dataFormat === 'parquet' && c.labelRegex)
+    throw new CliError('--label-regex is for class folders; with --data-format parquet use --label-column');
+  if (c.amp !== undefined && !['fp16', 'bf16'].includes(c.amp))
+    throw new CliError(`--amp must be fp16 or bf16, got '${c.amp}'`);
+  if (c.bucket !== undefined && !/^[a-z0-9][a-z0-9._-]{1,220}[a-z0-9]$/.test(c.bucket))
+    throw new CliError(`--bucket '${c.bucket}' is not a valid bucket name`);
+  if (c.resume && c.resume !== 'latest' && !fs.existsSync(c.resume))
+    throw new CliError(`--resume ${c.resume}: no such file`);
   if (c.labelRegex !== undefined) {
     try {
       new RegExp(c.labelRegex);
@@ -220,7 +260,8 @@ export function pretrainedSource(value: string, model: string): PretrainedSource
       throw new CliError(`--pretrained ${value}: ${(err as Error).message} (see \`torchline weights\`)`);
     }
   }
-  if (!fs.existsSync(value)) throw new CliError(`--pretrained ${value}: no such file (nor a weights name such as imagenet or IMAGENET1K_V1)`);
+  if (!fs.existsSync(value))
+    throw new CliError(`--pretrained ${value}: no such file (nor a weights name such as imagenet or IMAGENET1K_V1)`);
   return { kind: 'file', value };
 }
 
@@ -249,10 +290,14 @@ export async function runPipeline(c: PipelineConfig): Promise<PipelineResult> {
 
   const parquet = c.dataFormat === 'parquet';
   // Parquet tables are read where they are (gs:// by byte range): nothing to download.
-  const tableOf = (dir: string, prefix: string) => (c.bucket && !/^gs:\/\//.test(dir) ? `gs://${c.bucket}/${prefix}` : dir);
+  const tableOf = (dir: string, prefix: string) =>
+    c.bucket && !/^gs:\/\//.test(dir) ? `gs://${c.bucket}/${prefix}` : dir;
   // 1-4. Data: from the bucket (partitioned listing, verified parallel download) or local folders.
   if (c.bucket && !parquet) {
-    for (const [prefix, dir] of [[c.trainPrefix, c.trainDir], [c.valPrefix, c.valDir]] as const) {
+    for (const [prefix, dir] of [
+      [c.trainPrefix, c.trainDir],
+      [c.valPrefix, c.valDir],
+    ] as const) {
       const src = `gs://${c.bucket}/${prefix}`;
       // Class folders (prefix/<class>/x.jpg) are below the root: Spark reads them only with recursiveFileLookup.
       const listing = await tl.listPartitioned(src, { recursiveFileLookup: true }).catch((err: Error) => {
@@ -261,10 +306,16 @@ export async function runPipeline(c: PipelineConfig): Promise<PipelineResult> {
       if (listing.files.length === 0) throw new CliError(`no files under ${src}`);
       say(c, `listed ${src}: ${listing.files.length} files in ${listing.partitions.length} partitions`);
       const r = await tl.download(src, dir, { objects: listing.files.map((row) => row.object), progress: !c.quiet });
-      say(c, `downloaded ${r.downloaded} files (${r.skipped} already present and verified) to ${dir} in ${(r.ms / 1000).toFixed(1)} s`);
+      say(
+        c,
+        `downloaded ${r.downloaded} files (${r.skipped} already present and verified) to ${dir} in ${(r.ms / 1000).toFixed(1)} s`,
+      );
     }
   }
-  for (const [name, dir] of [['train', c.trainDir], ['validation', c.valDir]]) {
+  for (const [name, dir] of [
+    ['train', c.trainDir],
+    ['validation', c.valDir],
+  ]) {
     if (!parquet && !fs.existsSync(dir)) throw new CliError(`${name} folder ${dir} does not exist`);
   }
 
@@ -276,28 +327,53 @@ export async function runPipeline(c: PipelineConfig): Promise<PipelineResult> {
       : c.augment === 'flip'
         ? [T.Resize(c.imageSize), T.CenterCrop(c.imageSize), T.RandomHorizontalFlip(), norm]
         : [T.Resize(c.imageSize), T.CenterCrop(c.imageSize), norm];
-  const evalT = c.augment === 'imagenet' ? [T.Resize(Math.round((c.imageSize * 256) / 224)), T.CenterCrop(c.imageSize), norm] : [T.Resize(c.imageSize), T.CenterCrop(c.imageSize), norm];
+  const evalT =
+    c.augment === 'imagenet'
+      ? [T.Resize(Math.round((c.imageSize * 256) / 224)), T.CenterCrop(c.imageSize), norm]
+      : [T.Resize(c.imageSize), T.CenterCrop(c.imageSize), norm];
   const makeDataset = (dir: string, transform: unknown[], classes?: string[]) =>
     c.labelRegex
       ? new tl.ImageFiles(dir, { label: new RegExp(c.labelRegex), transform: transform as never, classes })
       : new tl.ImageFolder(dir, { transform: transform as never });
   const openTable = async (dir: string, transform: unknown[], classes?: string[]) => {
-    const ds = await tl.ParquetImageDataset.open(dir, { transform: transform as never, labelColumn: c.labelColumn, classes }).catch((err: Error) => {
+    const ds = await tl.ParquetImageDataset.open(dir, {
+      transform: transform as never,
+      labelColumn: c.labelColumn,
+      classes,
+    }).catch((err: Error) => {
       throw new CliError(`cannot read the table ${dir}: ${err.message}`);
     });
     const d = ds.describe();
-    say(c, `table ${dir}: ${d.kind}, ${d.rows} rows in ${d.rowGroups} row groups of ${d.files} files, label from ${ds.labelColumn}`);
+    say(
+      c,
+      `table ${dir}: ${d.kind}, ${d.rows} rows in ${d.rowGroups} row groups of ${d.files} files, label from ${ds.labelColumn}`,
+    );
     return ds;
   };
-  const trainSet = parquet ? await openTable(tableOf(c.trainDir, c.trainPrefix), trainT) : await inputStep(c.trainDir, () => makeDataset(c.trainDir, trainT));
+  const trainSet = parquet
+    ? await openTable(tableOf(c.trainDir, c.trainPrefix), trainT)
+    : await inputStep(c.trainDir, () => makeDataset(c.trainDir, trainT));
   const valSet = parquet
     ? await openTable(tableOf(c.valDir, c.valPrefix), evalT, trainSet.classes)
     : await inputStep(c.valDir, () => makeDataset(c.valDir, evalT, trainSet.classes));
   if (!c.labelRegex && valSet.classes.join('\n') !== trainSet.classes.join('\n')) {
-    throw new CliError(`the validation classes (${valSet.classes.length}) differ from the train classes (${trainSet.classes.length})`);
+    throw new CliError(
+      `the validation classes (${valSet.classes.length}) differ from the train classes (${trainSet.classes.length})`,
+    );
   }
-  const train = new tl.DataLoader(trainSet, { batchSize: c.batchSize, shuffle: true, seed: c.seed, numWorkers: c.workers, onError: 'skip' });
-  const val = new tl.DataLoader(valSet, { batchSize: c.batchSize, shuffle: false, numWorkers: c.workers, onError: 'skip' });
+  const train = new tl.DataLoader(trainSet, {
+    batchSize: c.batchSize,
+    shuffle: true,
+    seed: c.seed,
+    numWorkers: c.workers,
+    onError: 'skip',
+  });
+  const val = new tl.DataLoader(valSet, {
+    batchSize: c.batchSize,
+    shuffle: false,
+    numWorkers: c.workers,
+    onError: 'skip',
+  });
   say(c, `train: ${trainSet.length} images, validation: ${valSet.length}, ${trainSet.classes.length} classes`);
 
   // 8. Model: ResNet, optionally from torchvision weights with a new head.
@@ -317,18 +393,31 @@ export async function runPipeline(c: PipelineConfig): Promise<PipelineResult> {
         sd = await src.entry.getStateDict({ progress });
       } else if (src.kind === 'url') {
         // The official file under a mirror URL is verified against the table's hash.
-        const base = src.value.replace(/[?#].*$/, '').split('/').pop();
-        const entry = tl.listModelWeights().flatMap((e) => e.entries()).find((w) => w.fileName === base);
-        sd = entry ? await entry.getStateDict({ source: src.value, progress }) : await tl.hub.loadStateDictFromUrl(src.value, { progress });
+        const base = src.value
+          .replace(/[?#].*$/, '')
+          .split('/')
+          .pop();
+        const entry = tl
+          .listModelWeights()
+          .flatMap((e) => e.entries())
+          .find((w) => w.fileName === base);
+        sd = entry
+          ? await entry.getStateDict({ source: src.value, progress })
+          : await tl.hub.loadStateDictFromUrl(src.value, { progress });
       }
     } catch (err) {
       // Offline, corrupt or missing weights: the message says what to do; no stack trace.
       if (err instanceof tl.WeightsError) throw new CliError(`--pretrained ${c.pretrained}: ${err.message}`);
       throw err;
     }
-    const rep = await inputStep(`--pretrained ${c.pretrained}`, () => tl.checkpoint.loadPretrained(model, sd ?? (c.pretrained as string)));
+    const rep = await inputStep(`--pretrained ${c.pretrained}`, () =>
+      tl.checkpoint.loadPretrained(model, sd ?? (c.pretrained as string)),
+    );
     if (sd) for (const t of sd.values()) t.dispose();
-    say(c, `pretrained ${what}: loaded ${rep.loaded.length} tensors, skipped ${rep.skipped.length}, missing ${rep.missing.length}`);
+    say(
+      c,
+      `pretrained ${what}: loaded ${rep.loaded.length} tensors, skipped ${rep.skipped.length}, missing ${rep.missing.length}`,
+    );
     if (numClasses !== model.numClasses) model.replaceHead(numClasses);
   } else {
     model = new tl.ResNet(Number(c.model.slice(6)) as ResNetDepth, { numClasses });
@@ -343,7 +432,9 @@ export async function runPipeline(c: PipelineConfig): Promise<PipelineResult> {
       : c.scheduler === 'step'
         ? new tl.StepLR(optimizer, { stepSize: Math.max(1, Math.ceil(c.epochs / 3)) })
         : undefined;
-  const upload = c.bucket ? new tl.UploadQueue(`gs://${c.bucket}/${c.checkpointPrefix.replace(/\/?$/, '/')}`) : undefined;
+  const upload = c.bucket
+    ? new tl.UploadQueue(`gs://${c.bucket}/${c.checkpointPrefix.replace(/\/?$/, '/')}`)
+    : undefined;
   const uploaded: string[] = [];
   const trainer = new tl.Trainer();
   trainer.on('checkpoint', (info) => say(c, `checkpoint: ${info.path}`));
@@ -353,18 +444,53 @@ export async function runPipeline(c: PipelineConfig): Promise<PipelineResult> {
     say(c, `uploaded: ${uri}`);
   });
   const fit = await trainer.fit({
-    model, optimizer, scheduler, train, val, epochs: c.epochs, device, amp: c.amp, precision: c.precision, checkpointEvery: c.checkpointEvery,
-    checkpointDir: c.checkpointDir, keepLast: c.keepLast, upload, checkpointOptimizer: !c.weightsOnly, resume: c.resume, logDir: c.logDir,
-    classes: trainSet.classes, progress: c.quiet ? null : undefined,
-    config: { model: c.model, epochs: c.epochs, batchSize: c.batchSize, lr: c.lr, scheduler: c.scheduler, imageSize: c.imageSize, seed: c.seed },
+    model,
+    optimizer,
+    scheduler,
+    train,
+    val,
+    epochs: c.epochs,
+    device,
+    amp: c.amp,
+    precision: c.precision,
+    checkpointEvery: c.checkpointEvery,
+    checkpointDir: c.checkpointDir,
+    keepLast: c.keepLast,
+    upload,
+    checkpointOptimizer: !c.weightsOnly,
+    resume: c.resume,
+    logDir: c.logDir,
+    classes: trainSet.classes,
+    progress: c.quiet ? null : undefined,
+    config: {
+      model: c.model,
+      epochs: c.epochs,
+      batchSize: c.batchSize,
+      lr: c.lr,
+      scheduler: c.scheduler,
+      imageSize: c.imageSize,
+      seed: c.seed,
+    },
   });
 
   // 10. Evaluate.
-  const ev = await trainer.evaluate(model, val, { classes: trainSet.classes, amp: c.amp, precision: c.precision ?? 'auto' });
+  const ev = await trainer.evaluate(model, val, {
+    classes: trainSet.classes,
+    amp: c.amp,
+    precision: c.precision ?? 'auto',
+  });
   fs.writeFileSync(path.join(c.logDir, 'eval.json'), JSON.stringify(ev, null, 2));
   return {
-    accuracy: ev.top1, top5: ev.top5, valImages: ev.n, trainImages: trainSet.length, classes: trainSet.classes,
-    checkpoints: fit.checkpoints.map((k) => k.path), uploaded, reportPath: fit.reportPath, logDir: c.logDir,
-    interrupted: fit.interrupted, seconds: (performance.now() - t0) / 1000,
+    accuracy: ev.top1,
+    top5: ev.top5,
+    valImages: ev.n,
+    trainImages: trainSet.length,
+    classes: trainSet.classes,
+    checkpoints: fit.checkpoints.map((k) => k.path),
+    uploaded,
+    reportPath: fit.reportPath,
+    logDir: c.logDir,
+    interrupted: fit.interrupted,
+    seconds: (performance.now() - t0) / 1000,
   };
 }

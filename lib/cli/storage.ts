@@ -19,7 +19,17 @@ export const list: Command = {
                       its kind (image / binaryFile), partitions, files, row groups and rows; with
                       --rank/--world-size, the row groups that rank reads`,
   positionals: 1,
-  options: { json: { type: 'boolean' }, recursive: { type: 'boolean' }, 'base-path': { type: 'string' }, 'min-partitions': { type: 'string' }, glob: { type: 'string' }, image: { type: 'boolean' }, rank: { type: 'string' }, 'world-size': { type: 'string' }, parquet: { type: 'boolean' } },
+  options: {
+    json: { type: 'boolean' },
+    recursive: { type: 'boolean' },
+    'base-path': { type: 'string' },
+    'min-partitions': { type: 'string' },
+    glob: { type: 'string' },
+    image: { type: 'boolean' },
+    rank: { type: 'string' },
+    'world-size': { type: 'string' },
+    parquet: { type: 'boolean' },
+  },
   async run(v, pos) {
     if (!pos[0]) throw new CliError('list needs a LOCATION (gs://bucket/prefix or a folder)');
     const tl = await import('../index');
@@ -30,7 +40,8 @@ export const list: Command = {
       throw new CliError('--rank and --world-size must be integers with 0 <= rank < world-size');
     }
     const minPartitionNum = v['min-partitions'] !== undefined ? Number(v['min-partitions']) : undefined;
-    if (minPartitionNum !== undefined && !(Number.isInteger(minPartitionNum) && minPartitionNum >= 1)) throw new CliError('--min-partitions must be a positive integer');
+    if (minPartitionNum !== undefined && !(Number.isInteger(minPartitionNum) && minPartitionNum >= 1))
+      throw new CliError('--min-partitions must be a positive integer');
     const l = await inputStep(`cannot list ${pos[0]}`, () =>
       tl.listPartitioned(pos[0], {
         recursiveFileLookup: Boolean(v.recursive),
@@ -43,18 +54,49 @@ export const list: Command = {
     );
     if (v.parquet || (l.files.length > 0 && !v.image && l.files.every((f) => f.path.endsWith('.parquet')))) {
       const { describeParquet } = await import('./parquet');
-      return describeParquet(pos[0], { json: Boolean(v.json), glob: v.glob as string | undefined, share: sharded ? { rank, world } : undefined });
+      return describeParquet(pos[0], {
+        json: Boolean(v.json),
+        glob: v.glob as string | undefined,
+        share: sharded ? { rank, world } : undefined,
+      });
     }
     const parts = sharded ? l.forRank(rank, world) : l.partitions;
     if (v.json) {
-      process.stdout.write(JSON.stringify({ root: String(l.root), columns: l.partitionColumns, maxSplitBytes: l.maxSplitBytes, partitions: parts.map((p) => ({ index: p.index, files: p.files.map((f) => ({ path: f.path, length: f.length, modificationTime: f.modificationTime, partitionValues: f.partitionValues })) })) }) + '\n');
+      process.stdout.write(
+        JSON.stringify({
+          root: String(l.root),
+          columns: l.partitionColumns,
+          maxSplitBytes: l.maxSplitBytes,
+          partitions: parts.map((p) => ({
+            index: p.index,
+            files: p.files.map((f) => ({
+              path: f.path,
+              length: f.length,
+              modificationTime: f.modificationTime,
+              partitionValues: f.partitionValues,
+            })),
+          })),
+        }) + '\n',
+      );
       return 0;
     }
-    const rows = parts.flatMap((p) => p.files.map((f) => [String(p.index), String(f.length), f.path, Object.entries(f.partitionValues).map(([k, x]) => `${k}=${x}`).join(',')]));
+    const rows = parts.flatMap((p) =>
+      p.files.map((f) => [
+        String(p.index),
+        String(f.length),
+        f.path,
+        Object.entries(f.partitionValues)
+          .map(([k, x]) => `${k}=${x}`)
+          .join(','),
+      ]),
+    );
     const w = [9, 10];
     process.stdout.write(`${'partition'.padEnd(w[0])} ${'bytes'.padStart(w[1])}  path\n`);
-    for (const r of rows) process.stdout.write(`${r[0].padEnd(w[0])} ${r[1].padStart(w[1])}  ${r[2]}${r[3] ? `  [${r[3]}]` : ''}\n`);
-    process.stdout.write(`${rows.length} files in ${parts.length} partitions (maxSplitBytes ${l.maxSplitBytes}); ${l.stats.listRequests} list requests in ${l.stats.ms.toFixed(0)} ms\n`);
+    for (const r of rows)
+      process.stdout.write(`${r[0].padEnd(w[0])} ${r[1].padStart(w[1])}  ${r[2]}${r[3] ? `  [${r[3]}]` : ''}\n`);
+    process.stdout.write(
+      `${rows.length} files in ${parts.length} partitions (maxSplitBytes ${l.maxSplitBytes}); ${l.stats.listRequests} list requests in ${l.stats.ms.toFixed(0)} ms\n`,
+    );
     return 0;
   },
 };
@@ -70,7 +112,9 @@ export const download: Command = {
     if (concurrency !== undefined && !(Number.isInteger(concurrency) && concurrency >= 1))
       throw new CliError(`--concurrency must be a positive integer, got '${v.concurrency}'`);
     const r = await inputStep(`cannot download ${pos[0]}`, () => tl.download(pos[0], pos[1], { concurrency }));
-    process.stdout.write(`${r.downloaded} downloaded, ${r.skipped} already present, ${r.bytes} bytes, ${r.retries} retries, ${(r.ms / 1000).toFixed(1)} s\n`);
+    process.stdout.write(
+      `${r.downloaded} downloaded, ${r.skipped} already present, ${r.bytes} bytes, ${r.retries} retries, ${(r.ms / 1000).toFixed(1)} s\n`,
+    );
     return 0;
   },
 };
@@ -80,7 +124,8 @@ export const upload: Command = {
   positionals: 2,
   options: {},
   async run(_v, pos) {
-    if (pos.length !== 2) throw new CliError('upload needs a local file or folder and a destination gs://bucket/prefix');
+    if (pos.length !== 2)
+      throw new CliError('upload needs a local file or folder and a destination gs://bucket/prefix');
     const tl = await import('../index');
     const r = await inputStep(`cannot upload ${pos[0]} to ${pos[1]}`, () => tl.upload(pos[0], pos[1]));
     process.stdout.write(`${r.files.length} files uploaded to ${pos[1]}\n`);

@@ -45,14 +45,19 @@ their ImageNet-1k accuracy and eval preset, and whether the file is already in t
       return 0;
     }
     const lines = [`hub cache: ${dir}${fs.existsSync(dir) ? '' : ' (not created yet)'}`, ''];
-    lines.push(`${'weights'.padEnd(32)} ${'acc@1'.padStart(6)} ${'acc@5'.padStart(6)}  eval preset        size      cached`);
+    lines.push(
+      `${'weights'.padEnd(32)} ${'acc@1'.padStart(6)} ${'acc@5'.padStart(6)}  eval preset        size      cached`,
+    );
     for (const r of rows) {
       lines.push(
         `${(r.weights + (r.default ? ' *' : '')).padEnd(32)} ${r.acc1.toFixed(3).padStart(6)} ${r.acc5.toFixed(3).padStart(6)}  ` +
           `resize ${r.resize} crop ${r.crop}  ${r.sizeMB.toFixed(1).padStart(5)} MB  ${r.cached ? 'yes' : 'no'}`,
       );
     }
-    lines.push('', '* DEFAULT (also --pretrained imagenet). Files are downloaded on first use, verified against the hash in their name.');
+    lines.push(
+      '',
+      '* DEFAULT (also --pretrained imagenet). Files are downloaded on first use, verified against the hash in their name.',
+    );
     process.stdout.write(lines.join('\n') + '\n');
     return 0;
   },

@@ -218,7 +218,10 @@ export interface LabeledOptions {
   transform?: Transform | Transform[];
 }
 
-function resolveClasses(found: Iterable<string>, opt: LabeledOptions['classes']): { classes: string[]; classToIdx: Record<string, number> } {
+function resolveClasses(
+  found: Iterable<string>,
+  opt: LabeledOptions['classes'],
+): { classes: string[]; classToIdx: Record<string, number> } {
   if (typeof opt === 'string') return readLabelMap(opt);
   if (Array.isArray(opt)) return { classes: [...opt], classToIdx: Object.fromEntries(opt.map((c, i) => [c, i])) };
   if (opt && typeof opt === 'object') {
@@ -247,7 +250,8 @@ export function mapLabels(
   const { classes, classToIdx } = resolveClasses(strings, opt);
   const labels = raw.map((r, i) => {
     if (typeof r === 'number') {
-      if (!Number.isInteger(r) || r < 0) throw new Error(`label of ${names[i]} must be a non-negative integer, got ${r}`);
+      if (!Number.isInteger(r) || r < 0)
+        throw new Error(`label of ${names[i]} must be a non-negative integer, got ${r}`);
       return r;
     }
     const idx = classToIdx[r];
@@ -269,11 +273,16 @@ export class ImageFiles implements Dataset {
   readonly classToIdx: Record<string, number>;
   readonly transform?: Transform | Transform[];
 
-  constructor(files: string | readonly string[], options: LabeledOptions & { label: LabelRule; extensions?: readonly string[] }) {
+  constructor(
+    files: string | readonly string[],
+    options: LabeledOptions & { label: LabelRule; extensions?: readonly string[] },
+  ) {
     this.transform = options.transform;
     if (typeof files === 'string') {
       const ext = (options.extensions ?? IMG_EXTENSIONS).map((e) => e.toLowerCase());
-      this.files = walkSorted(files).flatMap(({ dir, files: fs_ }) => fs_.filter((f) => hasExtension(f, ext)).map((f) => path.join(dir, f)));
+      this.files = walkSorted(files).flatMap(({ dir, files: fs_ }) =>
+        fs_.filter((f) => hasExtension(f, ext)).map((f) => path.join(dir, f)),
+      );
     } else {
       this.files = [...files];
     }
@@ -322,7 +331,9 @@ export class ManifestDataset implements Dataset {
       if (typeof r.uri !== 'string') throw new TypeError(`manifest row ${i} needs a uri or bytes`);
       if (r.uri.startsWith('file:')) return fileURLToPath(r.uri);
       if (/^[a-z][a-z0-9+.-]*:\/\//i.test(r.uri))
-        throw new Error(`manifest row ${i}: ${r.uri} is not local; download it first (torchline storage) or pass bytes`);
+        throw new Error(
+          `manifest row ${i}: ${r.uri} is not local; download it first (torchline storage) or pass bytes`,
+        );
       return r.uri;
     });
     const m = mapLabels(

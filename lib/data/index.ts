@@ -8,7 +8,16 @@ export {
   readLabelMap,
   IMG_EXTENSIONS,
 } from './datasets';
-export type { Dataset, DataItem, EpochReader, ImageFolderOptions, LabelMap, LabelRule, ManifestRow, RawImage } from './datasets';
+export type {
+  Dataset,
+  DataItem,
+  EpochReader,
+  ImageFolderOptions,
+  LabelMap,
+  LabelRule,
+  ManifestRow,
+  RawImage,
+} from './datasets';
 export { ParquetImageDataset } from './parquet-dataset';
 export type { ParquetDatasetOptions } from './parquet-dataset';
 export { RowGroupSampler, planRanks } from './parquet-sampler';

@@ -78,7 +78,11 @@ export interface SkippedSample {
 function describe(item: DataItem): string {
   if (item.name) return item.name;
   const s = item.source;
-  return typeof s === 'string' ? s : s instanceof Uint8Array ? `<${s.byteLength} bytes in memory>` : `<${s.width}x${s.height} pixels in memory>`;
+  return typeof s === 'string'
+    ? s
+    : s instanceof Uint8Array
+      ? `<${s.byteLength} bytes in memory>`
+      : `<${s.width}x${s.height} pixels in memory>`;
 }
 
 /**
@@ -118,7 +122,8 @@ export class DataLoader implements AsyncIterable<Batch> {
       throw new TypeError('DataLoader needs a dataset with length and getItem(index)');
     this.dataset = dataset;
     this.batchSize = options.batchSize ?? 1;
-    if (!Number.isInteger(this.batchSize) || this.batchSize < 1) throw new RangeError('batchSize must be a positive integer');
+    if (!Number.isInteger(this.batchSize) || this.batchSize < 1)
+      throw new RangeError('batchSize must be a positive integer');
     this.dropLast = options.dropLast ?? false;
     this.numWorkers = Math.max(1, options.numWorkers ?? os.availableParallelism());
     this.prefetch = Math.max(1, options.prefetch ?? 2);
@@ -175,12 +180,16 @@ export class DataLoader implements AsyncIterable<Batch> {
    */
   async *iterate(options: { startBatch?: number } = {}): AsyncIterable<Batch> {
     const startBatch = options.startBatch ?? 0;
-    if (!Number.isInteger(startBatch) || startBatch < 0) throw new RangeError(`startBatch must be a non-negative integer, got ${startBatch}`);
+    if (!Number.isInteger(startBatch) || startBatch < 0)
+      throw new RangeError(`startBatch must be a non-negative integer, got ${startBatch}`);
     const epoch = this.epoch;
     const order = this.sampler.indices(epoch);
     const batches: number[][] = [];
     for (let i = 0; i < order.length; i += this.batchSize) {
-      const b = Array.from(order.length - i >= this.batchSize ? { length: this.batchSize } : { length: order.length - i }, (_, k) => order[i + k]);
+      const b = Array.from(
+        order.length - i >= this.batchSize ? { length: this.batchSize } : { length: order.length - i },
+        (_, k) => order[i + k],
+      );
       if (b.length < this.batchSize && this.dropLast) break;
       batches.push(b);
     }
@@ -244,7 +253,9 @@ export class DataLoader implements AsyncIterable<Batch> {
     if (declined.length > 0) {
       const decoded = await Promise.all(
         declined.map((i) =>
-          decodeWithSharp(items[i].source as string | Uint8Array, this.spec.maxPixels, { exifTranspose: this.spec.exifTranspose }).then(
+          decodeWithSharp(items[i].source as string | Uint8Array, this.spec.maxPixels, {
+            exifTranspose: this.spec.exifTranspose,
+          }).then(
             (img) => img,
             (err: unknown) => new Error(err instanceof Error ? err.message : String(err)),
           ),
@@ -257,12 +268,7 @@ export class DataLoader implements AsyncIterable<Batch> {
       });
       if (ok.length > 0) {
         const rgb = ok.map((i) => decoded[declined.indexOf(i)]);
-        const st2: string[] = await this.pipeline.run(
-          batch,
-          rgb,
-          ok,
-          BigUint64Array.from(ok.map((i) => seeds[i])),
-        );
+        const st2: string[] = await this.pipeline.run(batch, rgb, ok, BigUint64Array.from(ok.map((i) => seeds[i])));
         ok.forEach((i, k) => (status[i] = st2[k]));
       }
     }
@@ -280,7 +286,12 @@ export class DataLoader implements AsyncIterable<Batch> {
         throw new Error(`torchline: cannot load ${name} (dataset index ${indices[i]}): ${reason}`);
       }
       // One log line per file, or per unreadable row group (its rows share the name).
-      const key = typeof items[i].source === 'string' ? (items[i].source as string) : items[i].error && items[i].name ? items[i].name! : `#${indices[i]}`;
+      const key =
+        typeof items[i].source === 'string'
+          ? (items[i].source as string)
+          : items[i].error && items[i].name
+            ? items[i].name!
+            : `#${indices[i]}`;
       if (!this.logged.has(key)) {
         this.logged.add(key);
         this.skipped.push({ index: indices[i], source: name, reason });
@@ -292,7 +303,10 @@ export class DataLoader implements AsyncIterable<Batch> {
       return null;
     }
     const images = new Tensor(batch.toTensor(keep.length === n ? undefined : keep));
-    const labels = Tensor.from(BigInt64Array.from(keep, (i) => BigInt(items[i].label)), [keep.length]);
+    const labels = Tensor.from(
+      BigInt64Array.from(keep, (i) => BigInt(items[i].label)),
+      [keep.length],
+    );
     return { images, labels, indices: keep.map((i) => indices[i]) };
   }
 }

@@ -101,11 +101,13 @@ async function readGroup(ds: ParquetImageDataset, g: RowGroupInfo): Promise<Load
         const im = row.image;
         const name = `${im?.origin ?? '(no origin)'} [${where}, row ${k}]`;
         if (!im) return { source: new Uint8Array(0), label, name, error: 'the image struct is null' };
-        if (!(im.data instanceof Uint8Array)) return { source: new Uint8Array(0), label, name, error: 'the image has no pixel data' };
+        if (!(im.data instanceof Uint8Array))
+          return { source: new Uint8Array(0), label, name, error: 'the image has no pixel data' };
         return { source: { bgr: im.data, width: im.width, height: im.height, mode: im.mode }, label, name };
       }
       const name = `${typeof row.path === 'string' ? row.path : '(no path)'} [${where}, row ${k}]`;
-      if (!(row.content instanceof Uint8Array)) return { source: new Uint8Array(0), label, name, error: 'content is null' };
+      if (!(row.content instanceof Uint8Array))
+        return { source: new Uint8Array(0), label, name, error: 'content is null' };
       return { source: row.content, label, name };
     });
     return { where, items };
@@ -253,7 +255,13 @@ export class ParquetImageDataset implements Dataset {
   private readonly firstRows: Float64Array;
   private direct?: RowGroupReader;
 
-  private constructor(table: ParquetTable, labels: (string | number)[], labelColumn: string, readColumns: string[], options: ParquetDatasetOptions) {
+  private constructor(
+    table: ParquetTable,
+    labels: (string | number)[],
+    labelColumn: string,
+    readColumns: string[],
+    options: ParquetDatasetOptions,
+  ) {
     this.table = table;
     this.labelColumn = labelColumn;
     this.readColumns = readColumns;
@@ -261,12 +269,17 @@ export class ParquetImageDataset implements Dataset {
     this.shuffleBuffer = options.shuffleBuffer ?? 4;
     this.readAhead = options.readAhead ?? this.shuffleBuffer;
     this.maxResidentRowGroups = options.maxResidentRowGroups ?? 2 * this.shuffleBuffer + this.readAhead;
-    if (!Number.isInteger(this.readAhead) || this.readAhead < 0) throw new RangeError(`readAhead must be a non-negative integer, got ${this.readAhead}`);
+    if (!Number.isInteger(this.readAhead) || this.readAhead < 0)
+      throw new RangeError(`readAhead must be a non-negative integer, got ${this.readAhead}`);
     if (!Number.isInteger(this.maxResidentRowGroups) || this.maxResidentRowGroups < 1)
       throw new RangeError(`maxResidentRowGroups must be a positive integer, got ${this.maxResidentRowGroups}`);
     this.rank = options.rank ?? 0;
     this.worldSize = options.worldSize ?? 1;
-    const m = mapLabels(labels, labels.map((_, i) => `row ${i}`), options.classes);
+    const m = mapLabels(
+      labels,
+      labels.map((_, i) => `row ${i}`),
+      options.classes,
+    );
     const numeric = labels.every((l) => typeof l === 'number');
     if (numeric && !options.classes) {
       // Integer labels are class indices already: name the classes 0..max.
@@ -283,7 +296,11 @@ export class ParquetImageDataset implements Dataset {
 
   /** Lists the table, reads its footers (and a field label column, when the label is a field). */
   static async open(root: LocationLike, options: ParquetDatasetOptions = {}): Promise<ParquetImageDataset> {
-    const table = await openParquetTable(root, { storage: options.storage, concurrency: options.concurrency, pathGlobFilter: options.pathGlobFilter });
+    const table = await openParquetTable(root, {
+      storage: options.storage,
+      concurrency: options.concurrency,
+      pathGlobFilter: options.pathGlobFilter,
+    });
     const partNames = table.partitionColumns.map((c) => c.name);
     let col = options.labelColumn;
     if (col === undefined) {
@@ -294,9 +311,13 @@ export class ParquetImageDataset implements Dataset {
           `${table.root}: say which column holds the label (labelColumn): partition columns [${partNames.join(', ')}], fields [${table.fields.join(', ')}]`,
         );
     }
-    const where: RowLabel = partNames.includes(col) ? { kind: 'partition', name: col } : { kind: 'field', path: col.split('.') };
+    const where: RowLabel = partNames.includes(col)
+      ? { kind: 'partition', name: col }
+      : { kind: 'field', path: col.split('.') };
     if (where.kind === 'field' && !table.fields.includes(where.path[0]))
-      throw new Error(`${table.root}: no column ${col} (partition columns [${partNames.join(', ')}], fields [${table.fields.join(', ')}])`);
+      throw new Error(
+        `${table.root}: no column ${col} (partition columns [${partNames.join(', ')}], fields [${table.fields.join(', ')}])`,
+      );
     const labels: (string | number)[] = new Array(table.rows);
     if (where.kind === 'partition') {
       for (const g of table.rowGroups) {
@@ -313,11 +334,20 @@ export class ParquetImageDataset implements Dataset {
         let rows: Record<string, any>[] = [];
         try {
           await parquetRead({
-            file: rangeBuffer(f.source, start, bytes), metadata: f.metadata, rowStart: g.fileRow, rowEnd: g.fileRow + g.rows,
-            columns: [where.path[0]], utf8: true, compressors, rowFormat: 'object', onComplete: (r) => (rows = r),
+            file: rangeBuffer(f.source, start, bytes),
+            metadata: f.metadata,
+            rowStart: g.fileRow,
+            rowEnd: g.fileRow + g.rows,
+            columns: [where.path[0]],
+            utf8: true,
+            compressors,
+            rowFormat: 'object',
+            onComplete: (r) => (rows = r),
           });
         } catch (err) {
-          throw new Error(`cannot read the label column ${col} of ${f.path} row group ${g.index}: ${(err as Error).message}`);
+          throw new Error(
+            `cannot read the label column ${col} of ${f.path} row group ${g.index}: ${(err as Error).message}`,
+          );
         }
         rows.forEach((row, k) => {
           let v: any = row;
@@ -327,7 +357,8 @@ export class ParquetImageDataset implements Dataset {
       });
     }
     const bytesCol = table.kind === 'image' ? 'image' : 'content';
-    const readColumns = table.kind === 'binaryFile' ? [bytesCol, 'path'].filter((c) => table.fields.includes(c)) : [bytesCol];
+    const readColumns =
+      table.kind === 'binaryFile' ? [bytesCol, 'path'].filter((c) => table.fields.includes(c)) : [bytesCol];
     return new ParquetImageDataset(table, labels, col, readColumns, options);
   }
 
@@ -337,7 +368,8 @@ export class ParquetImageDataset implements Dataset {
 
   /** The row group (index into table.rowGroups) holding a dataset index. */
   groupOf(index: number): number {
-    if (!(Number.isInteger(index) && index >= 0 && index < this.table.rows)) throw new RangeError(`index ${index} out of range for ${this.table.rows} rows`);
+    if (!(Number.isInteger(index) && index >= 0 && index < this.table.rows))
+      throw new RangeError(`index ${index} out of range for ${this.table.rows} rows`);
     let lo = 0,
       hi = this.firstRows.length - 1;
     while (lo < hi) {
@@ -350,7 +382,9 @@ export class ParquetImageDataset implements Dataset {
 
   /** Rows are read asynchronously: use a DataLoader, getItems or get. */
   getItem(index: number): DataItem {
-    throw new Error(`ParquetImageDataset rows are read asynchronously: use a DataLoader, or await dataset.get(${index})`);
+    throw new Error(
+      `ParquetImageDataset rows are read asynchronously: use a DataLoader, or await dataset.get(${index})`,
+    );
   }
 
   /** Items of any indices, reading their row groups (kept within maxResidentRowGroups, least recently used dropped). */

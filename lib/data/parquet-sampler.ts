@@ -19,7 +19,8 @@ export interface RowGroupSpan {
  * order. Deterministic, so every rank computes the same plan.
  */
 export function planRanks(groups: readonly RowGroupSpan[], worldSize: number): number[][] {
-  if (!Number.isInteger(worldSize) || worldSize < 1) throw new RangeError(`worldSize must be a positive integer, got ${worldSize}`);
+  if (!Number.isInteger(worldSize) || worldSize < 1)
+    throw new RangeError(`worldSize must be a positive integer, got ${worldSize}`);
   const shares: number[][] = Array.from({ length: worldSize }, () => []);
   const rows = new Array<number>(worldSize).fill(0);
   const bySize = groups.map((_, i) => i).sort((a, b) => groups[b].rows - groups[a].rows || a - b);
@@ -81,13 +82,16 @@ export class RowGroupSampler implements Sampler {
     this.rank = options.rank ?? 0;
     this.worldSize = options.worldSize ?? 1;
     this.dropLast = options.dropLast ?? false;
-    if (!Number.isInteger(this.shuffleBuffer) || this.shuffleBuffer < 1) throw new RangeError(`shuffleBuffer must be a positive integer, got ${this.shuffleBuffer}`);
+    if (!Number.isInteger(this.shuffleBuffer) || this.shuffleBuffer < 1)
+      throw new RangeError(`shuffleBuffer must be a positive integer, got ${this.shuffleBuffer}`);
     if (!Number.isSafeInteger(this.seed) || this.seed < 0) throw new RangeError('seed must be a non-negative integer');
     if (!Number.isInteger(this.rank) || this.rank < 0 || this.rank >= this.worldSize)
       throw new RangeError(`rank must be an integer in [0, ${this.worldSize}), got ${this.rank}`);
     const plan = planRanks(table, this.worldSize);
     if (plan.some((s) => s.length === 0))
-      throw new RangeError(`${table.length} row groups cannot be shared by ${this.worldSize} ranks: write the table with more (smaller) row groups`);
+      throw new RangeError(
+        `${table.length} row groups cannot be shared by ${this.worldSize} ranks: write the table with more (smaller) row groups`,
+      );
     this.groups = plan[this.rank];
     const sizes = plan.map((s) => s.reduce((n, g) => n + table[g].rows, 0));
     this.numSamples = this.dropLast ? Math.min(...sizes) : Math.max(...sizes);

@@ -60,7 +60,8 @@ export function localSource(file: string, size: number, uri: string): ByteSource
         let got = 0;
         while (got < buf.length) {
           const { bytesRead } = await fh.read(buf, got, buf.length - got, start + got);
-          if (bytesRead === 0) throw new Error(`${file}: file ended at ${start + got}, expected ${end} bytes (changed while reading?)`);
+          if (bytesRead === 0)
+            throw new Error(`${file}: file ended at ${start + got}, expected ${end} bytes (changed while reading?)`);
           got += bytesRead;
         }
         return buf;
@@ -88,15 +89,25 @@ export function gcsSource(bucket: string, name: string, size: number, opts: GcsS
       try {
         return await withRetries(
           async () => {
-            const { res } = await openMedia(opts.storage, { bucket, name, generation: opts.generation, start, end: end - 1 });
+            const { res } = await openMedia(opts.storage, {
+              bucket,
+              name,
+              generation: opts.generation,
+              start,
+              end: end - 1,
+            });
             const chunks: Buffer[] = [];
             for await (const c of res) chunks.push(c as Buffer);
-            if (!res.complete) throw Object.assign(new Error('connection closed before the body ended'), { code: 'ECONNRESET' });
+            if (!res.complete)
+              throw Object.assign(new Error('connection closed before the body ended'), { code: 'ECONNRESET' });
             let buf = Buffer.concat(chunks);
             // A server that ignores Range sends the whole object: keep the asked-for slice.
             if (res.statusCode === 200) buf = buf.subarray(start, end);
             // A cut-short body that still ended cleanly: retry it like a reset.
-            if (buf.length !== end - start) throw Object.assign(new Error(`short read: ${buf.length} of ${end - start} bytes`), { code: 'ECONNRESET' });
+            if (buf.length !== end - start)
+              throw Object.assign(new Error(`short read: ${buf.length} of ${end - start} bytes`), {
+                code: 'ECONNRESET',
+              });
             return buf;
           },
           { maxRetries: opts.maxRetries ?? 6 },
@@ -116,7 +127,10 @@ function toArrayBuffer(u: Uint8Array): ArrayBuffer {
 
 /** The whole file as hyparquet's AsyncBuffer (footer reads). */
 export function asyncBufferOf(src: ByteSource): AsyncBuffer {
-  return { byteLength: src.size, slice: async (s: number, e?: number) => toArrayBuffer(await src.read(s, e ?? src.size)) };
+  return {
+    byteLength: src.size,
+    slice: async (s: number, e?: number) => toArrayBuffer(await src.read(s, e ?? src.size)),
+  };
 }
 
 /**

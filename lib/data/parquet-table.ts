@@ -139,18 +139,30 @@ export async function openParquetTable(root: LocationLike, opts: OpenTableOption
   const loc = Location.parse(root);
   const storage = loc.isGcs ? (opts.storage ?? createStorage()) : undefined;
   const listing = await listPartitioned(loc, { storage, pathGlobFilter: opts.pathGlobFilter, minPartitionNum: 1 });
-  if (listing.files.length === 0) throw new Error(`no part files under ${loc} (an empty table, or not a Spark output folder)`);
+  if (listing.files.length === 0)
+    throw new Error(`no part files under ${loc} (an empty table, or not a Spark output folder)`);
   const files = await mapLimit(listing.files, opts.concurrency ?? 16, async (row): Promise<ParquetPartFile> => {
     const source = loc.isGcs
-      ? gcsSource(loc.bucket, row.object.name, row.length, { storage: storage!, maxRetries: opts.maxRetries, generation: row.object.generation })
+      ? gcsSource(loc.bucket, row.object.name, row.length, {
+          storage: storage!,
+          maxRetries: opts.maxRetries,
+          generation: row.object.generation,
+        })
       : localSource(row.object.name, row.length, row.path);
-    return { path: row.path, source, size: row.length, partitionValues: row.partitionValues, metadata: await readFooter(source) };
+    return {
+      path: row.path,
+      source,
+      size: row.length,
+      partitionValues: row.partitionValues,
+      metadata: await readFooter(source),
+    };
   });
   let kind: TableKind | undefined;
   let fields: string[] = [];
   for (const f of files) {
     const d = detectKind(f.metadata.schema, f.path);
-    if (kind && d.kind !== kind) throw new Error(`${f.path} is a ${d.kind} table file but ${files[0].path} is ${kind}: one table, one schema`);
+    if (kind && d.kind !== kind)
+      throw new Error(`${f.path} is a ${d.kind} table file but ${files[0].path} is ${kind}: one table, one schema`);
     kind = d.kind;
     fields = d.fields;
   }

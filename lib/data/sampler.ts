@@ -133,7 +133,9 @@ export class DistributedSampler implements Sampler {
   }
 
   indices(epoch: number): Int32Array {
-    const base = this.shuffle ? randperm(this.n, BigInt(this.seed) + BigInt(epoch)) : Int32Array.from({ length: this.n }, (_, i) => i);
+    const base = this.shuffle
+      ? randperm(this.n, BigInt(this.seed) + BigInt(epoch))
+      : Int32Array.from({ length: this.n }, (_, i) => i);
     const all = new Int32Array(this.totalSize);
     if (this.dropLast) {
       all.set(base.subarray(0, this.totalSize));

@@ -20,7 +20,8 @@ export type Transform =
 
 function hw(size: Size, what: string): [number, number] {
   const s: [number, number] = typeof size === 'number' ? [size, size] : [size[0], size[1]];
-  if (!s.every((v) => Number.isInteger(v) && v > 0)) throw new TypeError(`${what}: size must be a positive integer or [h, w]`);
+  if (!s.every((v) => Number.isInteger(v) && v > 0))
+    throw new TypeError(`${what}: size must be a positive integer or [h, w]`);
   return s;
 }
 
@@ -38,7 +39,8 @@ export function RandomResizedCrop(
 ): Transform {
   const sc = range(scale, 'RandomResizedCrop scale');
   const ra = range(ratio, 'RandomResizedCrop ratio');
-  if (sc[0] > sc[1] || ra[0] > ra[1]) throw new RangeError('RandomResizedCrop: scale and ratio should be of kind (min, max)');
+  if (sc[0] > sc[1] || ra[0] > ra[1])
+    throw new RangeError('RandomResizedCrop: scale and ratio should be of kind (min, max)');
   // The crop is a fraction of the image: 0 or less never fits, over 1 never fits either.
   if (!(sc[0] > 0 && sc[1] <= 1))
     throw new RangeError(`RandomResizedCrop: scale must lie in (0, 1], got [${sc[0]}, ${sc[1]}]`);
@@ -52,7 +54,9 @@ export function Resize(size: Size, maxSize?: number): Transform {
   if (typeof size === 'number') {
     if (!Number.isInteger(size) || size <= 0) throw new TypeError('Resize: size must be a positive integer or [h, w]');
     if (maxSize !== undefined && maxSize <= size)
-      throw new RangeError(`max_size = ${maxSize} must be strictly greater than the requested size for the smaller edge size = ${size}`);
+      throw new RangeError(
+        `max_size = ${maxSize} must be strictly greater than the requested size for the smaller edge size = ${size}`,
+      );
     return maxSize === undefined ? { op: 'Resize', size } : { op: 'Resize', size, maxSize };
   }
   if (maxSize !== undefined) throw new TypeError('Resize: maxSize only applies when size is a number');
@@ -70,7 +74,8 @@ export function RandomHorizontalFlip(p = 0.5): Transform {
 
 export function Normalize(mean: readonly number[], std: readonly number[]): Transform {
   if (mean.length !== 3 || std.length !== 3) throw new TypeError('Normalize: mean and std need 3 values (RGB)');
-  if (std.some((s) => s === 0)) throw new RangeError('std evaluated to zero after conversion to float32, leading to division by zero.');
+  if (std.some((s) => s === 0))
+    throw new RangeError('std evaluated to zero after conversion to float32, leading to division by zero.');
   return { op: 'Normalize', mean: [mean[0], mean[1], mean[2]], std: [std[0], std[1], std[2]] };
 }
 
@@ -97,7 +102,12 @@ export function imagenetTrain(size = 224): Transform {
 
 /** torchvision's ImageNet evaluation recipe: Resize(size * 256 / 224), CenterCrop(size), normalise. */
 export function imagenetEval(size = 224): Transform {
-  return Compose([Resize(Math.floor((size * 256) / 224)), CenterCrop(size), ToTensor(), Normalize(IMAGENET_MEAN, IMAGENET_STD)]);
+  return Compose([
+    Resize(Math.floor((size * 256) / 224)),
+    CenterCrop(size),
+    ToTensor(),
+    Normalize(IMAGENET_MEAN, IMAGENET_STD),
+  ]);
 }
 
 /** What the native pipeline runs: the flat op list and the fixed output size. */
@@ -129,7 +139,14 @@ export function flatten(t: Transform | readonly Transform[]): PipelineSpec['ops'
 
 export function toSpec(
   t: Transform | readonly Transform[],
-  options: { uint8?: boolean; pinMemory?: boolean; dctScaling?: boolean; maxPixels?: number; maxDecoderBytes?: number; exifTranspose?: boolean } = {},
+  options: {
+    uint8?: boolean;
+    pinMemory?: boolean;
+    dctScaling?: boolean;
+    maxPixels?: number;
+    maxDecoderBytes?: number;
+    exifTranspose?: boolean;
+  } = {},
 ): PipelineSpec {
   const ops = flatten(t);
   // The batch needs one size: the last op that sets it must set both sides.
@@ -144,8 +161,11 @@ export function toSpec(
     );
   const maxDecoderBytes = options.maxDecoderBytes ?? DEFAULT_MAX_DECODER_BYTES;
   if (!(Number.isSafeInteger(maxDecoderBytes) && maxDecoderBytes >= 0))
-    throw new RangeError(`maxDecoderMemory must be a non-negative integer (bytes; 0: no limit), got ${maxDecoderBytes}`);
-  if (options.exifTranspose !== undefined && typeof options.exifTranspose !== 'boolean') throw new TypeError('exifTranspose must be a boolean');
+    throw new RangeError(
+      `maxDecoderMemory must be a non-negative integer (bytes; 0: no limit), got ${maxDecoderBytes}`,
+    );
+  if (options.exifTranspose !== undefined && typeof options.exifTranspose !== 'boolean')
+    throw new TypeError('exifTranspose must be a boolean');
   return {
     ops,
     outH: size[0],

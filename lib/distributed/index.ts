@@ -93,13 +93,22 @@ export async function initProcessGroup(options: InitOptions = {}): Promise<Proce
     !masterAddr && 'masterAddr (MASTER_ADDR)',
     masterPort === undefined && 'masterPort (MASTER_PORT)',
   ].filter(Boolean);
-  if (missing.length) throw new Error(`initProcessGroup: missing ${missing.join(', ')}; launch with torchrun or pass them`);
-  if (!(worldSize! >= 1) || !(rank! >= 0 && rank! < worldSize!)) throw new RangeError(`rank ${rank} is not in [0, ${worldSize})`);
+  if (missing.length)
+    throw new Error(`initProcessGroup: missing ${missing.join(', ')}; launch with torchrun or pass them`);
+  if (!(worldSize! >= 1) || !(rank! >= 0 && rank! < worldSize!))
+    throw new RangeError(`rank ${rank} is not in [0, ${worldSize})`);
   if (!(masterPort! > 0 && masterPort! < 65536)) throw new RangeError(`masterPort ${masterPort} is not a TCP port`);
-  const backend: Backend = !options.backend || options.backend === 'auto' ? (cuda.isAvailable() ? 'nccl' : 'gloo') : options.backend;
+  const backend: Backend =
+    !options.backend || options.backend === 'auto' ? (cuda.isAvailable() ? 'nccl' : 'gloo') : options.backend;
   const agentStore = process.env.TORCHELASTIC_USE_AGENT_STORE === 'True';
   const handle = new binding.ProcessGroupHandle({
-    backend, rank, worldSize, masterAddr, masterPort, timeoutMs: options.timeout ?? 30 * 60 * 1000, agentStore,
+    backend,
+    rank,
+    worldSize,
+    masterAddr,
+    masterPort,
+    timeoutMs: options.timeout ?? 30 * 60 * 1000,
+    agentStore,
     // torchrun restarts workers with a new attempt number: keys of old attempts must not be reused.
     storePrefix: `/torchline/attempt_${process.env.TORCHELASTIC_RESTART_COUNT ?? 0}/`,
   });
@@ -139,7 +148,10 @@ export function localDevice(): Device {
  * with broadcastBuffers (default), starts each forward from rank 0's
  * BatchNorm statistics.
  */
-export async function distributedDataParallel<M extends Module>(model: M, options: { group?: ProcessGroup; broadcastBuffers?: boolean } = {}): Promise<M> {
+export async function distributedDataParallel<M extends Module>(
+  model: M,
+  options: { group?: ProcessGroup; broadcastBuffers?: boolean } = {},
+): Promise<M> {
   await group(options.group).handle.attachModel(model.handle, options.broadcastBuffers ?? true);
   return model;
 }

@@ -85,15 +85,21 @@ export async function acquireFileLock(lockPath: string, options: FileLockOptions
     }
     if (fd !== undefined) {
       try {
-        fs.writeSync(fd, JSON.stringify({ pid: process.pid, host: os.hostname(), since: Date.now() } satisfies LockHolder));
+        fs.writeSync(
+          fd,
+          JSON.stringify({ pid: process.pid, host: os.hostname(), since: Date.now() } satisfies LockHolder),
+        );
       } finally {
         fs.closeSync(fd);
       }
       const ino = fs.statSync(lockPath).ino;
-      const beat = setInterval(() => {
-        const now = new Date();
-        fs.utimes(lockPath, now, now, () => {});
-      }, Math.max(50, Math.floor(staleMs / 6)));
+      const beat = setInterval(
+        () => {
+          const now = new Date();
+          fs.utimes(lockPath, now, now, () => {});
+        },
+        Math.max(50, Math.floor(staleMs / 6)),
+      );
       beat.unref();
       return {
         path: lockPath,

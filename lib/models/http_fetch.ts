@@ -33,8 +33,24 @@ export class HttpFetchError extends Error {
   }
 }
 
-const UNREACHABLE = new Set(['ENOTFOUND', 'EAI_AGAIN', 'ECONNREFUSED', 'ENETUNREACH', 'EHOSTUNREACH', 'ENETDOWN', 'EADDRNOTAVAIL']);
-const TRANSIENT = new Set(['ECONNRESET', 'EPIPE', 'ETIMEDOUT', 'ESTALL', 'ESHORTREAD', 'ECONNABORTED', 'ERR_STREAM_PREMATURE_CLOSE']);
+const UNREACHABLE = new Set([
+  'ENOTFOUND',
+  'EAI_AGAIN',
+  'ECONNREFUSED',
+  'ENETUNREACH',
+  'EHOSTUNREACH',
+  'ENETDOWN',
+  'EADDRNOTAVAIL',
+]);
+const TRANSIENT = new Set([
+  'ECONNRESET',
+  'EPIPE',
+  'ETIMEDOUT',
+  'ESTALL',
+  'ESHORTREAD',
+  'ECONNABORTED',
+  'ERR_STREAM_PREMATURE_CLOSE',
+]);
 
 function classify(err: unknown, url: string): HttpFetchError {
   if (err instanceof HttpFetchError) return err;
@@ -50,7 +66,13 @@ interface Opened {
 }
 
 /** GET with redirects; resolves on the first non-redirect response. */
-function open(url: string, headers: Record<string, string>, timeoutMs: number, signal?: AbortSignal, hops = 0): Promise<Opened> {
+function open(
+  url: string,
+  headers: Record<string, string>,
+  timeoutMs: number,
+  signal?: AbortSignal,
+  hops = 0,
+): Promise<Opened> {
   return new Promise((resolve, reject) => {
     let u: URL;
     try {
@@ -77,7 +99,9 @@ function open(url: string, headers: Record<string, string>, timeoutMs: number, s
       }
       resolve({ res, url });
     });
-    req.setTimeout(timeoutMs, () => req.destroy(Object.assign(new Error(`no response from ${u.host} for ${timeoutMs} ms`), { code: 'ETIMEDOUT' })));
+    req.setTimeout(timeoutMs, () =>
+      req.destroy(Object.assign(new Error(`no response from ${u.host} for ${timeoutMs} ms`), { code: 'ETIMEDOUT' })),
+    );
     req.on('error', (err) => reject(classify(err, url)));
   });
 }
@@ -86,7 +110,11 @@ function open(url: string, headers: Record<string, string>, timeoutMs: number, s
  * Downloads `url` into `dest` (created or replaced) and returns the SHA-256
  * (hex) and size of what was written.
  */
-export async function httpFetchToFile(url: string, dest: string, options: HttpFetchOptions = {}): Promise<{ sha256: string; bytes: number }> {
+export async function httpFetchToFile(
+  url: string,
+  dest: string,
+  options: HttpFetchOptions = {},
+): Promise<{ sha256: string; bytes: number }> {
   const stallMs = options.stallTimeoutMs ?? 30_000;
   const maxRetries = options.maxRetries ?? 5;
   await fs.promises.writeFile(dest, '');
@@ -100,7 +128,11 @@ export async function httpFetchToFile(url: string, dest: string, options: HttpFe
       const range = /^bytes (\d+)-/.exec(String(res.headers['content-range'] ?? ''));
       if (status === 206 && (!range || Number(range[1]) !== have)) {
         res.resume();
-        throw new HttpFetchError(`the server answered a range request for byte ${have} with ${res.headers['content-range']}`, url, { status });
+        throw new HttpFetchError(
+          `the server answered a range request for byte ${have} with ${res.headers['content-range']}`,
+          url,
+          { status },
+        );
       }
       if (status === 200 && have > 0) {
         // The server ignored the range: start over.
@@ -115,7 +147,8 @@ export async function httpFetchToFile(url: string, dest: string, options: HttpFe
         });
       }
       const length = Number(res.headers['content-length']);
-      const expected = Number.isFinite(length) && res.headers['content-length'] !== undefined ? have + length : undefined;
+      const expected =
+        Number.isFinite(length) && res.headers['content-length'] !== undefined ? have + length : undefined;
       if (expected !== undefined && !reportedTotal) {
         reportedTotal = true;
         options.onTotal?.(expected);
@@ -123,7 +156,10 @@ export async function httpFetchToFile(url: string, dest: string, options: HttpFe
       let timer: NodeJS.Timeout | undefined;
       const arm = () => {
         clearTimeout(timer);
-        timer = setTimeout(() => res.destroy(Object.assign(new Error(`no data for ${stallMs} ms`), { code: 'ESTALL' })), stallMs);
+        timer = setTimeout(
+          () => res.destroy(Object.assign(new Error(`no data for ${stallMs} ms`), { code: 'ESTALL' })),
+          stallMs,
+        );
       };
       arm();
       const h = hash;
@@ -142,7 +178,10 @@ export async function httpFetchToFile(url: string, dest: string, options: HttpFe
       }
       have = (await fs.promises.stat(dest)).size;
       if (!res.complete || (expected !== undefined && have !== expected)) {
-        throw new HttpFetchError(`connection closed after ${have} of ${expected ?? '?'} bytes`, url, { code: 'ESHORTREAD', retryable: true });
+        throw new HttpFetchError(`connection closed after ${have} of ${expected ?? '?'} bytes`, url, {
+          code: 'ESHORTREAD',
+          retryable: true,
+        });
       }
       return { sha256: hash.digest('hex'), bytes: have };
     } catch (e) {

@@ -36,7 +36,9 @@ function expandHome(p: string): string {
 /** torch.hub.get_dir(): $TORCH_HOME/hub, $XDG_CACHE_HOME/torch/hub or ~/.cache/torch/hub. */
 export function hubDir(): string {
   const env = process.env;
-  const torchHome = env.TORCH_HOME ? expandHome(env.TORCH_HOME) : path.join(env.XDG_CACHE_HOME ? expandHome(env.XDG_CACHE_HOME) : path.join(os.homedir(), '.cache'), 'torch');
+  const torchHome = env.TORCH_HOME
+    ? expandHome(env.TORCH_HOME)
+    : path.join(env.XDG_CACHE_HOME ? expandHome(env.XDG_CACHE_HOME) : path.join(os.homedir(), '.cache'), 'torch');
   return path.resolve(torchHome, 'hub');
 }
 
@@ -53,7 +55,10 @@ export class WeightsError extends Error {
   readonly url?: string;
   /** Where it was (or would be) cached. */
   readonly cachePath?: string;
-  constructor(message: string, opts: { code: WeightsError['code']; url?: string; cachePath?: string; cause?: unknown }) {
+  constructor(
+    message: string,
+    opts: { code: WeightsError['code']; url?: string; cachePath?: string; cause?: unknown },
+  ) {
     super(message, opts.cause !== undefined ? { cause: opts.cause } : undefined);
     this.name = 'WeightsError';
     this.code = opts.code;
@@ -155,7 +160,12 @@ async function gsFetchToDir(url: string, dir: string, options: HubFetchOptions):
     crc32c: item.crc32c,
     md5Hash: item.md5Hash,
   };
-  await download(`gs://${loc.bucket}/${parent}`, dir, { storage, objects: [object], progress: options.progress ?? true, signal: options.signal });
+  await download(`gs://${loc.bucket}/${parent}`, dir, {
+    storage,
+    objects: [object],
+    progress: options.progress ?? true,
+    signal: options.signal,
+  });
   return path.join(dir, object.relPath);
 }
 
@@ -198,14 +208,19 @@ async function fetchInto(url: string, tmp: string, options: HubFetchOptions): Pr
  * `hashPrefix`, both a download and a file found in the cache must have a
  * SHA-256 starting with it.
  */
-export async function cachedDownload(url: string, options: HubFetchOptions & { hashPrefix?: string; what?: string } = {}): Promise<string> {
+export async function cachedDownload(
+  url: string,
+  options: HubFetchOptions & { hashPrefix?: string; what?: string } = {},
+): Promise<string> {
   if (!isUrl(url)) throw new TypeError(`expected an https://, http:// or gs:// URL, got ${JSON.stringify(url)}`);
   const dir = path.resolve(options.modelDir ?? checkpointsDir());
   const fileName = options.fileName ?? urlBaseName(url);
-  if (!fileName || fileName === '.' || fileName === '..' || /[/\\]/.test(fileName)) throw new TypeError(`cannot derive a file name from ${url}`);
+  if (!fileName || fileName === '.' || fileName === '..' || /[/\\]/.test(fileName))
+    throw new TypeError(`cannot derive a file name from ${url}`);
   const final = path.join(dir, fileName);
   const what = options.what ?? fileName;
-  const verify = (file: string) => (options.hashPrefix ? verifyHashPrefix(file, options.hashPrefix, what) : Promise.resolve());
+  const verify = (file: string) =>
+    options.hashPrefix ? verifyHashPrefix(file, options.hashPrefix, what) : Promise.resolve();
   if (fs.existsSync(final)) {
     await verify(final);
     return final;
@@ -213,7 +228,12 @@ export async function cachedDownload(url: string, options: HubFetchOptions & { h
   try {
     fs.mkdirSync(dir, { recursive: true });
   } catch (err) {
-    throw new WeightsError(`${what}: cannot create the cache folder ${dir}: ${(err as Error).message}`, { code: 'EDOWNLOAD', url, cachePath: final, cause: err });
+    throw new WeightsError(`${what}: cannot create the cache folder ${dir}: ${(err as Error).message}`, {
+      code: 'EDOWNLOAD',
+      url,
+      cachePath: final,
+      cause: err,
+    });
   }
   const say = (msg: string) => {
     if (options.progress !== false && typeof options.progress !== 'function') process.stderr.write(msg + '\n');
@@ -221,7 +241,10 @@ export async function cachedDownload(url: string, options: HubFetchOptions & { h
   const lock = await acquireFileLock(`${final}.lock`, {
     staleMs: options.lockStaleMs,
     signal: options.signal,
-    onWait: (h) => say(`waiting for ${h ? `process ${h.pid} on ${h.host}` : 'another process'} to download ${fileName} (lock ${final}.lock)`),
+    onWait: (h) =>
+      say(
+        `waiting for ${h ? `process ${h.pid} on ${h.host}` : 'another process'} to download ${fileName} (lock ${final}.lock)`,
+      ),
   });
   try {
     // Another process may have finished it while we waited.
@@ -273,7 +296,10 @@ function toWeightsError(err: unknown, url: string, final: string, what: string):
     );
   }
   return new WeightsError(`${what}: downloading ${url} failed: ${detail} (nothing was saved to ${final})`, {
-    code: e.code === 'ENOENT' || (err instanceof HttpFetchError && e.opts && (err as HttpFetchError).opts.status === 404) ? 'ENOENT' : 'EDOWNLOAD',
+    code:
+      e.code === 'ENOENT' || (err instanceof HttpFetchError && e.opts && (err as HttpFetchError).opts.status === 404)
+        ? 'ENOENT'
+        : 'EDOWNLOAD',
     url,
     cachePath: final,
     cause: err,

@@ -4,7 +4,13 @@ import * as is from '../is';
 import { binding } from '../native';
 import { RESNET_DEPTHS, type ResNetDepth } from './architectures';
 import { Module } from './module';
-import { ResNet18_Weights, ResNet34_Weights, ResNet50_Weights, ResNet101_Weights, ResNet152_Weights } from './resnet_weights';
+import {
+  ResNet18_Weights,
+  ResNet34_Weights,
+  ResNet50_Weights,
+  ResNet101_Weights,
+  ResNet152_Weights,
+} from './resnet_weights';
 import type { WeightsEnumBase, WeightsLike, WeightsLoadOptions } from './weights';
 
 export interface ResNetOptions {

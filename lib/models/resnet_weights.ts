@@ -9,10 +9,20 @@ import { defineWeights, type ImageClassificationPreset, type WeightsMeta } from 
 
 const MEAN: [number, number, number] = [0.485, 0.456, 0.406];
 const STD: [number, number, number] = [0.229, 0.224, 0.225];
-const preset = (resizeSize: number): ImageClassificationPreset => ({ resizeSize, cropSize: 224, mean: MEAN, std: STD, interpolation: 'bilinear' });
+const preset = (resizeSize: number): ImageClassificationPreset => ({
+  resizeSize,
+  cropSize: 224,
+  mean: MEAN,
+  std: STD,
+  interpolation: 'bilinear',
+});
 const V1_RECIPE = 'https://github.com/pytorch/vision/tree/main/references/classification#resnet';
 
-function entry(url: string, resize: number, m: { numParams: number; recipe: string; acc1: number; acc5: number; gflops: number; fileSizeMB: number }) {
+function entry(
+  url: string,
+  resize: number,
+  m: { numParams: number; recipe: string; acc1: number; acc5: number; gflops: number; fileSizeMB: number },
+) {
   const meta: WeightsMeta = {
     categories: IMAGENET_CATEGORIES,
     numParams: m.numParams,
@@ -30,7 +40,12 @@ export const ResNet18_Weights = defineWeights(
   'resnet18',
   {
     IMAGENET1K_V1: entry('https://download.pytorch.org/models/resnet18-f37072fd.pth', 256, {
-      numParams: 11689512, recipe: V1_RECIPE, acc1: 69.758, acc5: 89.078, gflops: 1.814, fileSizeMB: 44.661,
+      numParams: 11689512,
+      recipe: V1_RECIPE,
+      acc1: 69.758,
+      acc5: 89.078,
+      gflops: 1.814,
+      fileSizeMB: 44.661,
     }),
   },
   'IMAGENET1K_V1',
@@ -41,7 +56,12 @@ export const ResNet34_Weights = defineWeights(
   'resnet34',
   {
     IMAGENET1K_V1: entry('https://download.pytorch.org/models/resnet34-b627a593.pth', 256, {
-      numParams: 21797672, recipe: V1_RECIPE, acc1: 73.314, acc5: 91.42, gflops: 3.664, fileSizeMB: 83.275,
+      numParams: 21797672,
+      recipe: V1_RECIPE,
+      acc1: 73.314,
+      acc5: 91.42,
+      gflops: 3.664,
+      fileSizeMB: 83.275,
     }),
   },
   'IMAGENET1K_V1',
@@ -52,11 +72,20 @@ export const ResNet50_Weights = defineWeights(
   'resnet50',
   {
     IMAGENET1K_V1: entry('https://download.pytorch.org/models/resnet50-0676ba61.pth', 256, {
-      numParams: 25557032, recipe: V1_RECIPE, acc1: 76.13, acc5: 92.862, gflops: 4.089, fileSizeMB: 97.781,
+      numParams: 25557032,
+      recipe: V1_RECIPE,
+      acc1: 76.13,
+      acc5: 92.862,
+      gflops: 4.089,
+      fileSizeMB: 97.781,
     }),
     IMAGENET1K_V2: entry('https://download.pytorch.org/models/resnet50-11ad3fa6.pth', 232, {
-      numParams: 25557032, recipe: 'https://github.com/pytorch/vision/issues/3995#issuecomment-1013906621',
-      acc1: 80.858, acc5: 95.434, gflops: 4.089, fileSizeMB: 97.79,
+      numParams: 25557032,
+      recipe: 'https://github.com/pytorch/vision/issues/3995#issuecomment-1013906621',
+      acc1: 80.858,
+      acc5: 95.434,
+      gflops: 4.089,
+      fileSizeMB: 97.79,
     }),
   },
   'IMAGENET1K_V2',
@@ -67,11 +96,20 @@ export const ResNet101_Weights = defineWeights(
   'resnet101',
   {
     IMAGENET1K_V1: entry('https://download.pytorch.org/models/resnet101-63fe2227.pth', 256, {
-      numParams: 44549160, recipe: V1_RECIPE, acc1: 77.374, acc5: 93.546, gflops: 7.801, fileSizeMB: 170.511,
+      numParams: 44549160,
+      recipe: V1_RECIPE,
+      acc1: 77.374,
+      acc5: 93.546,
+      gflops: 7.801,
+      fileSizeMB: 170.511,
     }),
     IMAGENET1K_V2: entry('https://download.pytorch.org/models/resnet101-cd907fc2.pth', 232, {
-      numParams: 44549160, recipe: 'https://github.com/pytorch/vision/issues/3995#new-recipe',
-      acc1: 81.886, acc5: 95.78, gflops: 7.801, fileSizeMB: 170.53,
+      numParams: 44549160,
+      recipe: 'https://github.com/pytorch/vision/issues/3995#new-recipe',
+      acc1: 81.886,
+      acc5: 95.78,
+      gflops: 7.801,
+      fileSizeMB: 170.53,
     }),
   },
   'IMAGENET1K_V2',
@@ -82,11 +120,20 @@ export const ResNet152_Weights = defineWeights(
   'resnet152',
   {
     IMAGENET1K_V1: entry('https://download.pytorch.org/models/resnet152-394f9c45.pth', 256, {
-      numParams: 60192808, recipe: V1_RECIPE, acc1: 78.312, acc5: 94.046, gflops: 11.514, fileSizeMB: 230.434,
+      numParams: 60192808,
+      recipe: V1_RECIPE,
+      acc1: 78.312,
+      acc5: 94.046,
+      gflops: 11.514,
+      fileSizeMB: 230.434,
     }),
     IMAGENET1K_V2: entry('https://download.pytorch.org/models/resnet152-f82ba261.pth', 232, {
-      numParams: 60192808, recipe: 'https://github.com/pytorch/vision/issues/3995#new-recipe',
-      acc1: 82.284, acc5: 96.002, gflops: 11.514, fileSizeMB: 230.474,
+      numParams: 60192808,
+      recipe: 'https://github.com/pytorch/vision/issues/3995#new-recipe',
+      acc1: 82.284,
+      acc5: 96.002,
+      gflops: 11.514,
+      fileSizeMB: 230.474,
     }),
   },
   'IMAGENET1K_V2',

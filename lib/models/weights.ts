@@ -8,7 +8,15 @@ import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Tensor } from '../tensor';
 import { CenterCrop, Compose, Normalize, Resize, ToTensor, type Transform } from '../data/transforms';
-import { cachedDownload, checkpointsDir, hashPrefixOf, readStateDict, verifyHashPrefix, WeightsError, type HubFetchOptions } from './hub';
+import {
+  cachedDownload,
+  checkpointsDir,
+  hashPrefixOf,
+  readStateDict,
+  verifyHashPrefix,
+  WeightsError,
+  type HubFetchOptions,
+} from './hub';
 
 /** torchvision's ImageClassification preset: resize the shorter side, center crop, scale to [0, 1], normalise. */
 export interface ImageClassificationPreset {
@@ -83,16 +91,20 @@ export class WeightsEntry {
   readonly preset: Readonly<ImageClassificationPreset>;
 
   constructor(init: WeightsEntryInit) {
-    if (!isUrl(init.url)) throw new TypeError(`weights url must be https://, http:// or gs://, got ${JSON.stringify(init.url)}`);
+    if (!isUrl(init.url))
+      throw new TypeError(`weights url must be https://, http:// or gs://, got ${JSON.stringify(init.url)}`);
     this.enumName = init.enumName;
     this.name = init.name;
     this.model = init.model;
     this.url = init.url;
     this.fileName = init.fileName ?? baseNameOfUrl(init.url);
-    if (!this.fileName || /[/\\]/.test(this.fileName)) throw new TypeError(`cannot derive a file name from ${init.url}`);
+    if (!this.fileName || /[/\\]/.test(this.fileName))
+      throw new TypeError(`cannot derive a file name from ${init.url}`);
     this.hashPrefix = init.hashPrefix ?? hashPrefixOf(this.fileName);
     if (this.hashPrefix !== undefined && !/^[0-9a-f]{1,64}$/.test(this.hashPrefix)) {
-      throw new TypeError(`hashPrefix must be lowercase hex digits of a SHA-256, got ${JSON.stringify(this.hashPrefix)}`);
+      throw new TypeError(
+        `hashPrefix must be lowercase hex digits of a SHA-256, got ${JSON.stringify(this.hashPrefix)}`,
+      );
     }
     this.meta = Object.freeze({ ...init.meta });
     this.preset = Object.freeze({ ...init.preset });
@@ -107,7 +119,8 @@ export class WeightsEntry {
   with(overrides: { url?: string; fileName?: string; hashPrefix?: string }): WeightsEntry {
     const url = overrides.url ?? this.url;
     const fileName = overrides.fileName ?? baseNameOfUrl(url);
-    const hashPrefix = overrides.hashPrefix ?? hashPrefixOf(fileName) ?? (fileName === this.fileName ? this.hashPrefix : undefined);
+    const hashPrefix =
+      overrides.hashPrefix ?? hashPrefixOf(fileName) ?? (fileName === this.fileName ? this.hashPrefix : undefined);
     return new WeightsEntry({ ...this, meta: { ...this.meta }, preset: { ...this.preset }, url, fileName, hashPrefix });
   }
 
@@ -134,7 +147,8 @@ export class WeightsEntry {
     const what = this.toString();
     let src = options.source;
     if (src !== undefined) {
-      if (typeof src !== 'string' || src === '') throw new TypeError(`${what}: source must be a path or a URL, got ${JSON.stringify(src)}`);
+      if (typeof src !== 'string' || src === '')
+        throw new TypeError(`${what}: source must be a path or a URL, got ${JSON.stringify(src)}`);
       if (isUrl(src)) {
         const url = src.endsWith('/') ? src + this.fileName : src;
         // Verified content is the official file: cache it under the official name, so every source shares it.
@@ -143,8 +157,10 @@ export class WeightsEntry {
       }
       if (/^file:/i.test(src)) src = fileURLToPath(src);
       let file = path.resolve(src);
-      if (src.endsWith('/') || src.endsWith(path.sep) || fs.statSync(file, { throwIfNoEntry: false })?.isDirectory()) file = path.join(file, this.fileName);
-      if (!fs.existsSync(file)) throw new WeightsError(`${what}: no file at ${file}`, { code: 'ENOENT', cachePath: file });
+      if (src.endsWith('/') || src.endsWith(path.sep) || fs.statSync(file, { throwIfNoEntry: false })?.isDirectory())
+        file = path.join(file, this.fileName);
+      if (!fs.existsSync(file))
+        throw new WeightsError(`${what}: no file at ${file}`, { code: 'ENOENT', cachePath: file });
       if (hashPrefix) await verifyHashPrefix(file, hashPrefix, what);
       return file;
     }
@@ -191,7 +207,9 @@ export function defineWeights<K extends string>(
   table: Record<K, Omit<WeightsEntryInit, 'enumName' | 'name' | 'model'>>,
   defaultName: NoInfer<K>,
 ): WeightsEnum<K> {
-  const entries = (Object.keys(table) as K[]).map((name) => new WeightsEntry({ ...table[name], enumName, name, model }));
+  const entries = (Object.keys(table) as K[]).map(
+    (name) => new WeightsEntry({ ...table[name], enumName, name, model }),
+  );
   const byName = new Map(entries.map((e) => [e.name, e]));
   const e: Record<string, unknown> = Object.fromEntries(byName);
   e.DEFAULT = byName.get(defaultName);
@@ -206,11 +224,17 @@ export function defineWeights<K extends string>(
         if (typeof w === 'string') {
           const key = w.startsWith(enumName + '.') ? w.slice(enumName.length + 1) : w;
           const hit = key === 'DEFAULT' ? (e.DEFAULT as WeightsEntry) : byName.get(key);
-          if (!hit) throw new RangeError(`${model} has no weights ${JSON.stringify(w)}; known: ${[...byName.keys(), 'DEFAULT'].join(', ')}`);
+          if (!hit)
+            throw new RangeError(
+              `${model} has no weights ${JSON.stringify(w)}; known: ${[...byName.keys(), 'DEFAULT'].join(', ')}`,
+            );
           return hit;
         }
         if (w instanceof WeightsEntry) {
-          if (w.model !== model) throw new TypeError(`Invalid weights provided; expected ${enumName} but received ${w.enumName} (for ${w.model})`);
+          if (w.model !== model)
+            throw new TypeError(
+              `Invalid weights provided; expected ${enumName} but received ${w.enumName} (for ${w.model})`,
+            );
           return w;
         }
         throw new TypeError(`weights must be a WeightsEntry or a name such as 'DEFAULT', got ${typeof w}`);
@@ -225,7 +249,10 @@ export function defineWeights<K extends string>(
 /** torchvision.models.get_model_weights('resnet50'): the weights enum of a builder. */
 export function getModelWeights(model: string): WeightsEnumBase {
   const e = REGISTRY.get(model);
-  if (!e) throw new RangeError(`no pretrained weights known for ${JSON.stringify(model)}; known: ${[...REGISTRY.keys()].join(', ')}`);
+  if (!e)
+    throw new RangeError(
+      `no pretrained weights known for ${JSON.stringify(model)}; known: ${[...REGISTRY.keys()].join(', ')}`,
+    );
   return e;
 }
 

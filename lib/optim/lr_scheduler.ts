@@ -46,7 +46,12 @@ export abstract class LRScheduler {
   }
 
   stateDict(): { lastEpoch: number; stepCount: number; baseLrs: number[]; lastLr: number[] } {
-    return { lastEpoch: this.lastEpoch, stepCount: this.stepCount, baseLrs: [...this.baseLrs], lastLr: [...this.lastLr] };
+    return {
+      lastEpoch: this.lastEpoch,
+      stepCount: this.stepCount,
+      baseLrs: [...this.baseLrs],
+      lastLr: [...this.lastLr],
+    };
   }
 
   /** Restores position; the optimizer's lrs come from its own state dict. */
@@ -117,7 +122,8 @@ export class CosineAnnealingLR extends LRScheduler {
     }
     return lrs.map(
       (lr) =>
-        ((1 + Math.cos((Math.PI * lastEpoch) / tMax)) / (1 + Math.cos((Math.PI * (lastEpoch - 1)) / tMax))) * (lr - etaMin) +
+        ((1 + Math.cos((Math.PI * lastEpoch) / tMax)) / (1 + Math.cos((Math.PI * (lastEpoch - 1)) / tMax))) *
+          (lr - etaMin) +
         etaMin,
     );
   }
@@ -183,13 +189,18 @@ export class OneCycleLR extends LRScheduler {
     if (maxLrs.length !== n) throw new RangeError(`expected ${n} values for maxLr, got ${maxLrs.length}`);
     const divFactor = options.divFactor ?? 25;
     const finalDivFactor = options.finalDivFactor ?? 1e4;
-    super(optimizer, maxLrs.map((m) => m / divFactor));
+    super(
+      optimizer,
+      maxLrs.map((m) => m / divFactor),
+    );
     let total: number;
     if (options.totalSteps !== undefined) {
-      if (!Number.isInteger(options.totalSteps) || options.totalSteps <= 0) throw new RangeError('totalSteps must be a positive integer');
+      if (!Number.isInteger(options.totalSteps) || options.totalSteps <= 0)
+        throw new RangeError('totalSteps must be a positive integer');
       total = options.totalSteps;
     } else if (options.epochs !== undefined && options.stepsPerEpoch !== undefined) {
-      if (options.epochs <= 0 || options.stepsPerEpoch <= 0) throw new RangeError('epochs and stepsPerEpoch must be positive');
+      if (options.epochs <= 0 || options.stepsPerEpoch <= 0)
+        throw new RangeError('epochs and stepsPerEpoch must be positive');
       total = options.epochs * options.stepsPerEpoch;
     } else {
       throw new TypeError('You must define either totalSteps OR (epochs AND stepsPerEpoch)');
@@ -208,7 +219,8 @@ export class OneCycleLR extends LRScheduler {
           { endStep: total - 1, startLr: 'max', endLr: 'min', startMomentum: 'base', endMomentum: 'max' },
         ];
     const strategy = options.annealStrategy ?? 'cos';
-    if (strategy !== 'cos' && strategy !== 'linear') throw new RangeError(`annealStrategy must be 'cos' or 'linear', got ${strategy}`);
+    if (strategy !== 'cos' && strategy !== 'linear')
+      throw new RangeError(`annealStrategy must be 'cos' or 'linear', got ${strategy}`);
     this.anneal =
       strategy === 'cos'
         ? (start, end, p) => end + ((start - end) / 2) * (Math.cos(Math.PI * p) + 1)
@@ -216,7 +228,13 @@ export class OneCycleLR extends LRScheduler {
     this.cycleMomentum = options.cycleMomentum ?? true;
     const maxMomentum = options.maxMomentum ?? 0.95;
     const baseMomentum = options.baseMomentum ?? 0.85;
-    this.groups = maxLrs.map((m) => ({ initial: m / divFactor, max: m, min: m / divFactor / finalDivFactor, maxMomentum, baseMomentum }));
+    this.groups = maxLrs.map((m) => ({
+      initial: m / divFactor,
+      max: m,
+      min: m / divFactor / finalDivFactor,
+      maxMomentum,
+      baseMomentum,
+    }));
     this.groups.forEach((g, i) => optimizer.setGroupOption(i, 'lr', g.initial));
     if (this.cycleMomentum) this.groups.forEach((g, i) => this.setMomentum(i, g.maxMomentum));
     this.initialStep();

@@ -59,7 +59,8 @@ function checkOptions(where: string, o: Record<string, unknown>): void {
   for (const k of ['lr', 'eps', 'weightDecay', 'momentum', 'dampening']) nonNegative(k);
   for (const k of ['amsgrad', 'nesterov', 'fused']) if (o[k] !== undefined) is.boolean(`${where}.${k}`, o[k]);
   if (o.betas !== undefined) {
-    if (!Array.isArray(o.betas) || o.betas.length !== 2) is.typeError(`${where}.betas`, 'a pair [beta1, beta2]', o.betas);
+    if (!Array.isArray(o.betas) || o.betas.length !== 2)
+      is.typeError(`${where}.betas`, 'a pair [beta1, beta2]', o.betas);
     o.betas.forEach((b, i) => {
       if (typeof b !== 'number' || !(b >= 0 && b < 1)) is.rangeError(`${where}.betas[${i}]`, 'a number in [0, 1)', b);
     });
@@ -76,7 +77,8 @@ export abstract class Optimizer {
     if (!Array.isArray(params) || params.length === 0) is.typeError('params', accepted, params);
     const groups = params[0] instanceof Tensor ? [{ params: params as Tensor[] }] : (params as ParamGroup<object>[]);
     groups.forEach((g, i) => {
-      if (!g || !Array.isArray(g.params) || !g.params.every((p) => p instanceof Tensor)) is.typeError('params', accepted, params);
+      if (!g || !Array.isArray(g.params) || !g.params.every((p) => p instanceof Tensor))
+        is.typeError('params', accepted, params);
       if (!(params[0] instanceof Tensor)) checkOptions(`params[${i}]`, g as Record<string, unknown>);
     });
     checkOptions('options', defaults as Record<string, unknown>);
@@ -123,7 +125,9 @@ export abstract class Optimizer {
   loadStateDict(sd: OptimizerStateDict): void {
     const groups = this.paramGroups;
     if (sd.param_groups.length !== groups.length) {
-      throw new Error(`loaded state dict has ${sd.param_groups.length} parameter groups, the optimizer has ${groups.length}`);
+      throw new Error(
+        `loaded state dict has ${sd.param_groups.length} parameter groups, the optimizer has ${groups.length}`,
+      );
     }
     sd.param_groups.forEach((g, i) => {
       const n = Array.isArray(g.params) ? g.params.length : -1;

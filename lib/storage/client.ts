@@ -104,8 +104,14 @@ export function isRetryableError(err: unknown): boolean {
 export function redact(text: string): string {
   return text
     .replace(/(Bearer|Basic)\s+[A-Za-z0-9._~+/=-]+/gi, '$1 [redacted]')
-    .replace(/(access_token|refresh_token|id_token|client_secret|private_key(?:_id)?|X-Goog-Signature|sig|key)=([^&\s"']+)/gi, '$1=[redacted]')
-    .replace(/("(?:private_key|client_secret|refresh_token|access_token|private_key_id)"\s*:\s*)"[^"]*"/gi, '$1"[redacted]"')
+    .replace(
+      /(access_token|refresh_token|id_token|client_secret|private_key(?:_id)?|X-Goog-Signature|sig|key)=([^&\s"']+)/gi,
+      '$1=[redacted]',
+    )
+    .replace(
+      /("(?:private_key|client_secret|refresh_token|access_token|private_key_id)"\s*:\s*)"[^"]*"/gi,
+      '$1"[redacted]"',
+    )
     .replace(/-----BEGIN [A-Z ]*PRIVATE KEY-----[\s\S]*?-----END [A-Z ]*PRIVATE KEY-----/g, '[redacted private key]');
 }
 

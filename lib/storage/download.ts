@@ -84,10 +84,16 @@ export interface DownloadResult {
 }
 
 export class UnsafeObjectNameError extends StorageError {
-  constructor(readonly names: string[], reason: string) {
+  constructor(
+    readonly names: string[],
+    reason: string,
+  ) {
     super(
       `refusing to download ${names.length} object(s) whose names would escape or confuse the destination ` +
-        `(${reason}): ${names.slice(0, 5).map((n) => JSON.stringify(n)).join(', ')}${names.length > 5 ? ', ...' : ''}`,
+        `(${reason}): ${names
+          .slice(0, 5)
+          .map((n) => JSON.stringify(n))
+          .join(', ')}${names.length > 5 ? ', ...' : ''}`,
       { code: 'EUNSAFENAME' },
     );
     this.name = 'UnsafeObjectNameError';
@@ -117,7 +123,10 @@ export interface NameCollision {
 }
 
 export class DownloadError extends StorageError {
-  constructor(readonly failures: { name: string; error: Error }[], readonly result: DownloadResult) {
+  constructor(
+    readonly failures: { name: string; error: Error }[],
+    readonly result: DownloadResult,
+  ) {
     super(
       `${failures.length} object(s) failed to download (${result.downloaded} downloaded, ${result.skipped} already present): ` +
         failures
@@ -149,7 +158,12 @@ export function unsafeNameReason(rel: string, platform: NodeJS.Platform = proces
     if (rel.includes(':')) return 'colon (an NTFS stream name)';
   }
   const n = rel.normalize('NFKC');
-  if (n !== rel && (n.includes('\\') || n.split('/').length !== rel.split('/').length || n.split('/').some((x) => x === '.' || x === '..'))) {
+  if (
+    n !== rel &&
+    (n.includes('\\') ||
+      n.split('/').length !== rel.split('/').length ||
+      n.split('/').some((x) => x === '.' || x === '..'))
+  ) {
     return 'Unicode form that normalises to a separator or dot segment';
   }
   const segs = rel.split('/');
@@ -180,7 +194,8 @@ export function findNameCollisions(rels: readonly string[]): NameCollision[] {
   for (const rel of rels) {
     const key = foldName(rel);
     const other = files.get(key);
-    if (other !== undefined) out.push({ a: other, b: rel, why: 'same name after case folding or Unicode NFC normalisation' });
+    if (other !== undefined)
+      out.push({ a: other, b: rel, why: 'same name after case folding or Unicode NFC normalisation' });
     else files.set(key, rel);
     const segs = key.split('/');
     for (let i = 1; i < segs.length; i++) {
@@ -214,7 +229,11 @@ export async function download(src: LocationLike, dest: string, opts: DownloadOp
   }
   const bad = objects.map((o) => ({ o, why: unsafeNameReason(relName(loc, o)) })).filter((x) => x.why);
   if (bad.length) {
-    if ((opts.onUnsafeName ?? 'error') === 'error') throw new UnsafeObjectNameError(bad.map((b) => b.o.name), bad[0].why as string);
+    if ((opts.onUnsafeName ?? 'error') === 'error')
+      throw new UnsafeObjectNameError(
+        bad.map((b) => b.o.name),
+        bad[0].why as string,
+      );
     const skip = new Set(bad.map((b) => b.o));
     objects = objects.filter((o) => !skip.has(o));
   }
@@ -242,7 +261,9 @@ export async function download(src: LocationLike, dest: string, opts: DownloadOp
   const realRoot = await fs.promises.realpath(destRoot);
   const realPartial = await fs.promises.realpath(partialDir);
   if (realPartial !== path.join(realRoot, PARTIAL_DIR)) {
-    throw new StorageError(`${partialDir} resolves to ${realPartial}, outside the destination (symbolic link)`, { code: 'EUNSAFEPATH' });
+    throw new StorageError(`${partialDir} resolves to ${realPartial}, outside the destination (symbolic link)`, {
+      code: 'EUNSAFEPATH',
+    });
   }
   // Creates a folder and checks that it really is inside the destination: a
   // symbolic link already there must not carry files elsewhere.
@@ -253,7 +274,9 @@ export async function download(src: LocationLike, dest: string, opts: DownloadOp
         await fs.promises.mkdir(d, { recursive: true });
         const real = await fs.promises.realpath(d);
         if (real !== realRoot && !real.startsWith(realRoot + path.sep)) {
-          throw new StorageError(`${d} resolves to ${real}, outside the destination ${destRoot} (symbolic link)`, { code: 'EUNSAFEPATH' });
+          throw new StorageError(`${d} resolves to ${real}, outside the destination ${destRoot} (symbolic link)`, {
+            code: 'EUNSAFEPATH',
+          });
         }
       })();
       made.set(d, p);
@@ -268,7 +291,10 @@ export async function download(src: LocationLike, dest: string, opts: DownloadOp
     const rel = relName(loc, o);
     const finalPath = path.join(destRoot, ...rel.split('/'));
     try {
-      if (existing.has(rel) && (await presentAndVerified(finalPath, o, opts.verifyExisting ?? 'checksum', decompress))) {
+      if (
+        existing.has(rel) &&
+        (await presentAndVerified(finalPath, o, opts.verifyExisting ?? 'checksum', decompress))
+      ) {
         result.skipped++;
         result.files.push({ name: o.name, path: finalPath, size: o.size, status: 'skipped' });
         progress.add(1, o.size);
@@ -277,14 +303,29 @@ export async function download(src: LocationLike, dest: string, opts: DownloadOp
       await mkdirp(path.dirname(finalPath));
       const pname = partialName(o);
       const partial = path.join(partialDir, pname);
-      const { bytes, retries, gzip } = await fetchVerified(storage, loc.bucket, o, partial, partials.has(pname), opts, agent, (n) => progress.add(0, n));
+      const { bytes, retries, gzip } = await fetchVerified(
+        storage,
+        loc.bucket,
+        o,
+        partial,
+        partials.has(pname),
+        opts,
+        agent,
+        (n) => progress.add(0, n),
+      );
       const decoded = gzip && decompress;
       if (decoded) await gunzipInto(partial, finalPath, o);
       else await fs.promises.rename(partial, finalPath);
       result.bytes += bytes;
       result.retries += retries;
       result.downloaded++;
-      result.files.push({ name: o.name, path: finalPath, size: o.size, status: 'downloaded', ...(decoded ? { decompressed: true } : {}) });
+      result.files.push({
+        name: o.name,
+        path: finalPath,
+        size: o.size,
+        status: 'downloaded',
+        ...(decoded ? { decompressed: true } : {}),
+      });
       progress.add(1, 0);
     } catch (err) {
       if (opts.signal?.aborted) throw err;
@@ -327,7 +368,12 @@ function relName(loc: Location, o: ListedObject): string {
 
 function partialName(o: ListedObject): string {
   // Keyed by name and generation: a partial of an older generation is never resumed.
-  return crypto.createHash('sha1').update(`${o.name}\n${o.generation ?? ''}\n${o.size}`).digest('hex') + '.part';
+  return (
+    crypto
+      .createHash('sha1')
+      .update(`${o.name}\n${o.generation ?? ''}\n${o.size}`)
+      .digest('hex') + '.part'
+  );
 }
 
 function isGzipStored(o: ListedObject): boolean {
@@ -341,16 +387,24 @@ async function gunzipInto(partial: string, finalPath: string, o: ListedObject): 
     await pipeline(fs.createReadStream(partial), zlib.createGunzip(), fs.createWriteStream(tmp));
   } catch (err) {
     await fs.promises.rm(tmp, { force: true });
-    throw new StorageError(`${o.name}: stored with Content-Encoding gzip, but its verified bytes do not decompress (${(err as Error).message})`, {
-      code: 'EGZIP',
-    });
+    throw new StorageError(
+      `${o.name}: stored with Content-Encoding gzip, but its verified bytes do not decompress (${(err as Error).message})`,
+      {
+        code: 'EGZIP',
+      },
+    );
   }
   await fs.promises.utimes(tmp, o.updated, o.updated);
   await fs.promises.rename(tmp, finalPath);
   await fs.promises.rm(partial, { force: true });
 }
 
-async function presentAndVerified(file: string, o: ListedObject, mode: 'checksum' | 'size', decompress: boolean): Promise<boolean> {
+async function presentAndVerified(
+  file: string,
+  o: ListedObject,
+  mode: 'checksum' | 'size',
+  decompress: boolean,
+): Promise<boolean> {
   const st = await fs.promises.stat(file).catch(() => undefined);
   if (!st || !st.isFile()) return false;
   // A decoded gzip object has neither the stored size nor the stored hashes:
@@ -408,13 +462,20 @@ async function fetchVerified(
         await fs.promises.rm(partial, { force: true });
         // Corrupt bytes are retried from scratch a few times, then reported.
         if (++corruptRestarts > 2) {
-          throw new StorageError(`${hasher.algorithm} mismatch for ${o.name} after ${corruptRestarts} full downloads`, { code: 'ECHECKSUM' });
+          throw new StorageError(`${hasher.algorithm} mismatch for ${o.name} after ${corruptRestarts} full downloads`, {
+            code: 'ECHECKSUM',
+          });
         }
         throw Object.assign(new Error(`${hasher.algorithm} mismatch, restarting`), { retryable: true });
       }
       return { bytes, retries: attempt, gzip };
     },
-    { maxRetries: opts.maxRetries ?? 8, retryDelayMs: opts.retryDelayMs, maxRetryDelayMs: opts.maxRetryDelayMs, signal: opts.signal },
+    {
+      maxRetries: opts.maxRetries ?? 8,
+      retryDelayMs: opts.retryDelayMs,
+      maxRetryDelayMs: opts.maxRetryDelayMs,
+      signal: opts.signal,
+    },
   );
 }
 
@@ -441,12 +502,18 @@ async function fetchTail(
     headersTimeoutMs: stallMs,
   });
   if (offset !== start) hasher = new ContentHasher(o);
-  const served = String(res.headers['content-encoding'] ?? '').trim().toLowerCase();
-  const storedGzip = isGzipStored(o) || String(res.headers['x-goog-stored-content-encoding'] ?? '').toLowerCase() === 'gzip';
+  const served = String(res.headers['content-encoding'] ?? '')
+    .trim()
+    .toLowerCase();
+  const storedGzip =
+    isGzipStored(o) || String(res.headers['x-goog-stored-content-encoding'] ?? '').toLowerCase() === 'gzip';
   if (storedGzip && served !== 'gzip') {
     // Decompressed on the way (transcoding): no stored hash describes these bytes.
     res.destroy();
-    throw new StorageError(`${o.name} is stored gzip-encoded but was served decompressed; its bytes cannot be verified`, { code: 'ETRANSCODED' });
+    throw new StorageError(
+      `${o.name} is stored gzip-encoded but was served decompressed; its bytes cannot be verified`,
+      { code: 'ETRANSCODED' },
+    );
   }
   // A front end may compress an uncompressed object on the fly: undo that before hashing.
   const decode = served === 'gzip' && !storedGzip ? zlib.createGunzip() : undefined;

@@ -132,7 +132,9 @@ export async function openMedia(storage: Storage, req: MediaRequest): Promise<Me
         res.on('error', fail);
       },
     );
-    r.on('timeout', () => r.destroy(Object.assign(new Error('timed out waiting for response headers'), { code: 'ETIMEDOUT' })));
+    r.on('timeout', () =>
+      r.destroy(Object.assign(new Error('timed out waiting for response headers'), { code: 'ETIMEDOUT' })),
+    );
     r.on('error', reject);
     r.end();
   });
@@ -206,7 +208,13 @@ export async function apiRequest(storage: Storage, req: ApiRequest): Promise<Api
   return new Promise<ApiResponse>((resolve, reject) => {
     const r = mod.request(
       u,
-      { method: req.method, headers, agent: u.protocol === 'https:' ? agent.https : agent.http, signal: req.signal, timeout: req.timeoutMs ?? 60_000 },
+      {
+        method: req.method,
+        headers,
+        agent: u.protocol === 'https:' ? agent.https : agent.http,
+        signal: req.signal,
+        timeout: req.timeoutMs ?? 60_000,
+      },
       (res) => {
         const chunks: Buffer[] = [];
         res.on('data', (c: Buffer) => chunks.push(c));
@@ -220,7 +228,9 @@ export async function apiRequest(storage: Storage, req: ApiRequest): Promise<Api
         });
       },
     );
-    r.on('timeout', () => r.destroy(Object.assign(new Error(`no response data for ${req.timeoutMs ?? 60_000} ms`), { code: 'ETIMEDOUT' })));
+    r.on('timeout', () =>
+      r.destroy(Object.assign(new Error(`no response data for ${req.timeoutMs ?? 60_000} ms`), { code: 'ETIMEDOUT' })),
+    );
     r.on('error', reject);
     if (!body) r.end();
     else if (Buffer.isBuffer(body)) r.end(body);
@@ -240,7 +250,9 @@ export function httpError(res: ApiResponse, statusMessage?: string): StorageErro
   } catch {
     /* not JSON */
   }
-  return new StorageError(`HTTP ${res.status}: ${message || statusMessage || http.STATUS_CODES[res.status] || ''}`, { status: res.status });
+  return new StorageError(`HTTP ${res.status}: ${message || statusMessage || http.STATUS_CODES[res.status] || ''}`, {
+    status: res.status,
+  });
 }
 
 /** Parses a JSON body ({} when empty); a body that is not JSON counts as a broken response (retryable). */

@@ -72,7 +72,11 @@ function parseJpeg(b: Buffer, need: (n: number) => HeaderResult): HeaderResult {
     const isSof = marker >= 0xc0 && marker <= 0xcf && marker !== 0xc4 && marker !== 0xc8 && marker !== 0xcc;
     if (isSof) {
       if (i + 10 > b.length) return need(i + 10);
-      if (marker > 0xc2) return { kind: 'invalid', reason: `JPEG: SOF${marker - 0xc0} (lossless/arithmetic) is not readable by ImageIO` };
+      if (marker > 0xc2)
+        return {
+          kind: 'invalid',
+          reason: `JPEG: SOF${marker - 0xc0} (lossless/arithmetic) is not readable by ImageIO`,
+        };
       const precision = b[i + 4];
       const height = b.readUInt16BE(i + 5);
       const width = b.readUInt16BE(i + 7);

@@ -22,7 +22,15 @@ export {
 export type { PartitionType, PartitionValue, PartitionColumn } from './spark';
 export { parseImageHeader, OCV_MODES } from './image-header';
 export type { ImageSchemaRow } from './image-header';
-export { download, unsafeNameReason, findNameCollisions, UnsafeObjectNameError, NameCollisionError, DownloadError, PARTIAL_DIR } from './download';
+export {
+  download,
+  unsafeNameReason,
+  findNameCollisions,
+  UnsafeObjectNameError,
+  NameCollisionError,
+  DownloadError,
+  PARTIAL_DIR,
+} from './download';
 export type { DownloadOptions, DownloadResult, DownloadedFile, NameCollision } from './download';
 export { upload, uploadOne, UploadQueue, UploadError, PreconditionFailedError } from './upload';
 export type { UploadOptions, UploadResult, UploadedFile } from './upload';

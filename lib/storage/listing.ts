@@ -147,12 +147,27 @@ const LIST_FIELDS = 'items(name,size,updated,generation,crc32c,md5Hash,contentEn
 export function listPage(
   storage: Storage,
   bucket: string,
-  qs: { prefix: string; delimiter?: string; pageToken?: string; maxResults?: number; startOffset?: string; endOffset?: string },
+  qs: {
+    prefix: string;
+    delimiter?: string;
+    pageToken?: string;
+    maxResults?: number;
+    startOffset?: string;
+    endOffset?: string;
+  },
 ): Promise<{ items: any[]; prefixes: string[]; nextPageToken?: string }> {
   return withRetries(() =>
-    apiJson(storage, { method: 'GET', path: `/storage/v1/b/${encodeURIComponent(bucket)}/o`, query: { ...qs, fields: LIST_FIELDS } }),
+    apiJson(storage, {
+      method: 'GET',
+      path: `/storage/v1/b/${encodeURIComponent(bucket)}/o`,
+      query: { ...qs, fields: LIST_FIELDS },
+    }),
   ).then(
-    (body: any) => ({ items: body?.items ?? [], prefixes: body?.prefixes ?? [], nextPageToken: body?.nextPageToken || undefined }),
+    (body: any) => ({
+      items: body?.items ?? [],
+      prefixes: body?.prefixes ?? [],
+      nextPageToken: body?.nextPageToken || undefined,
+    }),
     (err) => {
       throw toStorageError(err, `listing gs://${bucket}/${qs.prefix}`);
     },
@@ -173,7 +188,10 @@ function toListed(item: any, root: string): ListedObject {
 }
 
 /** Every object under a prefix with one flat paged listing (no delimiter): the baseline. */
-export async function listFlat(root: LocationLike, opts: { storage?: Storage; pageSize?: number } = {}): Promise<ListedObject[]> {
+export async function listFlat(
+  root: LocationLike,
+  opts: { storage?: Storage; pageSize?: number } = {},
+): Promise<ListedObject[]> {
   const loc = Location.parse(root);
   if (!loc.isGcs) throw new TypeError(`listFlat needs a gs:// location, got ${loc}`);
   const storage = opts.storage ?? createStorage();
@@ -269,7 +287,13 @@ async function discoverGcs(loc: Location, opts: ListOptions, keepHidden = false)
       const out = byRange[gi];
       let pageToken: string | undefined;
       do {
-        const page = await listPage(storage, loc.bucket, { prefix: root, startOffset: group[0], endOffset, pageToken, maxResults: pageSize });
+        const page = await listPage(storage, loc.bucket, {
+          prefix: root,
+          startOffset: group[0],
+          endOffset,
+          pageToken,
+          maxResults: pageSize,
+        });
         requests++;
         seen += page.items.length;
         for (const it of page.items) {
@@ -333,7 +357,12 @@ async function discoverLocal(loc: Location, opts: ListOptions): Promise<RawListi
     throw new Error(`Path does not exist: ${root} (${(e as NodeJS.ErrnoException).code})`);
   }
   if (!st.isDirectory()) {
-    return { files: [{ name: root, relPath: path.basename(root), size: st.size, updated: st.mtime }], requests: 1, seen: 1, rootIsFile: true };
+    return {
+      files: [{ name: root, relPath: path.basename(root), size: st.size, updated: st.mtime }],
+      requests: 1,
+      seen: 1,
+      rootIsFile: true,
+    };
   }
   const files: ListedObject[] = [];
   let requests = 0;
@@ -369,7 +398,10 @@ async function discoverLocal(loc: Location, opts: ListOptions): Promise<RawListi
  * included), discovered folder by folder with concurrent list calls: the
  * listing `download` uses.
  */
-export async function listAll(root: LocationLike, opts: { storage?: Storage; concurrency?: number; pageSize?: number; rangeListing?: boolean } = {}): Promise<ListedObject[]> {
+export async function listAll(
+  root: LocationLike,
+  opts: { storage?: Storage; concurrency?: number; pageSize?: number; rangeListing?: boolean } = {},
+): Promise<ListedObject[]> {
   const loc = Location.parse(root);
   if (!loc.isGcs) throw new TypeError(`listAll needs a gs:// location, got ${loc}`);
   const raw = await discoverGcs(loc, opts, true);
@@ -378,7 +410,9 @@ export async function listAll(root: LocationLike, opts: { storage?: Storage; con
 
 /** The files Spark reads below a root (listPartitioned's rows, without the packing), ordered by path. */
 export async function listFiles(root: LocationLike, opts: ListOptions = {}): Promise<ListedObject[]> {
-  return (await listPartitioned(root, { ...opts, minPartitionNum: opts.minPartitionNum ?? 1, worldSize: undefined })).files.map((f) => f.object);
+  return (
+    await listPartitioned(root, { ...opts, minPartitionNum: opts.minPartitionNum ?? 1, worldSize: undefined })
+  ).files.map((f) => f.object);
 }
 
 /** Every visible file below the root (hidden names dropped at every level, as Spark's listing does), ordered by relPath. */
@@ -407,18 +441,23 @@ async function list(loc: Location, opts: ListOptions): Promise<RawListing> {
 function baseToRoot(loc: Location, rootIsFile: boolean, basePath: LocationLike | undefined): string {
   if (basePath === undefined) return '';
   const base = Location.parse(basePath);
-  if (base.scheme !== loc.scheme || base.bucket !== loc.bucket) throw new Error(`Wrong basePath ${base} for the root path: ${loc}`);
+  if (base.scheme !== loc.scheme || base.bucket !== loc.bucket)
+    throw new Error(`Wrong basePath ${base} for the root path: ${loc}`);
   if (loc.isGcs) {
     let rootDir = loc.dirPrefix;
     if (rootIsFile) rootDir = rootDir.slice(0, rootDir.lastIndexOf('/', rootDir.length - 2) + 1);
     if (!rootDir.startsWith(base.dirPrefix)) throw new Error(`Wrong basePath ${base} for the root path: ${loc}`);
     return rootDir.slice(base.dirPrefix.length).replace(/\/+$/, '');
   }
-  if (!fs.statSync(base.path, { throwIfNoEntry: false })?.isDirectory()) throw new Error(`Option 'basePath' must be a directory: ${base}`);
+  if (!fs.statSync(base.path, { throwIfNoEntry: false })?.isDirectory())
+    throw new Error(`Option 'basePath' must be a directory: ${base}`);
   const rootDir = rootIsFile ? path.dirname(loc.path) : loc.path;
   const rel = path.relative(base.path, rootDir);
   if (rel.startsWith('..') || path.isAbsolute(rel)) throw new Error(`Wrong basePath ${base} for the root path: ${loc}`);
-  return rel.split(path.sep).filter((x) => x !== '').join('/');
+  return rel
+    .split(path.sep)
+    .filter((x) => x !== '')
+    .join('/');
 }
 
 const joinRel = (a: string, b: string) => (a === '' ? b : b === '' ? a : `${a}/${b}`);
@@ -456,11 +495,14 @@ export async function listPartitioned(root: LocationLike, opts: ListOptions = {}
   let columns: PartitionColumn[] = [];
   let values = new Map<string, Record<string, PartitionValue>>();
   if (!opts.recursiveFileLookup) {
-    const leafDirs = [...byDir].filter(([, fs]) => fs.some((f) => isDataFileName(baseName(f.relPath)))).map(([d]) => joinRel(base, d));
+    const leafDirs = [...byDir]
+      .filter(([, fs]) => fs.some((f) => isDataFileName(baseName(f.relPath))))
+      .map(([d]) => joinRel(base, d));
     ({ columns, values } = resolvePartitions(leafDirs, opts.typeInference ?? true));
   }
   // listFiles: isDataPath, non-empty, and the path filters (pathGlobFilter) last.
-  const selected = (o: ListedObject) => o.size > 0 && isDataFileName(baseName(o.relPath)) && (!glob || glob.test(baseName(o.relPath)));
+  const selected = (o: ListedObject) =>
+    o.size > 0 && isDataFileName(baseName(o.relPath)) && (!glob || glob.test(baseName(o.relPath)));
   let rows: FileRow[] = [];
   const row = (o: ListedObject, pv: Record<string, PartitionValue>): FileRow => ({
     path: rowPath(loc, o),
@@ -527,7 +569,8 @@ export async function listPartitioned(root: LocationLike, opts: ListOptions = {}
 
 /** Deterministic rank share: partition i belongs to rank i % worldSize. */
 export function assignPartitions<P>(partitions: readonly P[], rank: number, worldSize: number): P[] {
-  if (!Number.isInteger(worldSize) || worldSize < 1) throw new RangeError(`worldSize must be a positive integer, got ${worldSize}`);
+  if (!Number.isInteger(worldSize) || worldSize < 1)
+    throw new RangeError(`worldSize must be a positive integer, got ${worldSize}`);
   if (!Number.isInteger(rank) || rank < 0 || rank >= worldSize) {
     throw new RangeError(`rank must be an integer in [0, ${worldSize}), got ${rank}`);
   }
@@ -541,13 +584,20 @@ function dirOf(rel: string): string {
 
 const HEADER_FIRST_READ = 64 * 1024;
 
-async function readImageRows(loc: Location, rows: FileRow[], storage: Storage | undefined, concurrency: number): Promise<void> {
+async function readImageRows(
+  loc: Location,
+  rows: FileRow[],
+  storage: Storage | undefined,
+  concurrency: number,
+): Promise<void> {
   await mapLimit(rows, concurrency, async (row) => {
     const size = row.length;
     let want = Math.min(size, HEADER_FIRST_READ);
     for (;;) {
       const buf =
-        storage && loc.isGcs ? await readGcsRange(storage, loc.bucket, row.object, want) : await readLocalRange(row.object.name, want);
+        storage && loc.isGcs
+          ? await readGcsRange(storage, loc.bucket, row.object, want)
+          : await readLocalRange(row.object.name, want);
       const h = parseImageHeader(buf.bytes, buf.whole);
       if (h.kind !== 'need') {
         row.image = imageRow(row.path, h);
@@ -583,12 +633,19 @@ async function readLocalRange(file: string, n: number): Promise<{ bytes: Buffer;
  * bytes are inflated as far as they go (a gzip prefix decodes to a prefix of
  * the content), so its header is read like any other file's.
  */
-async function readGcsRange(storage: Storage, bucket: string, o: ListedObject, n: number): Promise<{ bytes: Buffer; whole: boolean }> {
-  const r = await withRetries(() => readRange(storage, bucket, o.name, 0, n - 1, o.generation), { maxRetries: 5, retryDelayMs: 200, maxRetryDelayMs: 10_000 }).catch(
-    (e) => {
-      throw toStorageError(e, `reading the header of gs://${bucket}/${o.name}`);
-    },
-  );
+async function readGcsRange(
+  storage: Storage,
+  bucket: string,
+  o: ListedObject,
+  n: number,
+): Promise<{ bytes: Buffer; whole: boolean }> {
+  const r = await withRetries(() => readRange(storage, bucket, o.name, 0, n - 1, o.generation), {
+    maxRetries: 5,
+    retryDelayMs: 200,
+    maxRetryDelayMs: 10_000,
+  }).catch((e) => {
+    throw toStorageError(e, `reading the header of gs://${bucket}/${o.name}`);
+  });
   const whole = r.bytes.length < n || r.bytes.length >= o.size;
   if (!r.gzip) return { bytes: r.bytes, whole };
   try {

@@ -23,11 +23,14 @@ export class Location {
   static parse(value: LocationLike): Location {
     if (value instanceof Location) return value;
     if (typeof value !== 'string' || value.length === 0) {
-      throw new TypeError(`expected a location (gs://bucket/prefix, file:///path or a path), got ${JSON.stringify(value)}`);
+      throw new TypeError(
+        `expected a location (gs://bucket/prefix, file:///path or a path), got ${JSON.stringify(value)}`,
+      );
     }
     if (/^gs:/i.test(value)) {
       const m = /^gs:\/\/([^/]*)(?:\/(.*))?$/i.exec(value);
-      if (!m || !m[1]) throw new TypeError(`invalid GCS location ${JSON.stringify(value)}: expected gs://bucket[/prefix]`);
+      if (!m || !m[1])
+        throw new TypeError(`invalid GCS location ${JSON.stringify(value)}: expected gs://bucket[/prefix]`);
       const bucket = m[1];
       if (!BUCKET_RE.test(bucket) || bucket.includes('..') || (!bucket.includes('.') && bucket.length > 63)) {
         throw new TypeError(`invalid GCS bucket name ${JSON.stringify(bucket)} in ${JSON.stringify(value)}`);
@@ -36,7 +39,8 @@ export class Location {
       if (object.startsWith('/')) {
         throw new TypeError(`invalid GCS location ${JSON.stringify(value)}: object names never start with "/"`);
       }
-      if (/[\r\n\0]/.test(object)) throw new TypeError(`invalid GCS location ${JSON.stringify(value)}: control characters`);
+      if (/[\r\n\0]/.test(object))
+        throw new TypeError(`invalid GCS location ${JSON.stringify(value)}: control characters`);
       return new Location('gs', bucket, object);
     }
     if (/^file:/i.test(value)) {

@@ -1,7 +1,11 @@
 // Bounded concurrency without a dependency.
 
 /** Runs fn over items with at most `limit` in flight; results keep item order. Rejects on the first error after in-flight work settles. */
-export async function mapLimit<T, R>(items: readonly T[], limit: number, fn: (item: T, index: number) => Promise<R>): Promise<R[]> {
+export async function mapLimit<T, R>(
+  items: readonly T[],
+  limit: number,
+  fn: (item: T, index: number) => Promise<R>,
+): Promise<R[]> {
   const out = new Array<R>(items.length);
   let next = 0;
   let failed: { err: unknown } | undefined;
@@ -24,7 +28,11 @@ export async function mapLimit<T, R>(items: readonly T[], limit: number, fn: (it
  * A work queue whose tasks may enqueue more tasks (tree discovery): resolves
  * when the queue is empty and nothing is running; rejects on the first error.
  */
-export function runQueue<T>(initial: T[], limit: number, fn: (item: T, push: (t: T) => void) => Promise<void>): Promise<void> {
+export function runQueue<T>(
+  initial: T[],
+  limit: number,
+  fn: (item: T, push: (t: T) => void) => Promise<void>,
+): Promise<void> {
   return new Promise((resolve, reject) => {
     const queue = [...initial];
     let running = 0;

@@ -76,7 +76,16 @@ export class TransferMeter {
     const rate = this.bytes / Math.max(elapsed, 1e-3);
     const left = this.totalBytes - this.bytes;
     const eta = left <= 0 ? 0 : rate > 0 ? left / rate : Infinity;
-    return { label: this.label, files: this.files, totalFiles: this.totalFiles, bytes: this.bytes, totalBytes: this.totalBytes, rate, eta, elapsed };
+    return {
+      label: this.label,
+      files: this.files,
+      totalFiles: this.totalFiles,
+      bytes: this.bytes,
+      totalBytes: this.totalBytes,
+      rate,
+      eta,
+      elapsed,
+    };
   }
 
   private emit(): void {

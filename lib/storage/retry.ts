@@ -25,7 +25,10 @@ export interface RetryOptions {
 }
 
 /** The delay before retry number `attempt` (0-based): base * 2^attempt, capped, with +-50% jitter. */
-export function backoffDelay(attempt: number, opts: Pick<RetryOptions, 'retryDelayMs' | 'maxRetryDelayMs'> = {}): number {
+export function backoffDelay(
+  attempt: number,
+  opts: Pick<RetryOptions, 'retryDelayMs' | 'maxRetryDelayMs'> = {},
+): number {
   const base = opts.retryDelayMs ?? 250;
   const cap = opts.maxRetryDelayMs ?? 20_000;
   return Math.min(cap, base * 2 ** attempt) * (0.5 + Math.random());

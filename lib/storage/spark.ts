@@ -296,7 +296,10 @@ export function maxSplitBytes(lengths: number[], opts: PackingOptions): number {
  * maxPartitionNum, repacks at ceil(total / maxPartitionNum) when exceeded.
  * Returns partitions as lists of indices into `lengths`.
  */
-export function packFilePartitions(lengths: number[], opts: PackingOptions): { maxSplitBytes: number; partitions: number[][] } {
+export function packFilePartitions(
+  lengths: number[],
+  opts: PackingOptions,
+): { maxSplitBytes: number; partitions: number[][] } {
   const open = opts.openCostInBytes ?? OPEN_COST_IN_BYTES_DEFAULT;
   const split = maxSplitBytes(lengths, opts);
   const order = lengths.map((_, i) => i).sort((a, b) => lengths[b] - lengths[a] || a - b);

@@ -74,7 +74,12 @@ export class PreconditionFailedError extends StorageError {
 
 export class UploadError extends StorageError {
   constructor(readonly failures: { path: string; error: Error }[]) {
-    super(`${failures.length} file(s) failed to upload: ${failures.slice(0, 3).map((f) => f.error.message).join('; ')}`);
+    super(
+      `${failures.length} file(s) failed to upload: ${failures
+        .slice(0, 3)
+        .map((f) => f.error.message)
+        .join('; ')}`,
+    );
     this.name = 'UploadError';
   }
 }
@@ -113,7 +118,12 @@ export async function upload(src: string, dest: LocationLike, opts: UploadOption
   const files = await collect(src);
   const storage = opts.storage ?? createStorage();
   const sizes = await Promise.all(files.map((f) => fs.promises.stat(f.file).then((s) => s.size)));
-  const progress = new TransferMeter(`upload ${loc}`, files.length, sizes.reduce((a, b) => a + b, 0), opts.progress);
+  const progress = new TransferMeter(
+    `upload ${loc}`,
+    files.length,
+    sizes.reduce((a, b) => a + b, 0),
+    opts.progress,
+  );
   const result: UploadResult = { files: [], uploaded: 0, skipped: 0, bytes: 0, ms: 0 };
   const failures: { path: string; error: Error }[] = [];
   await mapLimit(files, Math.max(1, opts.concurrency ?? 8), async (f) => {
@@ -147,14 +157,28 @@ const sameContent = (m: StoredMeta | undefined, local: Digests) =>
   !!m && m.md5Hash === local.md5Hash && (!m.crc32c || m.crc32c === local.crc32c) && Number(m.size) === local.size;
 
 /** Uploads one local file to exactly gs://bucket/name, verified; retried on transient errors (every write is conditional). */
-export async function uploadOne(storage: Storage, file: string, bucketName: string, name: string, opts: UploadOptions = {}): Promise<UploadedFile> {
+export async function uploadOne(
+  storage: Storage,
+  file: string,
+  bucketName: string,
+  name: string,
+  opts: UploadOptions = {},
+): Promise<UploadedFile> {
   const uri = `gs://${bucketName}/${name}`;
   const objectPath = `/storage/v1/b/${encodeURIComponent(bucketName)}/o/${encodeURIComponent(name)}`;
-  const retry: RetryOptions = { maxRetries: opts.maxRetries ?? 6, retryDelayMs: opts.retryDelayMs ?? 250, maxRetryDelayMs: opts.maxRetryDelayMs };
+  const retry: RetryOptions = {
+    maxRetries: opts.maxRetries ?? 6,
+    retryDelayMs: opts.retryDelayMs ?? 250,
+    maxRetryDelayMs: opts.maxRetryDelayMs,
+  };
   const stat = () =>
     withRetries(
       () =>
-        apiJson<StoredMeta>(storage, { method: 'GET', path: objectPath, query: { fields: 'md5Hash,crc32c,size,generation' } }).catch((e) => {
+        apiJson<StoredMeta>(storage, {
+          method: 'GET',
+          path: objectPath,
+          query: { fields: 'md5Hash,crc32c,size,generation' },
+        }).catch((e) => {
           if (statusOf(e) === 404) return undefined;
           throw e;
         }),
@@ -163,7 +187,14 @@ export async function uploadOne(storage: Storage, file: string, bucketName: stri
   try {
     let local = await fileDigests(file);
     let remote = await stat();
-    const result = (status: 'uploaded' | 'skipped'): UploadedFile => ({ path: file, uri, size: local.size, md5Hash: local.md5Hash, crc32c: local.crc32c, status });
+    const result = (status: 'uploaded' | 'skipped'): UploadedFile => ({
+      path: file,
+      uri,
+      size: local.size,
+      md5Hash: local.md5Hash,
+      crc32c: local.crc32c,
+      status,
+    });
     if ((opts.skipExisting ?? true) && sameContent(remote, local)) return result('skipped');
     for (let round = 0; ; round++) {
       const generation = remote?.generation ?? '0';
@@ -172,7 +203,10 @@ export async function uploadOne(storage: Storage, file: string, bucketName: stri
         m =
           local.size > RESUMABLE_ABOVE
             ? await resumableUpload(storage, file, bucketName, name, local, generation, retry, opts.contentType)
-            : await withRetries(() => multipartUpload(storage, file, bucketName, name, local, generation, opts.contentType), retry);
+            : await withRetries(
+                () => multipartUpload(storage, file, bucketName, name, local, generation, opts.contentType),
+                retry,
+              );
       } catch (err) {
         if (statusOf(err) !== 412) throw err;
         // 412 after a retry may be our own earlier attempt, which landed
@@ -188,7 +222,10 @@ export async function uploadOne(storage: Storage, file: string, bucketName: stri
       if (sameContent(m, local)) return result('uploaded');
       // The file changed while it was read (a checkpoint replaced meanwhile):
       // hash it again and write over the generation we just made.
-      if (round >= 2) throw new StorageError(`${uri}: stored object does not match ${file} (size/md5/crc32c) after ${round + 1} uploads`);
+      if (round >= 2)
+        throw new StorageError(
+          `${uri}: stored object does not match ${file} (size/md5/crc32c) after ${round + 1} uploads`,
+        );
       local = await fileDigests(file);
       remote = m;
     }
@@ -201,7 +238,14 @@ export async function uploadOne(storage: Storage, file: string, bucketName: stri
 const RESUMABLE_ABOVE = 5 * 1024 * 1024;
 
 /** A body that streams bytes [start, start + size) of an open file (read through one descriptor). */
-function fileBody(fh: fs.promises.FileHandle, file: string, start: number, size: number, head?: Buffer, tail?: Buffer): { length: number; open: () => Readable } {
+function fileBody(
+  fh: fs.promises.FileHandle,
+  file: string,
+  start: number,
+  size: number,
+  head?: Buffer,
+  tail?: Buffer,
+): { length: number; open: () => Readable } {
   return {
     length: (head?.length ?? 0) + size + (tail?.length ?? 0),
     open: () =>
@@ -278,12 +322,19 @@ async function resumableUpload(
           method: 'POST',
           path: `/upload/storage/v1/b/${encodeURIComponent(bucket)}/o`,
           query: { uploadType: 'resumable', name, ifGenerationMatch: generation },
-          headers: { 'content-type': 'application/json; charset=UTF-8', 'x-upload-content-type': contentType, 'x-upload-content-length': String(local.size) },
+          headers: {
+            'content-type': 'application/json; charset=UTF-8',
+            'x-upload-content-type': contentType,
+            'x-upload-content-length': String(local.size),
+          },
           body: Buffer.from(JSON.stringify({ name, md5Hash: local.md5Hash, crc32c: local.crc32c, contentType })),
         });
         if (opened.status < 200 || opened.status >= 300) throw httpError(opened);
         location = String(opened.headers.location ?? '');
-        if (!location) throw Object.assign(new StorageError(`gs://${bucket}/${name}: the server opened no upload session`), { retryable: true });
+        if (!location)
+          throw Object.assign(new StorageError(`gs://${bucket}/${name}: the server opened no upload session`), {
+            retryable: true,
+          });
         session = new URL(location);
         offset = 0;
       }
@@ -351,7 +402,12 @@ async function multipartUpload(
 export class UploadQueue {
   private readonly loc: Location;
   private readonly storage: Storage;
-  private readonly queue: { file: string; name: string; resolve: (u: UploadedFile) => void; reject: (e: Error) => void }[] = [];
+  private readonly queue: {
+    file: string;
+    name: string;
+    resolve: (u: UploadedFile) => void;
+    reject: (e: Error) => void;
+  }[] = [];
   private running = 0;
   private inflight = new Set<Promise<unknown>>();
   private failures: { path: string; error: Error }[] = [];

@@ -14,7 +14,10 @@ export class ContentHasher {
   private md5?: crypto.Hash;
   private crc?: CRC32C;
   bytes = 0;
-  constructor(readonly expected: ExpectedHashes, prefer?: 'md5' | 'crc32c') {
+  constructor(
+    readonly expected: ExpectedHashes,
+    prefer?: 'md5' | 'crc32c',
+  ) {
     const useCrc = prefer === 'crc32c' ? !!expected.crc32c : !expected.md5Hash && !!expected.crc32c;
     this.algorithm = useCrc ? 'crc32c' : expected.md5Hash ? 'md5' : 'none';
     if (this.algorithm === 'md5') this.md5 = crypto.createHash('md5');

@@ -31,15 +31,31 @@ export function resolvePrecision(precision: Precision = 'auto', device: DeviceLi
   if (!['auto', 'fp32', 'bf16', 'fp16'].includes(precision)) {
     throw new RangeError(`precision must be 'auto', 'fp32', 'bf16' or 'fp16', got '${String(precision)}'`);
   }
-  if (precision === 'fp16' && d.type !== 'cuda') throw new RangeError("precision 'fp16' needs a CUDA device; on CPU use 'bf16'");
+  if (precision === 'fp16' && d.type !== 'cuda')
+    throw new RangeError("precision 'fp16' needs a CUDA device; on CPU use 'bf16'");
   if (precision === 'fp32') return { precision, amp: false, channelsLast: false, reason: 'fp32 as asked' };
   if (precision === 'bf16') return { precision, amp: 'bf16', channelsLast: true, reason: 'bf16 autocast as asked' };
   if (precision === 'fp16') return { precision, amp: 'fp16', channelsLast: true, reason: 'fp16 autocast as asked' };
   if (d.type === 'cuda') {
-    return { precision: 'fp16', amp: 'fp16', channelsLast: true, reason: 'CUDA: fp16 autocast with loss scaling + channels_last' };
+    return {
+      precision: 'fp16',
+      amp: 'fp16',
+      channelsLast: true,
+      reason: 'CUDA: fp16 autocast with loss scaling + channels_last',
+    };
   }
   if (cpuHasNativeBf16()) {
-    return { precision: 'bf16', amp: 'bf16', channelsLast: true, reason: 'the CPU has native bf16 (AVX512-BF16/AMX): bf16 autocast + channels_last' };
+    return {
+      precision: 'bf16',
+      amp: 'bf16',
+      channelsLast: true,
+      reason: 'the CPU has native bf16 (AVX512-BF16/AMX): bf16 autocast + channels_last',
+    };
   }
-  return { precision: 'fp32', amp: false, channelsLast: false, reason: 'no native bf16 on this CPU: fp32 (bf16 would be emulated and slower)' };
+  return {
+    precision: 'fp32',
+    amp: false,
+    channelsLast: false,
+    reason: 'no native bf16 on this CPU: fp32 (bf16 would be emulated and slower)',
+  };
 }

@@ -10,7 +10,8 @@ export interface ProgressState {
   imgPerSec: number;
 }
 
-const fmtTime = (s: number) => (Number.isFinite(s) ? `${Math.floor(s / 60)}m${String(Math.round(s % 60)).padStart(2, '0')}s` : '?');
+const fmtTime = (s: number) =>
+  Number.isFinite(s) ? `${Math.floor(s / 60)}m${String(Math.round(s % 60)).padStart(2, '0')}s` : '?';
 
 /** Training progress (Trainer.fit's `progress` option): a bar with loss, throughput and ETA. */
 export class Progress {

@@ -31,7 +31,11 @@ interface Series {
   points: [number, number][];
 }
 
-function chart(title: string, series: Series[], opts: { yMin?: number; yMax?: number; percent?: boolean } = {}): string {
+function chart(
+  title: string,
+  series: Series[],
+  opts: { yMin?: number; yMax?: number; percent?: boolean } = {},
+): string {
   const W = 460;
   const H = 240;
   const L = 52;
@@ -52,7 +56,8 @@ function chart(title: string, series: Series[], opts: { yMin?: number; yMax?: nu
   }
   const sx = (x: number) => L + ((x - x0) / (x1 - x0)) * (W - L - R);
   const sy = (y: number) => T + (1 - (y - y0) / (y1 - y0)) * (H - T - B);
-  const fmt = (v: number) => (opts.percent ? `${(v * 100).toFixed(0)}%` : Math.abs(v) < 0.01 && v !== 0 ? v.toExponential(1) : v.toPrecision(3));
+  const fmt = (v: number) =>
+    opts.percent ? `${(v * 100).toFixed(0)}%` : Math.abs(v) < 0.01 && v !== 0 ? v.toExponential(1) : v.toPrecision(3);
   const grid = [0, 0.25, 0.5, 0.75, 1]
     .map((f) => {
       const v = y0 + f * (y1 - y0);
@@ -63,12 +68,20 @@ function chart(title: string, series: Series[], opts: { yMin?: number; yMax?: nu
     .map((s) => {
       const pts = s.points.filter(([, y]) => Number.isFinite(y));
       const d = pts.map(([x, y], i) => `${i ? 'L' : 'M'}${sx(x).toFixed(1)},${sy(y).toFixed(1)}`).join('');
-      const dots = pts.length <= 60 ? pts.map(([x, y]) => `<circle cx="${sx(x).toFixed(1)}" cy="${sy(y).toFixed(1)}" r="2.5" fill="${s.color}"/>`).join('') : '';
+      const dots =
+        pts.length <= 60
+          ? pts
+              .map(([x, y]) => `<circle cx="${sx(x).toFixed(1)}" cy="${sy(y).toFixed(1)}" r="2.5" fill="${s.color}"/>`)
+              .join('')
+          : '';
       return `<path d="${d}" fill="none" stroke="${s.color}" stroke-width="2"/>${dots}`;
     })
     .join('');
   const legend = series
-    .map((s, i) => `<rect x="${L + i * 120}" y="8" width="10" height="10" fill="${s.color}"/><text x="${L + 14 + i * 120}" y="17">${esc(s.name)}</text>`)
+    .map(
+      (s, i) =>
+        `<rect x="${L + i * 120}" y="8" width="10" height="10" fill="${s.color}"/><text x="${L + 14 + i * 120}" y="17">${esc(s.name)}</text>`,
+    )
     .join('');
   const xlabels = `<text x="${L}" y="${H - 10}">${x0}</text><text x="${W - R}" y="${H - 10}" text-anchor="end">${x1}</text>`;
   return `<figure class="chart"><figcaption>${esc(title)}</figcaption><svg viewBox="0 0 ${W} ${H}" width="${W}" height="${H}" role="img" aria-label="${esc(title)}">${grid}${lines}${legend}${xlabels}</svg></figure>`;
@@ -92,7 +105,9 @@ export function renderReport(r: ReportInput): string {
       { yMin: 0, yMax: 1, percent: true },
     ),
     chart('Learning rate', [{ name: 'lr', color: '#059669', points: ep((x) => x.lr) }]),
-    chart('Throughput (img/s)', [{ name: 'train img/s', color: '#7c3aed', points: ep((x) => x.imgPerSec) }], { yMin: 0 }),
+    chart('Throughput (img/s)', [{ name: 'train img/s', color: '#7c3aed', points: ep((x) => x.imgPerSec) }], {
+      yMin: 0,
+    }),
   ].join('\n');
   const pct = (v?: number) => (v === undefined ? '–' : `${(v * 100).toFixed(2)}%`);
   const rows = e

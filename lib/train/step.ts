@@ -73,13 +73,28 @@ function checkBatch(batch: Batch): void {
  * zero_grad -> forward -> loss -> backward -> (clip) -> optimizer.step, off the JS thread.
  * A non-finite loss rejects with an Error whose code is 'ERR_NONFINITE_LOSS'; the weights are untouched.
  */
-export function trainStep(model: Module, optimizer: Optimizer, batch: Batch, options: StepOptions = {}): Promise<StepResult> {
+export function trainStep(
+  model: Module,
+  optimizer: Optimizer,
+  batch: Batch,
+  options: StepOptions = {},
+): Promise<StepResult> {
   checkBatch(batch);
-  return binding.trainStep(model.handle, optimizer.handle, batch.images.handle, batch.labels.handle, nativeOptions(model, options));
+  return binding.trainStep(
+    model.handle,
+    optimizer.handle,
+    batch.images.handle,
+    batch.labels.handle,
+    nativeOptions(model, options),
+  );
 }
 
 /** Forward and loss without gradients; the model's train/eval mode is left as it is (call eval() first). */
-export function evalStep(model: Module, batch: Batch, options: Omit<StepOptions, 'clipGradNorm'> = {}): Promise<EvalResult> {
+export function evalStep(
+  model: Module,
+  batch: Batch,
+  options: Omit<StepOptions, 'clipGradNorm'> = {},
+): Promise<EvalResult> {
   checkBatch(batch);
   return binding.evalStep(model.handle, batch.images.handle, batch.labels.handle, nativeOptions(model, options));
 }

@@ -33,7 +33,12 @@ function varint(n: number | bigint): Buffer {
 const field = (num: number, wire: number) => varint((num << 3) | wire);
 const lengthDelimited = (num: number, body: Buffer) => Buffer.concat([field(num, 2), varint(body.length), body]);
 
-function encodeEvent(e: { wallTime: number; step?: number; fileVersion?: string; scalars?: [string, number][] }): Buffer {
+function encodeEvent(e: {
+  wallTime: number;
+  step?: number;
+  fileVersion?: string;
+  scalars?: [string, number][];
+}): Buffer {
   const parts: Buffer[] = [];
   const wt = Buffer.alloc(8);
   wt.writeDoubleLE(e.wallTime);
@@ -68,7 +73,10 @@ export class SummaryWriter {
 
   constructor(logDir: string) {
     fs.mkdirSync(logDir, { recursive: true });
-    this.file = path.join(logDir, `events.out.tfevents.${Math.floor(Date.now() / 1000)}.${os.hostname()}.${process.pid}`);
+    this.file = path.join(
+      logDir,
+      `events.out.tfevents.${Math.floor(Date.now() / 1000)}.${os.hostname()}.${process.pid}`,
+    );
     this.fd = fs.openSync(this.file, 'a');
     this.write(encodeEvent({ wallTime: Date.now() / 1000, fileVersion: 'brain.Event:2' }));
   }

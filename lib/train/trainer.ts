@@ -118,7 +118,11 @@ export interface TrainerEvents {
 function checkClassCount(model: Module, classes: string[] | undefined): void {
   const outputs = (model as Module & { numClasses?: number }).numClasses;
   if (classes && typeof outputs === 'number' && outputs !== classes.length) {
-    is.rangeError('the model\'s numClasses', `${classes.length}, the number of classes in the data (replaceHead(${classes.length}) or a model built for them)`, outputs);
+    is.rangeError(
+      "the model's numClasses",
+      `${classes.length}, the number of classes in the data (replaceHead(${classes.length}) or a model built for them)`,
+      outputs,
+    );
   }
 }
 
@@ -131,7 +135,11 @@ export class Trainer extends EventEmitter<TrainerEvents> {
   }
 
   /** Accuracy and loss over a loader, without gradients, in eval mode (restored after). */
-  async evaluate(model: Module, loader: Loader, options: { classes?: string[]; amp?: Amp; precision?: Precision } = {}): Promise<EvalMetrics> {
+  async evaluate(
+    model: Module,
+    loader: Loader,
+    options: { classes?: string[]; amp?: Amp; precision?: Precision } = {},
+  ): Promise<EvalMetrics> {
     checkClassCount(model, options.classes);
     const wasTraining = model.training;
     model.eval();
@@ -210,7 +218,9 @@ export class Trainer extends EventEmitter<TrainerEvents> {
     if (o.resume) {
       const file = o.resume === 'latest' ? manager?.latest()?.path : o.resume;
       if (!file) {
-        throw Object.assign(new Error(`resume: no checkpoint found in ${o.checkpointDir ?? '(no checkpointDir)'}`), { code: 'ENOENT' });
+        throw Object.assign(new Error(`resume: no checkpoint found in ${o.checkpointDir ?? '(no checkpointDir)'}`), {
+          code: 'ENOENT',
+        });
       }
       const ck = loadCheckpoint(file);
       this.restore(ck, o);
@@ -227,7 +237,9 @@ export class Trainer extends EventEmitter<TrainerEvents> {
         process.stderr.write(`\ntorchline: second ${sig}, exiting without waiting\n`);
         process.exit(130);
       }
-      process.stderr.write(`\ntorchline: ${sig}: finishing the current step, then saving a checkpoint (again to force exit)\n`);
+      process.stderr.write(
+        `\ntorchline: ${sig}: finishing the current step, then saving a checkpoint (again to force exit)\n`,
+      );
       this.stopSignal = sig;
     };
     if (o.handleSignals ?? true) {
@@ -272,7 +284,11 @@ export class Trainer extends EventEmitter<TrainerEvents> {
         let batchIdx = epoch === startEpoch ? startBatch : 0;
         const batches = batchIdx > 0 ? this.batchesFrom(o.train, batchIdx) : o.train;
         for await (const batch of batches) {
-          const r = await trainStep(o.model, o.optimizer, batch, { lossFn: o.lossFn, clipGradNorm: o.clipGradNorm, amp: o.amp });
+          const r = await trainStep(o.model, o.optimizer, batch, {
+            lossFn: o.lossFn,
+            clipGradNorm: o.clipGradNorm,
+            amp: o.amp,
+          });
           batch.images.dispose();
           batch.labels.dispose();
           batchIdx++;
@@ -286,7 +302,14 @@ export class Trainer extends EventEmitter<TrainerEvents> {
           if (globalStep % 10 === 0) writer?.addScalars({ 'train/loss_step': r.loss, 'train/lr': lr }, globalStep);
           this.emit('step', { epoch, batch: batchIdx, globalStep, result: r, lr });
           if (perStep) o.scheduler?.step();
-          progress?.update({ epoch, epochs: o.epochs, batch: batchIdx, batches: o.train.length ?? 0, loss: r.loss, imgPerSec: n / ((performance.now() - t0) / 1000) });
+          progress?.update({
+            epoch,
+            epochs: o.epochs,
+            batch: batchIdx,
+            batches: o.train.length ?? 0,
+            loss: r.loss,
+            imgPerSec: n / ((performance.now() - t0) / 1000),
+          });
           if (o.group) {
             // Every rank must leave the loop at the same step, or the others wait in a collective.
             const [stops] = await o.group.reduceNumbers([this.stopSignal ? 1 : 0]);
@@ -305,7 +328,15 @@ export class Trainer extends EventEmitter<TrainerEvents> {
         const lr = o.optimizer.paramGroups[0].lr;
         if (o.group) [loss, c1, c5, n] = await o.group.reduceNumbers([loss, c1, c5, n]);
         if (!perStep) o.scheduler?.step();
-        const rec: EpochRecord = { epoch: epoch + 1, trainLoss: loss / n, trainTop1: c1 / n, trainTop5: c5 / n, lr, imgPerSec: n / seconds, seconds };
+        const rec: EpochRecord = {
+          epoch: epoch + 1,
+          trainLoss: loss / n,
+          trainTop1: c1 / n,
+          trainTop5: c5 / n,
+          lr,
+          imgPerSec: n / seconds,
+          seconds,
+        };
         if (o.val) {
           lastVal = await this.evaluate(o.model, o.val, { classes: o.classes, amp: o.amp });
           Object.assign(rec, { valLoss: lastVal.loss, valTop1: lastVal.top1, valTop5: lastVal.top5 });
@@ -314,17 +345,28 @@ export class Trainer extends EventEmitter<TrainerEvents> {
         history.push(rec);
         epochsDone = epoch + 1;
         writer?.addScalars(
-          { 'train/loss': rec.trainLoss, 'train/top1': rec.trainTop1, 'val/loss': rec.valLoss ?? NaN, 'val/top1': rec.valTop1 ?? NaN, 'val/top5': rec.valTop5 ?? NaN, lr: rec.lr, 'img_per_s': rec.imgPerSec },
+          {
+            'train/loss': rec.trainLoss,
+            'train/top1': rec.trainTop1,
+            'val/loss': rec.valLoss ?? NaN,
+            'val/top1': rec.valTop1 ?? NaN,
+            'val/top5': rec.valTop5 ?? NaN,
+            lr: rec.lr,
+            img_per_s: rec.imgPerSec,
+          },
           epoch + 1,
         );
         logLine({ type: 'epoch', ...rec });
         progress?.done(
           `epoch ${epoch + 1}/${o.epochs}: loss ${rec.trainLoss.toFixed(4)} top-1 ${(rec.trainTop1 * 100).toFixed(2)}%` +
-            (rec.valTop1 !== undefined ? `, val loss ${rec.valLoss!.toFixed(4)} top-1 ${(rec.valTop1 * 100).toFixed(2)}%` : '') +
+            (rec.valTop1 !== undefined
+              ? `, val loss ${rec.valLoss!.toFixed(4)} top-1 ${(rec.valTop1 * 100).toFixed(2)}%`
+              : '') +
             `, ${rec.imgPerSec.toFixed(1)} img/s, ${seconds.toFixed(1)} s`,
         );
         this.emit('epochEnd', rec);
-        if (every > 0 && ((epoch + 1) % every === 0 || epoch + 1 === o.epochs)) await save(epoch + 1, epoch + 1, 0, rec.valTop1);
+        if (every > 0 && ((epoch + 1) % every === 0 || epoch + 1 === o.epochs))
+          await save(epoch + 1, epoch + 1, 0, rec.valTop1);
         if (this.stopSignal) {
           interrupted = true;
           break;
@@ -355,7 +397,8 @@ export class Trainer extends EventEmitter<TrainerEvents> {
   }
 
   private restore(ck: Map<string, any>, o: FitOptions): void {
-    if (!(ck instanceof Map) || !ck.has('model')) throw new Error('resume: not a torchline training checkpoint (no "model" entry)');
+    if (!(ck instanceof Map) || !ck.has('model'))
+      throw new Error('resume: not a torchline training checkpoint (no "model" entry)');
     o.model.loadStateDict(ck.get('model'));
     const opt = ck.get('optimizer');
     if (opt) o.optimizer.loadStateDict(opt);

@@ -55,7 +55,8 @@ describe('damaged zips', () => {
       expect(load(buf).epoch).toBe(7);
       const cuts = [0, 1, 4, 21, 22, 30, 100, buf.length >> 1, buf.length - 23, buf.length - 22, buf.length - 1];
       for (let i = 0; i < 30; i++) cuts.push(random.int(buf.length));
-      for (const cut of cuts) expectCheckpointError(() => load(buf.subarray(0, cut)), /truncated|corrupt|not a zip|too short/);
+      for (const cut of cuts)
+        expectCheckpointError(() => load(buf.subarray(0, cut)), /truncated|corrupt|not a zip|too short/);
     }));
 
   it('a flipped bit in a storage or the pickle fails its CRC-32', () => {
@@ -71,47 +72,59 @@ describe('damaged zips', () => {
 
   it('random byte corruption anywhere gives a CheckpointError or a correct load, nothing else', () =>
     withSeed((random) => {
-    const buf = sample();
-    const good = load(buf);
-    const want = good.model.get('w').toArray();
-    for (let i = 0; i < 300; i++) {
-      const bad = Buffer.from(buf);
-      const pos = random.int(bad.length);
-      bad[pos] ^= 1 + random.int(255);
-      try {
-        const v = load(bad);
-        // Bytes no reader uses (padding, timestamps, version fields) may change freely,
-        // but what loads must be what was saved.
-        expect(v.model.get('w').toArray()).toEqual(want);
-        expect(v.epoch).toBe(7);
-      } catch (e) {
-        if (!(e instanceof CheckpointError)) throw new Error(`byte ${pos}: ${(e as Error).stack}`);
+      const buf = sample();
+      const good = load(buf);
+      const want = good.model.get('w').toArray();
+      for (let i = 0; i < 300; i++) {
+        const bad = Buffer.from(buf);
+        const pos = random.int(bad.length);
+        bad[pos] ^= 1 + random.int(255);
+        try {
+          const v = load(bad);
+          // Bytes no reader uses (padding, timestamps, version fields) may change freely,
+          // but what loads must be what was saved.
+          expect(v.model.get('w').toArray()).toEqual(want);
+          expect(v.epoch).toBe(7);
+        } catch (e) {
+          if (!(e instanceof CheckpointError)) throw new Error(`byte ${pos}: ${(e as Error).stack}`);
+        }
       }
-    }
     }));
 
   it('random corruption of the pickle itself (CRC check off) gives a CheckpointError or a load, nothing else', () =>
     withSeed((random) => {
-    const buf = sample();
-    const e = new ZipReader(bufferSource(buf)).get('archive/data.pkl');
-    for (let i = 0; i < 2000; i++) {
-      const bad = Buffer.from(buf);
-      for (let k = 0; k < 1 + (i % 3); k++) bad[e.dataOffset + random.int(e.size)] = random.int(256);
-      try {
-        load(bad, { verifyCrc: false });
-      } catch (err) {
-        if (!(err instanceof CheckpointError)) throw new Error(`${(err as Error).stack}\npickle: ${bad.subarray(e.dataOffset, e.dataOffset + e.size).toString('hex')}`);
+      const buf = sample();
+      const e = new ZipReader(bufferSource(buf)).get('archive/data.pkl');
+      for (let i = 0; i < 2000; i++) {
+        const bad = Buffer.from(buf);
+        for (let k = 0; k < 1 + (i % 3); k++) bad[e.dataOffset + random.int(e.size)] = random.int(256);
+        try {
+          load(bad, { verifyCrc: false });
+        } catch (err) {
+          if (!(err instanceof CheckpointError))
+            throw new Error(
+              `${(err as Error).stack}\npickle: ${bad.subarray(e.dataOffset, e.dataOffset + e.size).toString('hex')}`,
+            );
+        }
       }
-    }
     }));
 
   it('garbage, an empty file and a stray pickle are refused clearly', () => {
     expectCheckpointError(() => load(Buffer.alloc(0)), /too short/);
     expectCheckpointError(() => load(Buffer.from('x'.repeat(5000))), /not a torch.save checkpoint/);
-    expectCheckpointError(() => load(Buffer.concat([Buffer.from([0x80, 0x02, 0x8a, 0x0a]), Buffer.alloc(100)])), /legacy torch.save file/);
-    expectCheckpointError(() => load(Buffer.from([0x80, 0x02, 0x4b, 0x05, 0x2e])), /legacy torch.save file: bad magic number/);
+    expectCheckpointError(
+      () => load(Buffer.concat([Buffer.from([0x80, 0x02, 0x8a, 0x0a]), Buffer.alloc(100)])),
+      /legacy torch.save file/,
+    );
+    expectCheckpointError(
+      () => load(Buffer.from([0x80, 0x02, 0x4b, 0x05, 0x2e])),
+      /legacy torch.save file: bad magic number/,
+    );
     // Found by scripts/fuzz.mjs: a magic number that is a dict or a fraction made BigInt() throw a SyntaxError.
-    expectCheckpointError(() => load(Buffer.from([0x80, 0x02, 0x7d, 0x2e])), /legacy torch.save file: bad magic number/);
+    expectCheckpointError(
+      () => load(Buffer.from([0x80, 0x02, 0x7d, 0x2e])),
+      /legacy torch.save file: bad magic number/,
+    );
     const half = Buffer.from([0x80, 0x02, 0x47, 0x3f, 0xf8, 0, 0, 0, 0, 0, 0, 0x2e]); // BINFLOAT 1.5
     expectCheckpointError(() => load(half), /legacy torch.save file: bad magic number/);
   });
@@ -135,8 +148,14 @@ describe('crafted pickles', () => {
   it('a bigint where the storage key belongs gives a CheckpointError (the message itself must not throw)', () => {
     // The flake of issue 14: a flipped byte turned the key's string opcode into an
     // integer past 2^53, and formatting it for the message threw a TypeError.
-    const key = P(`(X\x07\x00\x00\x00storagectorch\nFloatStorage\n\x8a\x08\x00\x00\x00\x00\x00\x00\x00\x40X\x03\x00\x00\x00cpuK\x04tQ`);
-    const pkl = Buffer.concat([P(`\x80\x02${REBUILD}(`), key, P('K\x00K\x04\x85K\x01\x85\x89ccollections\nOrderedDict\n)RtR.')]);
+    const key = P(
+      `(X\x07\x00\x00\x00storagectorch\nFloatStorage\n\x8a\x08\x00\x00\x00\x00\x00\x00\x00\x40X\x03\x00\x00\x00cpuK\x04tQ`,
+    );
+    const pkl = Buffer.concat([
+      P(`\x80\x02${REBUILD}(`),
+      key,
+      P('K\x00K\x04\x85K\x01\x85\x89ccollections\nOrderedDict\n)RtR.'),
+    ]);
     expectCheckpointError(() => load(archive(pkl)), /bad storage key 4611686018427387904/);
   });
 
@@ -170,9 +189,15 @@ describe('crafted pickles', () => {
 
   it('persistent ids other than storages, and bad storages, are refused', () => {
     expectCheckpointError(() => load(archive(P('\x80\x02X\x03\x00\x00\x00abcQ.'))), /only storage persistent ids/);
-    expectCheckpointError(() => load(archive(P(`\x80\x02${pid('0', 4, 'ComplexFloatStorage')}.`))), /'torch.ComplexFloatStorage'/);
+    expectCheckpointError(
+      () => load(archive(P(`\x80\x02${pid('0', 4, 'ComplexFloatStorage')}.`))),
+      /'torch.ComplexFloatStorage'/,
+    );
     expectCheckpointError(() => load(archive(P(`\x80\x02${pid('0', 4)}.`))), /storage 0 is missing/);
-    expectCheckpointError(() => load(archive(P(`\x80\x02${pid('0', 5)}.`), { '0': floats4 })), /has 16 bytes, expected 5 x 4/);
+    expectCheckpointError(
+      () => load(archive(P(`\x80\x02${pid('0', 5)}.`), { '0': floats4 })),
+      /has 16 bytes, expected 5 x 4/,
+    );
     expectCheckpointError(() => load(archive(P(`\x80\x02${pid('..', 4)}.`), { '0': floats4 })), /bad storage key/);
   });
 
@@ -237,11 +262,20 @@ describe('malformed safetensors', () => {
     expectCheckpointError(() => safetensors.load(st('{"a": ', d16)), /not valid JSON/);
     expectCheckpointError(() => safetensors.load(st('[1]', d16)), /not a JSON object/);
     expectCheckpointError(() => safetensors.load(st({ a: f([0, 8]), b: f([4, 12]) }, d16.subarray(0, 12))), /overlaps/);
-    expectCheckpointError(() => safetensors.load(st({ a: f([0, 8]), b: f([8, 16]) }, d16.subarray(0, 12))), /past the 12 data bytes/);
-    expectCheckpointError(() => safetensors.load(st({ a: f([0, 8]), b: f([12, 20]) }, Buffer.alloc(20))), /gap of 4 bytes/);
+    expectCheckpointError(
+      () => safetensors.load(st({ a: f([0, 8]), b: f([8, 16]) }, d16.subarray(0, 12))),
+      /past the 12 data bytes/,
+    );
+    expectCheckpointError(
+      () => safetensors.load(st({ a: f([0, 8]), b: f([12, 20]) }, Buffer.alloc(20))),
+      /gap of 4 bytes/,
+    );
     expectCheckpointError(() => safetensors.load(st({ a: f([0, 8]) }, d16)), /8 bytes after the last tensor/);
     expectCheckpointError(() => safetensors.load(st({ a: f([0, 8], [3]) }, d16.subarray(0, 8))), /needs 12 bytes/);
-    expectCheckpointError(() => safetensors.load(st({ a: { ...f([0, 8]), dtype: 'C64' } }, d16.subarray(0, 8))), /dtype "C64"/);
+    expectCheckpointError(
+      () => safetensors.load(st({ a: { ...f([0, 8]), dtype: 'C64' } }, d16.subarray(0, 8))),
+      /dtype "C64"/,
+    );
     expectCheckpointError(() => safetensors.load(st({ a: f([8, 0]) }, d16)), /bad data_offsets/);
     expectCheckpointError(() => safetensors.load(st({ __metadata__: { a: 1 } })), /not a string/);
     expectCheckpointError(() => safetensors.load(st({ a: f([0, 8]) }, Buffer.alloc(0))), /past the 0 data bytes/);

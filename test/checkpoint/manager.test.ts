@@ -64,8 +64,15 @@ describe('saveAsync', () => {
   it('CheckpointManager.saveAsync completes in call order, prunes and hands files over', async () => {
     const dir = tmpDir('ckpt-async-manager');
     const handed: number[] = [];
-    const m = new CheckpointManager({ dir, keepLast: 2, keepBest: 1, onSaved: (_, info) => void handed.push(info.epoch) });
-    const saves = [0.5, 0.9, 0.1, 0.2].map((acc, epoch) => m.saveAsync(epoch, { epoch, w: Tensor.full([1000], epoch) }, { metric: acc }));
+    const m = new CheckpointManager({
+      dir,
+      keepLast: 2,
+      keepBest: 1,
+      onSaved: (_, info) => void handed.push(info.epoch),
+    });
+    const saves = [0.5, 0.9, 0.1, 0.2].map((acc, epoch) =>
+      m.saveAsync(epoch, { epoch, w: Tensor.full([1000], epoch) }, { metric: acc }),
+    );
     const infos = await Promise.all(saves);
     expect(infos.map((i) => i.epoch)).toEqual([0, 1, 2, 3]);
     expect(handed).toEqual([0, 1, 2, 3]);
@@ -92,10 +99,19 @@ describe('CheckpointManager', () => {
     await m.idle();
     expect(handed.map((h) => [h.epoch, h.loads])).toEqual(acc.map((_, e) => [e, e]));
     expect(handed[0].path).toBe(path.join(dir, 'checkpoint-epoch-0000.pth'));
-    expect(m.list().map((c) => [c.epoch, c.metric])).toEqual([[1, 0.9], [4, 0.4], [5, 0.5]]);
+    expect(m.list().map((c) => [c.epoch, c.metric])).toEqual([
+      [1, 0.9],
+      [4, 0.4],
+      [5, 0.5],
+    ]);
     expect(m.latest()!.epoch).toBe(5);
     expect(m.best()!.epoch).toBe(1);
-    expect(fs.readdirSync(dir).sort()).toEqual(['checkpoint-epoch-0001.pth', 'checkpoint-epoch-0004.pth', 'checkpoint-epoch-0005.pth', 'checkpoints.json']);
+    expect(fs.readdirSync(dir).sort()).toEqual([
+      'checkpoint-epoch-0001.pth',
+      'checkpoint-epoch-0004.pth',
+      'checkpoint-epoch-0005.pth',
+      'checkpoints.json',
+    ]);
 
     // A new manager over the same folder (a resumed run) sees the same state.
     const again = new CheckpointManager({ dir, keepLast: 2, keepBest: 1, mode: 'max' });
@@ -106,7 +122,15 @@ describe('CheckpointManager', () => {
 
   it("mode 'min' keeps the lowest loss; a failing onSaved surfaces in idle()", async () => {
     const dir = tmpDir('ckpt-min');
-    const m = new CheckpointManager({ dir, keepLast: 1, keepBest: 1, mode: 'min', onSaved: async () => { throw new Error('upload failed'); } });
+    const m = new CheckpointManager({
+      dir,
+      keepLast: 1,
+      keepBest: 1,
+      mode: 'min',
+      onSaved: async () => {
+        throw new Error('upload failed');
+      },
+    });
     [3, 1, 2].forEach((loss, e) => m.save(e, { e }, { metric: loss }));
     expect(m.list().map((c) => c.epoch)).toEqual([1, 2]);
     await expect(m.idle()).rejects.toThrow('upload failed');
@@ -118,54 +142,64 @@ describe('crash test', () => {
     // The child process runs the compiled library: rebuild dist/ if lib/ is newer.
     const built = path.join(root, 'dist/checkpoint/index.js');
     const newest = (d: string): number =>
-      Math.max(...fs.readdirSync(d, { withFileTypes: true }).map((e) => (e.isDirectory() ? newest(path.join(d, e.name)) : fs.statSync(path.join(d, e.name)).mtimeMs)));
+      Math.max(
+        ...fs
+          .readdirSync(d, { withFileTypes: true })
+          .map((e) => (e.isDirectory() ? newest(path.join(d, e.name)) : fs.statSync(path.join(d, e.name)).mtimeMs)),
+      );
     if (!fs.existsSync(built) || fs.statSync(built).mtimeMs < newest(path.join(root, 'lib')))
       execFileSync(process.execPath, [path.join(root, 'node_modules/typescript/bin/tsc'), '-p', root]);
   });
 
-  it('SIGKILL at random moments while saving: the newest complete checkpoint always loads', () => withSeed(async (random) => {
-    const dir = tmpDir('ckpt-crash');
-    let midWrite = 0;
-    let next = 0;
-    for (let round = 0; round < 10; round++) {
-      const child = spawn(process.execPath, [path.join(__dirname, 'crash-child.cjs'), path.join(root, 'dist'), dir, String(next)], {
-        stdio: ['ignore', 'pipe', 'pipe'],
-      });
-      let out = '';
-      let err = '';
-      child.stdout.on('data', (d) => (out += d));
-      child.stderr.on('data', (d) => (err += d));
-      const exited = new Promise<void>((resolve) => child.on('exit', () => resolve()));
-      // Wait for the first save, then kill at a random moment of the following ones.
-      await new Promise<void>((resolve, reject) => {
-        const t0 = Date.now();
-        const poll = setInterval(() => {
-          if (out.includes('saved')) (clearInterval(poll), resolve());
-          else if (child.exitCode !== null || Date.now() - t0 > 20000) (clearInterval(poll), reject(new Error(`child did not save: ${err}`)));
-        }, 5);
-      });
-      await new Promise((r) => setTimeout(r, random() * 400));
-      child.kill('SIGKILL');
-      await exited;
-      const saved = [...out.matchAll(/saved (\d+)/g)].map((x) => Number(x[1]));
-      const lastReported = saved[saved.length - 1];
-      if (fs.readdirSync(dir).some((n) => checkpoint.isTempName(n))) midWrite++;
+  it('SIGKILL at random moments while saving: the newest complete checkpoint always loads', () =>
+    withSeed(async (random) => {
+      const dir = tmpDir('ckpt-crash');
+      let midWrite = 0;
+      let next = 0;
+      for (let round = 0; round < 10; round++) {
+        const child = spawn(
+          process.execPath,
+          [path.join(__dirname, 'crash-child.cjs'), path.join(root, 'dist'), dir, String(next)],
+          {
+            stdio: ['ignore', 'pipe', 'pipe'],
+          },
+        );
+        let out = '';
+        let err = '';
+        child.stdout.on('data', (d) => (out += d));
+        child.stderr.on('data', (d) => (err += d));
+        const exited = new Promise<void>((resolve) => child.on('exit', () => resolve()));
+        // Wait for the first save, then kill at a random moment of the following ones.
+        await new Promise<void>((resolve, reject) => {
+          const t0 = Date.now();
+          const poll = setInterval(() => {
+            if (out.includes('saved')) clearInterval(poll), resolve();
+            else if (child.exitCode !== null || Date.now() - t0 > 20000)
+              clearInterval(poll), reject(new Error(`child did not save: ${err}`));
+          }, 5);
+        });
+        await new Promise((r) => setTimeout(r, random() * 400));
+        child.kill('SIGKILL');
+        await exited;
+        const saved = [...out.matchAll(/saved (\d+)/g)].map((x) => Number(x[1]));
+        const lastReported = saved[saved.length - 1];
+        if (fs.readdirSync(dir).some((n) => checkpoint.isTempName(n))) midWrite++;
 
-      const m = new CheckpointManager({ dir, keepLast: 2, keepBest: 1 }); // sweeps the dead child's temp file
-      expect(fs.readdirSync(dir).filter((n) => checkpoint.isTempName(n))).toEqual([]);
-      const latest = m.latest()!;
-      expect(latest.epoch).toBeGreaterThanOrEqual(lastReported);
-      for (const c of m.list()) {
-        const v = load(c.path);
-        expect(v.epoch).toBe(c.epoch);
-        expect(new Set(v.marker.toArray())).toEqual(new Set([c.epoch]));
-        expect(v.weights.shape).toEqual([2_000_000]);
+        const m = new CheckpointManager({ dir, keepLast: 2, keepBest: 1 }); // sweeps the dead child's temp file
+        expect(fs.readdirSync(dir).filter((n) => checkpoint.isTempName(n))).toEqual([]);
+        const latest = m.latest()!;
+        expect(latest.epoch).toBeGreaterThanOrEqual(lastReported);
+        for (const c of m.list()) {
+          const v = load(c.path);
+          expect(v.epoch).toBe(c.epoch);
+          expect(new Set(v.marker.toArray())).toEqual(new Set([c.epoch]));
+          expect(v.weights.shape).toEqual([2_000_000]);
+        }
+        // keepLast 2 + keepBest 1, plus one when the kill fell between a save and its pruning
+        expect(m.list().length).toBeLessThanOrEqual(4);
+        next = latest.epoch + 1;
       }
-      // keepLast 2 + keepBest 1, plus one when the kill fell between a save and its pruning
-      expect(m.list().length).toBeLessThanOrEqual(4);
-      next = latest.epoch + 1;
-    }
-    // Not asserted (timing), but reported: how often the kill hit a write in progress.
-    console.log(`crash test: ${midWrite}/10 kills landed mid-write; reached epoch ${next - 1}`);
-  }));
+      // Not asserted (timing), but reported: how often the kill hit a write in progress.
+      console.log(`crash test: ${midWrite}/10 kills landed mid-write; reached epoch ${next - 1}`);
+    }));
 });

@@ -15,9 +15,11 @@ function maxAbsDiff(a: Tensor, b: Tensor): number {
 }
 
 describe('checkpoints between torchline models and torchvision', () => {
-  it('torch.save(resnet18.state_dict()) loads into torchline and gives torchvision\'s outputs', async () => {
+  it("torch.save(resnet18.state_dict()) loads into torchline and gives torchvision's outputs", async () => {
     const dir = tempDir('interop-in');
-    execFileSync(PYTHON, ['-c', `
+    execFileSync(PYTHON, [
+      '-c',
+      `
 import sys, torch, torchvision
 sys.path.insert(0, ${JSON.stringify(SUPPORT)})
 from tensor_dir import write_dir
@@ -32,7 +34,9 @@ x = torch.randn(2, 3, 64, 64)
 torch.save(m.state_dict(), sys.argv[1] + '/resnet18.pth')
 with torch.no_grad():
     write_dir(sys.argv[1] + '/io', {'x': x, 'y': m(x)})
-`, dir]);
+`,
+      dir,
+    ]);
     const model = resnet18({ numClasses: 10 });
     expect(model.loadStateDict(load(path.join(dir, 'resnet18.pth')))).toEqual({ missingKeys: [], unexpectedKeys: [] });
     const io = readTensorDir(path.join(dir, 'io'));
@@ -40,15 +44,25 @@ with torch.no_grad():
     expect(maxAbsDiff(y, io.get('y')!)).toBeLessThan(1e-4);
   });
 
-  it('a torchline checkpoint loads into torchvision (strict) and reproduces torchline\'s outputs', async () => {
+  it("a torchline checkpoint loads into torchvision (strict) and reproduces torchline's outputs", async () => {
     const dir = tempDir('interop-out');
     manualSeed(3);
     const model = resnet18({ numClasses: 7 }).eval();
     const x = Tensor.randn([2, 3, 64, 64]);
     const y = await model.forward(x);
     save(path.join(dir, 'ours.pth'), model.stateDict());
-    writeTensorDir(path.join(dir, 'io'), new Map([['x', x], ['y', y]]));
-    const out = execFileSync(PYTHON, ['-c', `
+    writeTensorDir(
+      path.join(dir, 'io'),
+      new Map([
+        ['x', x],
+        ['y', y],
+      ]),
+    );
+    const out = execFileSync(
+      PYTHON,
+      [
+        '-c',
+        `
 import sys, torch, torchvision
 sys.path.insert(0, ${JSON.stringify(SUPPORT)})
 from tensor_dir import read_dir
@@ -58,7 +72,11 @@ m.eval()
 io = read_dir(sys.argv[1] + '/io')
 with torch.no_grad():
     print((m(io['x']) - io['y']).abs().max().item())
-`, dir], { encoding: 'utf8' });
+`,
+        dir,
+      ],
+      { encoding: 'utf8' },
+    );
     expect(Number(out.trim())).toBeLessThan(1e-4);
   });
 });

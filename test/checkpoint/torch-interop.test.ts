@@ -40,13 +40,20 @@ describe('reading what torch.save wrote', () => {
   it('loads every dtype, views (offsets, strides, shared storages), Parameters and nested values', () => {
     const v = load(path.join(dir, 'mixed.pth'));
     for (const [k, want] of Object.entries(fixtures.mixed)) expect([k, describeTensor(v[k])]).toEqual([k, want]);
-    expect(v.transposed.toArray()).toEqual([0, 6, 12, 18, 1, 7, 13, 19, 2, 8, 14, 20, 3, 9, 15, 21, 4, 10, 16, 22, 5, 11, 17, 23]);
+    expect(v.transposed.toArray()).toEqual([
+      0, 6, 12, 18, 1, 7, 13, 19, 2, 8, 14, 20, 3, 9, 15, 21, 4, 10, 16, 22, 5, 11, 17, 23,
+    ]);
     expect(v.slice.toArray()).toEqual([8, 9, 10, 14, 15, 16]);
     expect(v.i64.toTypedArray()).toEqual(new BigInt64Array([-(2n ** 63n), 2n ** 53n + 1n, 2n ** 63n - 1n]));
     expect(v.sd).toBeInstanceOf(Map);
     expect([...v.sd.keys()]).toEqual(['w', 'b']);
     expect(v.sd.get('w').toArray()).toEqual([0, 1, 2, 3, 4, 5]);
-    expect(v.int_keys).toEqual(new Map<number, unknown>([[0, 1], [1, [2, 3]]]));
+    expect(v.int_keys).toEqual(
+      new Map<number, unknown>([
+        [0, 1],
+        [1, [2, 3]],
+      ]),
+    );
     expect(v.nested.list).toEqual([1, -2, 2 ** 40, -(2n ** 70n), 0.25, 'héllo', null, true, false]);
     expect(v.nested.tuple).toEqual([1, 'a']);
     expect(Object.isFrozen(v.nested.tuple)).toBe(true);
@@ -65,7 +72,8 @@ describe('reading what torch.save wrote', () => {
   it('a damaged legacy file gives a CheckpointError, never another error', () =>
     withSeed((random) => {
       const buf = fs.readFileSync(path.join(dir, 'legacy-mixed.pth'));
-      for (const cut of [1, 10, 100, buf.length >> 1, buf.length - 1]) expect(() => load(buf.subarray(0, cut))).toThrow(CheckpointError);
+      for (const cut of [1, 10, 100, buf.length >> 1, buf.length - 1])
+        expect(() => load(buf.subarray(0, cut))).toThrow(CheckpointError);
       for (let i = 0; i < 500; i++) {
         const bad = Buffer.from(buf);
         const pos = random.int(bad.length);
@@ -73,11 +81,11 @@ describe('reading what torch.save wrote', () => {
         try {
           load(bad); // no CRCs in this format: a flipped data byte loads as a changed value
         } catch (e) {
-          if (!(e instanceof CheckpointError)) throw new Error(`flip at byte ${pos} (0x${bad[pos].toString(16)}): ${(e as Error).stack}`);
+          if (!(e instanceof CheckpointError))
+            throw new Error(`flip at byte ${pos} (0x${bad[pos].toString(16)}): ${(e as Error).stack}`);
         }
       }
     }));
-
 
   it('reads deflated entries (a zip tool recompressed the archive)', () => {
     expect(manifest(load(path.join(dir, 'resnet18-deflated.pth')))).toEqual(fixtures.resnet18);
@@ -128,13 +136,18 @@ describe('writing what torch.load reads', () => {
     const b = sd18.get('fc.bias')!;
     const moments = (t: Tensor) => Tensor.randn(t.shape);
     const nested = {
-      model: new Map([['fc.weight', w], ['fc.bias', b]]),
+      model: new Map([
+        ['fc.weight', w],
+        ['fc.bias', b],
+      ]),
       optimizer: {
         state: new Map([
           [0, { step: Tensor.from(new Float32Array([5]), []), exp_avg: moments(w), exp_avg_sq: moments(w) }],
           [1, { step: Tensor.from(new Float32Array([5]), []), exp_avg: moments(b), exp_avg_sq: moments(b) }],
         ]),
-        param_groups: [{ lr: 0.001, betas: Object.freeze([0.9, 0.999]), eps: 1e-8, weight_decay: 0, amsgrad: false, params: [0, 1] }],
+        param_groups: [
+          { lr: 0.001, betas: Object.freeze([0.9, 0.999]), eps: 1e-8, weight_decay: 0, amsgrad: false, params: [0, 1] },
+        ],
       },
       epoch: 3,
       step: 1234,
@@ -177,7 +190,12 @@ describe('writing what torch.load reads', () => {
 
   it('round-trips values through its own reader unchanged', () => {
     const t = Tensor.randn([3, 4]);
-    const v = { a: new Map([['x', t]]), b: [1, 2.5, 'c', null, true, Object.freeze([1, 2])], c: 2n ** 64n, d: { e: -7, f: Number.NaN, g: -0 } };
+    const v = {
+      a: new Map([['x', t]]),
+      b: [1, 2.5, 'c', null, true, Object.freeze([1, 2])],
+      c: 2n ** 64n,
+      d: { e: -7, f: Number.NaN, g: -0 },
+    };
     const back = load(checkpoint.serialize(v));
     expect(jsonable(back)).toEqual(jsonable(v));
     expect(Object.is(back.d.g, -0)).toBe(true);
@@ -222,7 +240,9 @@ describe('pretrained weights into a model with another head', () => {
     expect(report.skipped.map((s) => s.key)).toEqual(['fc.weight', 'fc.bias']);
     expect(report.loaded.length).toBe(src.size - 3);
     expect(received!.strict).toBe(false);
-    expect(describeTensor(received!.sd.get('layer1.0.conv1.weight')!)).toEqual(describeTensor(src.get('layer1.0.conv1.weight')!));
+    expect(describeTensor(received!.sd.get('layer1.0.conv1.weight')!)).toEqual(
+      describeTensor(src.get('layer1.0.conv1.weight')!),
+    );
 
     // exclude: a fresh layer4 even where the shapes match
     const r2 = checkpoint.loadPretrained(module, src, { exclude: /^layer4\./ });

@@ -58,13 +58,21 @@ describe('labels from file names and label maps', () => {
   const names = ['n01440764_10026.JPEG', 'n01443537_2.JPEG', 'n01440764_7.JPEG', 'n01484850_1.JPEG'];
   for (const n of names) fs.copyFileSync(src[0], path.join(root, n));
   const map = path.join(root, 'LOC_synset_mapping.txt');
-  fs.writeFileSync(map, 'n01440764 tench, Tinca tinca\nn01443537 goldfish, Carassius auratus\n\nn01484850 great white shark\n');
+  fs.writeFileSync(
+    map,
+    'n01440764 tench, Tinca tinca\nn01443537 goldfish, Carassius auratus\n\nn01484850 great white shark\n',
+  );
 
   it('derives ImageNet labels with a regex and a synset file', () => {
     const ds = new ImageFiles(root, { label: /^(n\d{8})_/, classes: map });
     expect(ds.classes).toEqual(['n01440764', 'n01443537', 'n01484850']);
     const byName = Object.fromEntries(ds.files.map((f, i) => [path.basename(f), ds.labels[i]]));
-    expect(byName).toEqual({ 'n01440764_10026.JPEG': 0, 'n01443537_2.JPEG': 1, 'n01440764_7.JPEG': 0, 'n01484850_1.JPEG': 2 });
+    expect(byName).toEqual({
+      'n01440764_10026.JPEG': 0,
+      'n01443537_2.JPEG': 1,
+      'n01440764_7.JPEG': 0,
+      'n01484850_1.JPEG': 2,
+    });
     const lm = data.readLabelMap(map);
     expect(lm.descriptions[1]).toBe('goldfish, Carassius auratus');
   });
@@ -76,7 +84,9 @@ describe('labels from file names and label maps', () => {
     );
     expect(ds.classes).toEqual(['n01440764', 'n01443537', 'n01484850']);
     expect(ds.labels).toEqual([0, 1, 0, 2]);
-    expect(() => new ImageFiles(root, { label: /^(n\d{8})_/, classes: ['n01440764'] })).toThrow(/n01443537.*not a known class/);
+    expect(() => new ImageFiles(root, { label: /^(n\d{8})_/, classes: ['n01440764'] })).toThrow(
+      /n01443537.*not a known class/,
+    );
     expect(() => new ImageFiles(root, { label: /^(x)_/ })).toThrow(/does not match/);
   });
 });

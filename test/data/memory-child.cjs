@@ -17,7 +17,12 @@ async function run(files) {
   const rows = files.map((uri, i) => ({ uri, label: i % 2 }));
   const reasons = [];
   const dl = new DataLoader(new ManifestDataset(rows), {
-    transform, batchSize: 2, numWorkers: o.numWorkers, seed: 1, onError: 'skip', log: (m) => reasons.push(m),
+    transform,
+    batchSize: 2,
+    numWorkers: o.numWorkers,
+    seed: 1,
+    onError: 'skip',
+    log: (m) => reasons.push(m),
   });
   let n = 0;
   for await (const b of dl) {

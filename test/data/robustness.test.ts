@@ -38,14 +38,21 @@ async function makeFiles() {
   await sharp(raw.data, rawIn).png().withMetadata({ orientation: 6 }).toFile(file('exif6.png'));
   await sharp(raw.data, rawIn).rotate(90).png().toFile(file('rotated.png'));
   await sharp(raw.data, rawIn).jpeg({ quality: 95 }).withMetadata({ orientation: 6 }).toFile(file('exif6.jpg'));
-  await sharp({ create: { width: 3000, height: 3000, channels: 3, background: '#808080' } }).jpeg().toFile(file('big.jpg'));
-  await sharp({ create: { width: 3000, height: 3000, channels: 3, background: '#808080' } }).png().toFile(file('big.png'));
+  await sharp({ create: { width: 3000, height: 3000, channels: 3, background: '#808080' } })
+    .jpeg()
+    .toFile(file('big.jpg'));
+  await sharp({ create: { width: 3000, height: 3000, channels: 3, background: '#808080' } })
+    .png()
+    .toFile(file('big.png'));
 }
 
 const ready = makeFiles();
 const tf = [T.CenterCrop([100, 60]), T.Normalize([0.5, 0.5, 0.5], [0.5, 0.5, 0.5])];
 
-async function load(names: string[], opts: object = {}): Promise<{ batches: Batch[]; log: string[]; loader: DataLoader }> {
+async function load(
+  names: string[],
+  opts: object = {},
+): Promise<{ batches: Batch[]; log: string[]; loader: DataLoader }> {
   await ready;
   const log: string[] = [];
   const loader = new DataLoader(new ManifestDataset(names.map((n, i) => ({ uri: file(n), label: i }))), {
@@ -63,7 +70,8 @@ const pixels = (b: Batch, i: number) => {
   return (b.images.toTypedArray() as Float32Array).slice(i * n, (i + 1) * n);
 };
 // Mean absolute difference in 0..255 levels (Normalize(0.5, 0.5) scales levels by 2/255).
-const meanDiff = (a: Float32Array, b: Float32Array) => (a.reduce((s, v, k) => s + Math.abs(v - b[k]), 0) / a.length) * 0.5 * 255;
+const meanDiff = (a: Float32Array, b: Float32Array) =>
+  (a.reduce((s, v, k) => s + Math.abs(v - b[k]), 0) / a.length) * 0.5 * 255;
 
 describe('the fast path decides by content, not by name', () => {
   it('sniffs JPEGs the native decoder takes and declines the rest', async () => {
@@ -81,7 +89,17 @@ describe('the fast path decides by content, not by name', () => {
 
 describe('files that decode', () => {
   it('CMYK, PNG named .JPEG, 16-bit, grayscale, palette, alpha, progressive all come out as RGB', async () => {
-    const names = ['good.jpg', 'cmyk.jpg', 'png-named.JPEG', 'real.png', '16bit.png', 'gray.jpg', 'palette.png', 'alpha.png', 'progressive.jpg'];
+    const names = [
+      'good.jpg',
+      'cmyk.jpg',
+      'png-named.JPEG',
+      'real.png',
+      '16bit.png',
+      'gray.jpg',
+      'palette.png',
+      'alpha.png',
+      'progressive.jpg',
+    ];
     const { batches, log } = await load(names);
     expect(log).toEqual([]);
     const [b] = batches;
@@ -89,7 +107,8 @@ describe('files that decode', () => {
     const good = pixels(b, 0);
     const real = pixels(b, 3);
     expect(pixels(b, 2)).toEqual(real); // a PNG is a PNG whatever its name
-    const toLevels = (a: Float32Array, c: Float32Array) => a.reduce((s, v, k) => Math.max(s, Math.abs(v - c[k])), 0) * 0.5 * 255;
+    const toLevels = (a: Float32Array, c: Float32Array) =>
+      a.reduce((s, v, k) => Math.max(s, Math.abs(v - c[k])), 0) * 0.5 * 255;
     expect(toLevels(pixels(b, 4), real)).toBeLessThanOrEqual(1); // 16-bit -> 8-bit
     expect(toLevels(pixels(b, 6), real)).toBeLessThan(80); // palette quantisation
     expect(toLevels(pixels(b, 7), real)).toBe(0); // alpha dropped, colour kept (PIL convert('RGB'))
@@ -168,8 +187,12 @@ describe('damaged files never crash or hang the loader', () => {
     const fuzz = path.join(dir, 'fuzz');
     fs.mkdirSync(fuzz, { recursive: true });
     let rnd = 7;
-    const rand = (n: number) => ((rnd = (Math.imul(rnd, 1103515245) + 12345) >>> 0) % n);
-    const sources = [fs.readFileSync(file('good.jpg')), fs.readFileSync(file('progressive.jpg')), fs.readFileSync(file('real.png'))];
+    const rand = (n: number) => (rnd = (Math.imul(rnd, 1103515245) + 12345) >>> 0) % n;
+    const sources = [
+      fs.readFileSync(file('good.jpg')),
+      fs.readFileSync(file('progressive.jpg')),
+      fs.readFileSync(file('real.png')),
+    ];
     const rows = [];
     for (let i = 0; i < 60; i++) {
       const b = Buffer.from(sources[i % 3]);
@@ -198,7 +221,13 @@ describe('decoding overlaps the consumer', () => {
   it('a slow training step hides the decode time (prefetch)', async () => {
     await ready;
     const rows = Array.from({ length: 192 }, () => ({ uri: photo, label: 0 }));
-    const make = () => new DataLoader(new ManifestDataset(rows), { transform: T.imagenetEval(224), batchSize: 32, numWorkers: 2, prefetch: 2 });
+    const make = () =>
+      new DataLoader(new ManifestDataset(rows), {
+        transform: T.imagenetEval(224),
+        batchSize: 32,
+        numWorkers: 2,
+        prefetch: 2,
+      });
     const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
     for await (const b of make()) b.images.dispose(); // warm (page cache, threads)
     const t0 = performance.now();
@@ -227,7 +256,11 @@ describe('the event loop stays free', () => {
     let ticks = 0;
     const timer = setInterval(() => ticks++, 5);
     const t0 = Date.now();
-    const dl = new DataLoader(new ManifestDataset(many), { transform: T.imagenetEval(224), batchSize: 64, numWorkers: 2 });
+    const dl = new DataLoader(new ManifestDataset(many), {
+      transform: T.imagenetEval(224),
+      batchSize: 64,
+      numWorkers: 2,
+    });
     let n = 0;
     for await (const b of dl) {
       n += b.images.shape[0];

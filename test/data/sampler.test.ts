@@ -8,11 +8,24 @@ import { execFileSync } from 'node:child_process';
 
 describe('torch-compatible shuffles', () => {
   it('randperm equals torch.randperm with a seeded generator', () => {
-    const cases: [number, number][] = [[1, 0], [10, 0], [37, 12345], [1000, 2 ** 31 + 5], [257, 42]];
+    const cases: [number, number][] = [
+      [1, 0],
+      [10, 0],
+      [37, 12345],
+      [1000, 2 ** 31 + 5],
+      [257, 42],
+    ];
     const theirs = JSON.parse(
-      execFileSync(PY, ['-c', `import torch, json; print(json.dumps([torch.randperm(n, generator=torch.Generator().manual_seed(s)).tolist() for n, s in ${JSON.stringify(cases)}]))`], {
-        encoding: 'utf8',
-      }),
+      execFileSync(
+        PY,
+        [
+          '-c',
+          `import torch, json; print(json.dumps([torch.randperm(n, generator=torch.Generator().manual_seed(s)).tolist() for n, s in ${JSON.stringify(cases)}]))`,
+        ],
+        {
+          encoding: 'utf8',
+        },
+      ),
     );
     cases.forEach(([n, s], i) => expect(Array.from(data.randperm(n, s))).toEqual(theirs[i]));
   });
@@ -23,14 +36,17 @@ describe('torch-compatible shuffles', () => {
     [103, 4, 0, 0, 0],
     [103, 4, 0, 5, 1],
     [5, 8, 1, 1, 0], // more ranks than samples: padding repeats the list
-  ])('DistributedSampler(n=%i, world=%i, seed=%i, epoch=%i, dropLast=%i) equals torch', (n, world, seed, epoch, drop) => {
-    const theirs = JSON.parse(peer('distributed', ...[n, world, seed, epoch, drop].map(String)));
-    for (let rank = 0; rank < world; rank++) {
-      const s = new DistributedSampler(n, { worldSize: world, rank, seed, dropLast: drop === 1 });
-      expect(Array.from(s.indices(epoch))).toEqual(theirs[rank]);
-      expect(s.length).toBe(theirs[rank].length);
-    }
-  });
+  ])(
+    'DistributedSampler(n=%i, world=%i, seed=%i, epoch=%i, dropLast=%i) equals torch',
+    (n, world, seed, epoch, drop) => {
+      const theirs = JSON.parse(peer('distributed', ...[n, world, seed, epoch, drop].map(String)));
+      for (let rank = 0; rank < world; rank++) {
+        const s = new DistributedSampler(n, { worldSize: world, rank, seed, dropLast: drop === 1 });
+        expect(Array.from(s.indices(epoch))).toEqual(theirs[rank]);
+        expect(s.length).toBe(theirs[rank].length);
+      }
+    },
+  );
 });
 
 describe('DataLoader epochs', () => {
@@ -42,11 +58,13 @@ describe('DataLoader epochs', () => {
     fs.copyFileSync(src[i], path.join(root, cls, `${i}.jpg`));
   }
   const ds = new ImageFolder(root);
-  const order = async (dl: DataLoader) => (await collect(dl)).flatMap((b) => {
-    expect(b.labels.toArray()).toEqual(b.indices.map((i) => ds.targets[i]));
-    return b.indices;
-  });
-  const make = (opts: object) => new DataLoader(ds, { transform: T.imagenetTrain(32), batchSize: 5, numWorkers: 2, ...opts });
+  const order = async (dl: DataLoader) =>
+    (await collect(dl)).flatMap((b) => {
+      expect(b.labels.toArray()).toEqual(b.indices.map((i) => ds.targets[i]));
+      return b.indices;
+    });
+  const make = (opts: object) =>
+    new DataLoader(ds, { transform: T.imagenetTrain(32), batchSize: 5, numWorkers: 2, ...opts });
 
   it('a seeded shuffle is reproducible, covers every sample once, and changes per epoch', async () => {
     const a = make({ shuffle: true, seed: 9 });

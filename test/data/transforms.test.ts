@@ -60,11 +60,17 @@ describe('Resize + CenterCrop + Normalize vs torchvision', () => {
   });
 
   it('stays within a few levels with DCT scaling on', async () => {
-    const dl = new DataLoader(ds, { transform: T.imagenetEval(224), batchSize: files.length, numWorkers: 2, dctScaling: true });
+    const dl = new DataLoader(ds, {
+      transform: T.imagenetEval(224),
+      batchSize: files.length,
+      numWorkers: 2,
+      dctScaling: true,
+    });
     const [b] = await collect(dl);
     const got = b.images.toTypedArray() as Float32Array;
     let worstMean = 0;
-    for (let i = 0; i < files.length; i++) worstMean = Math.max(worstMean, diffLevels(got, expected, i * per, per).mean);
+    for (let i = 0; i < files.length; i++)
+      worstMean = Math.max(worstMean, diffLevels(got, expected, i * per, per).mean);
     // Measured worst: ~5 levels on baboon.jpg (fur: the most high-frequency photo).
     expect(worstMean).toBeGreaterThan(0);
     expect(worstMean).toBeLessThan(8);
@@ -85,7 +91,11 @@ describe('RandomResizedCrop', () => {
     });
     const [b] = await collect(dl);
     expect(b.images.dtype).toBe('uint8');
-    const seeds: BigUint64Array = binding.data.sampleSeeds(seed, 0, some.map((_, i) => i));
+    const seeds: BigUint64Array = binding.data.sampleSeeds(
+      seed,
+      0,
+      some.map((_, i) => i),
+    );
     const specs = await Promise.all(
       some.map(async (f, i) => {
         const m = await sharp(f).metadata();
@@ -108,13 +118,25 @@ describe('RandomResizedCrop', () => {
     let max = 0;
     for (let i = 0; i < some.length; i++)
       for (let c = 0; c < 3; c++)
-        for (let k = 0; k < P; k++) max = Math.max(max, Math.abs(got[i * 3 * P + c * P + k] - hwc[(i * P + k) * 3 + c]));
+        for (let k = 0; k < P; k++)
+          max = Math.max(max, Math.abs(got[i * 3 * P + c * P + k] - hwc[(i * P + k) * 3 + c]));
     expect(max).toBe(0);
   });
 
   it('samples scale and ratio within bounds and falls back to a central crop', () => {
-    const spec = { ops: [T.RandomResizedCrop(224, [0.08, 1], [3 / 4, 4 / 3])], outH: 224, outW: 224, uint8: false, dctScaling: false, maxPixels: 0 };
-    const seeds: BigUint64Array = binding.data.sampleSeeds(3, 0, Array.from({ length: 500 }, (_, i) => i));
+    const spec = {
+      ops: [T.RandomResizedCrop(224, [0.08, 1], [3 / 4, 4 / 3])],
+      outH: 224,
+      outW: 224,
+      uint8: false,
+      dctScaling: false,
+      maxPixels: 0,
+    };
+    const seeds: BigUint64Array = binding.data.sampleSeeds(
+      3,
+      0,
+      Array.from({ length: 500 }, (_, i) => i),
+    );
     let areaSum = 0;
     for (const s of seeds) {
       const g = binding.data.planGeometry(spec, 500, 375, s);
@@ -184,10 +206,23 @@ describe('RandomHorizontalFlip and Normalize', () => {
   });
 
   it('RandomResizedCrop refuses a ratio <= 0 and a scale outside (0, 1] with a RangeError', () => {
-    for (const ratio of [[0, 1], [-1, 2], [-2, -1]] as [number, number][])
-      expect(() => T.RandomResizedCrop(224, [0.08, 1], ratio), `ratio ${ratio}`).toThrow(/RandomResizedCrop: ratio must be > 0/);
-    for (const scale of [[0, 1], [-0.5, 0.5], [0.5, 1.5], [1.1, 2]] as [number, number][])
-      expect(() => T.RandomResizedCrop(224, scale), `scale ${scale}`).toThrow(/RandomResizedCrop: scale must lie in \(0, 1\]/);
+    for (const ratio of [
+      [0, 1],
+      [-1, 2],
+      [-2, -1],
+    ] as [number, number][])
+      expect(() => T.RandomResizedCrop(224, [0.08, 1], ratio), `ratio ${ratio}`).toThrow(
+        /RandomResizedCrop: ratio must be > 0/,
+      );
+    for (const scale of [
+      [0, 1],
+      [-0.5, 0.5],
+      [0.5, 1.5],
+      [1.1, 2],
+    ] as [number, number][])
+      expect(() => T.RandomResizedCrop(224, scale), `scale ${scale}`).toThrow(
+        /RandomResizedCrop: scale must lie in \(0, 1\]/,
+      );
     expect(T.RandomResizedCrop(224, [1, 1], [1, 1]).op).toBe('RandomResizedCrop'); // the edges are fine
   });
 });

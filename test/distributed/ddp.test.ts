@@ -25,17 +25,44 @@ describe('distributed data parallel (Gloo, launched by torchrun)', () => {
     const dir = tempDir('ddp');
     // Debian's torchrun 1.13 on Python 3.11 cannot parse its own default '--redirects 0' (Std(0) is not
     // "in Std" on 3.11): per-rank values avoid that bug.
-    execFileSync(PYTHON, ['-m', 'torch.distributed.run', '--standalone', '--nproc_per_node', '2', '--redirects', '0:2,1:2', '--tee', '0:2,1:2', '--no_python', process.execPath, WORKER, dir, '3'], {
-      stdio: 'pipe', timeout: 240_000, env: { ...process.env, TORCHLINE_NUM_THREADS: '1', OMP_NUM_THREADS: '1' },
+    execFileSync(
+      PYTHON,
+      [
+        '-m',
+        'torch.distributed.run',
+        '--standalone',
+        '--nproc_per_node',
+        '2',
+        '--redirects',
+        '0:2,1:2',
+        '--tee',
+        '0:2,1:2',
+        '--no_python',
+        process.execPath,
+        WORKER,
+        dir,
+        '3',
+      ],
+      {
+        stdio: 'pipe',
+        timeout: 240_000,
+        env: { ...process.env, TORCHLINE_NUM_THREADS: '1', OMP_NUM_THREADS: '1' },
+      },
+    );
+    execFileSync(process.execPath, [WORKER, dir, '3'], {
+      stdio: 'pipe',
+      env: { ...process.env, WORLD_SIZE: '', TORCHLINE_NUM_THREADS: '1' },
     });
-    execFileSync(process.execPath, [WORKER, dir, '3'], { stdio: 'pipe', env: { ...process.env, WORLD_SIZE: '', TORCHLINE_NUM_THREADS: '1' } });
     const r0 = weights(path.join(dir, 'rank0.pth'));
     const r1 = weights(path.join(dir, 'rank1.pth'));
     const single = weights(path.join(dir, 'single.pth'));
     let worst = 0;
     for (const [k, t] of r0) {
       const a = t.toTypedArray();
-      expect(Buffer.from(a.buffer).equals(Buffer.from(r1.get(k)!.toTypedArray().buffer)), `${k} differs between ranks`).toBe(true);
+      expect(
+        Buffer.from(a.buffer).equals(Buffer.from(r1.get(k)!.toTypedArray().buffer)),
+        `${k} differs between ranks`,
+      ).toBe(true);
       if (t.dtype !== 'float32') continue;
       const b = single.get(k)!.toTypedArray() as Float32Array;
       for (let i = 0; i < a.length; i++) worst = Math.max(worst, Math.abs((a as Float32Array)[i] - b[i]));
@@ -46,12 +73,23 @@ describe('distributed data parallel (Gloo, launched by torchrun)', () => {
   it('a rank that dies makes the other fail with a clear error within the timeout', async () => {
     const dir = tempDir('ddp-kill');
     const port = await freePort();
-    const env = (rank: number) => ({ ...process.env, RANK: String(rank), WORLD_SIZE: '2', LOCAL_RANK: String(rank), MASTER_ADDR: '127.0.0.1', MASTER_PORT: String(port), TL_TIMEOUT_MS: '15000', TORCHLINE_NUM_THREADS: '1' });
+    const env = (rank: number) => ({
+      ...process.env,
+      RANK: String(rank),
+      WORLD_SIZE: '2',
+      LOCAL_RANK: String(rank),
+      MASTER_ADDR: '127.0.0.1',
+      MASTER_PORT: String(port),
+      TL_TIMEOUT_MS: '15000',
+      TORCHLINE_NUM_THREADS: '1',
+    });
     const t0 = Date.now();
     const procs = [0, 1].map((rank) => spawn(process.execPath, [WORKER, dir, '50', '2'], { env: env(rank) }));
     let err0 = '';
     procs[0].stderr.on('data', (d) => (err0 += d));
-    const codes = await Promise.all(procs.map((p) => new Promise<number | null>((r) => p.on('exit', (c, sig) => r(c ?? (sig ? -1 : null))))));
+    const codes = await Promise.all(
+      procs.map((p) => new Promise<number | null>((r) => p.on('exit', (c, sig) => r(c ?? (sig ? -1 : null))))),
+    );
     expect(codes[1]).toBe(-1); // rank 1 was SIGKILLed after step 2
     expect(codes[0]).toBe(3); // rank 0 failed with an error, not a hang
     expect(err0).toMatch(/rank 0: .+/);
@@ -60,14 +98,23 @@ describe('distributed data parallel (Gloo, launched by torchrun)', () => {
 
   it('attachModel runs as a step of the model: the model is busy meanwhile, and a step queued after it runs after it', async () => {
     const port = await freePort();
-    const group = await distributed.initProcessGroup({ rank: 0, worldSize: 1, masterAddr: '127.0.0.1', masterPort: port, backend: 'gloo' });
+    const group = await distributed.initProcessGroup({
+      rank: 0,
+      worldSize: 1,
+      masterAddr: '127.0.0.1',
+      masterPort: port,
+      backend: 'gloo',
+    });
     try {
       const model = resnet18({ numClasses: 3 }).train();
       const opt = new Adam(model.parameters());
       const attached = distributed.distributedDataParallel(model, { group });
       expect(() => model.stateDict()).toThrow(/while a step is running on this model/);
       expect(() => model.train()).toThrow(/while a step is running on this model/);
-      const step = trainStep(model, opt, { images: Tensor.randn([2, 3, 32, 32]), labels: Tensor.from(BigInt64Array.from([0n, 1n]), [2]) });
+      const step = trainStep(model, opt, {
+        images: Tensor.randn([2, 3, 32, 32]),
+        labels: Tensor.from(BigInt64Array.from([0n, 1n]), [2]),
+      });
       await attached;
       const r = await step;
       expect(r.n).toBe(2);

@@ -10,7 +10,9 @@ const GLOBAL_BATCH = 8;
 
 (async () => {
   const distributed = Boolean(process.env.WORLD_SIZE);
-  const group = distributed ? await tl.distributed.initProcessGroup({ timeout: Number(process.env.TL_TIMEOUT_MS ?? 60000) }) : null;
+  const group = distributed
+    ? await tl.distributed.initProcessGroup({ timeout: Number(process.env.TL_TIMEOUT_MS ?? 60000) })
+    : null;
   const rank = group ? group.rank : 0;
   const world = group ? group.worldSize : 1;
   // Different init per rank on purpose: DDP must broadcast rank 0's weights.

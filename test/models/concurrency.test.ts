@@ -27,7 +27,10 @@ function copyOf(sd: Map<string, Tensor>): Map<string, Float32Array | BigInt64Arr
 }
 
 /** Largest difference between the saved weights and the expected ones. */
-function worst(saved: Map<string, Tensor>, want: Map<string, Float32Array | BigInt64Array>): { key: string; diff: number } {
+function worst(
+  saved: Map<string, Tensor>,
+  want: Map<string, Float32Array | BigInt64Array>,
+): { key: string; diff: number } {
   let w = { key: '', diff: 0 };
   expect([...saved.keys()]).toEqual([...want.keys()]);
   for (const [k, t] of saved) {
@@ -42,33 +45,36 @@ function worst(saved: Map<string, Tensor>, want: Map<string, Float32Array | BigI
 }
 
 describe('saveAsync between steps that are not awaited', () => {
-  it.each(['saveAsync', 'CheckpointManager.saveAsync'])('%s snapshots the weights after the steps queued before it, before those queued after', async (api) => {
-    const [a, optA, b, optB] = twins();
-    const b1 = batch(1);
-    const b2 = batch(2);
-    // The reference: one step, then the weights.
-    await trainStep(b, optB, b1);
-    const want = copyOf(b.stateDict());
-    // The same step, a save and a second step, all queued at once.
-    const dir = tempDir('order');
-    const sd = a.stateDict();
-    const s1 = trainStep(a, optA, b1);
-    let file = path.join(dir, 'mid.pth');
-    let saved: Promise<unknown>;
-    if (api === 'saveAsync') saved = saveAsync(file, sd);
-    else {
-      const m = new CheckpointManager({ dir });
-      file = m.pathFor(1);
-      saved = m.saveAsync(1, sd);
-    }
-    const s2 = trainStep(a, optA, b2);
-    await Promise.all([s1, saved, s2]);
-    const w = worst(load(file) as Map<string, Tensor>, want);
-    // A torn or early copy is off by about lr (1e-2) somewhere; the right one matches to float noise.
-    expect(w.diff, `worst: ${w.key}`).toBeLessThan(1e-5);
-    // And the live weights did move on (the second step ran after the snapshot).
-    expect(worst(a.stateDict(), want).diff).toBeGreaterThan(1e-4);
-  });
+  it.each(['saveAsync', 'CheckpointManager.saveAsync'])(
+    '%s snapshots the weights after the steps queued before it, before those queued after',
+    async (api) => {
+      const [a, optA, b, optB] = twins();
+      const b1 = batch(1);
+      const b2 = batch(2);
+      // The reference: one step, then the weights.
+      await trainStep(b, optB, b1);
+      const want = copyOf(b.stateDict());
+      // The same step, a save and a second step, all queued at once.
+      const dir = tempDir('order');
+      const sd = a.stateDict();
+      const s1 = trainStep(a, optA, b1);
+      let file = path.join(dir, 'mid.pth');
+      let saved: Promise<unknown>;
+      if (api === 'saveAsync') saved = saveAsync(file, sd);
+      else {
+        const m = new CheckpointManager({ dir });
+        file = m.pathFor(1);
+        saved = m.saveAsync(1, sd);
+      }
+      const s2 = trainStep(a, optA, b2);
+      await Promise.all([s1, saved, s2]);
+      const w = worst(load(file) as Map<string, Tensor>, want);
+      // A torn or early copy is off by about lr (1e-2) somewhere; the right one matches to float noise.
+      expect(w.diff, `worst: ${w.key}`).toBeLessThan(1e-5);
+      // And the live weights did move on (the second step ran after the snapshot).
+      expect(worst(a.stateDict(), want).diff).toBeGreaterThan(1e-4);
+    },
+  );
 });
 
 describe('optimizer methods while a step runs', () => {

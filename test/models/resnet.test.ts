@@ -21,24 +21,27 @@ describe('ResNet family vs torchvision', () => {
     peerKeys = JSON.parse(runPython(PEER, ['keys']));
   });
 
-  it.each([...RESNET_DEPTHS])('resnet%i state_dict keys, shapes and dtypes equal torchvision\'s', (depth) => {
+  it.each([...RESNET_DEPTHS])("resnet%i state_dict keys, shapes and dtypes equal torchvision's", (depth) => {
     const m = new ResNet(depth, { numClasses: 10 });
     const ours = [...m.stateDict()].map(([k, t]) => [k, t.shape, t.dtype]);
     expect(ours).toEqual(peerKeys[depth]);
   });
 
-  it.each([18, 50] as ResNetDepth[])('resnet%i with torchvision\'s weights: eval forward matches within 1e-4', async (depth) => {
-    const dir = tempDir('fwd');
-    runPython(PEER, ['forward', dir, String(depth)]);
-    const weights = readTensorDir(path.join(dir, 'weights'));
-    const io = readTensorDir(path.join(dir, 'io'));
-    const m = new ResNet(depth, { numClasses: 10 });
-    expect(m.loadStateDict(weights)).toEqual({ missingKeys: [], unexpectedKeys: [] });
-    m.eval();
-    const y = await m.forward(io.get('x')!);
-    expect(y.shape).toEqual([2, 10]);
-    expect(maxAbsDiff(y, io.get('y')!)).toBeLessThan(1e-4);
-  });
+  it.each([18, 50] as ResNetDepth[])(
+    "resnet%i with torchvision's weights: eval forward matches within 1e-4",
+    async (depth) => {
+      const dir = tempDir('fwd');
+      runPython(PEER, ['forward', dir, String(depth)]);
+      const weights = readTensorDir(path.join(dir, 'weights'));
+      const io = readTensorDir(path.join(dir, 'io'));
+      const m = new ResNet(depth, { numClasses: 10 });
+      expect(m.loadStateDict(weights)).toEqual({ missingKeys: [], unexpectedKeys: [] });
+      m.eval();
+      const y = await m.forward(io.get('x')!);
+      expect(y.shape).toEqual([2, 10]);
+      expect(maxAbsDiff(y, io.get('y')!)).toBeLessThan(1e-4);
+    },
+  );
 });
 
 describe('ResNet API', () => {
@@ -61,10 +64,25 @@ describe('ResNet API', () => {
 
   it('zeroInitResidual zeroes the last BN weight of every block', () => {
     const sd = new ResNet(50, { zeroInitResidual: true }).stateDict();
-    expect(sd.get('layer1.0.bn3.weight')!.toArray().every((v) => v === 0)).toBe(true);
-    expect(sd.get('layer1.0.bn1.weight')!.toArray().every((v) => v === 1)).toBe(true);
+    expect(
+      sd
+        .get('layer1.0.bn3.weight')!
+        .toArray()
+        .every((v) => v === 0),
+    ).toBe(true);
+    expect(
+      sd
+        .get('layer1.0.bn1.weight')!
+        .toArray()
+        .every((v) => v === 1),
+    ).toBe(true);
     const basic = new ResNet(18, { zeroInitResidual: true }).stateDict();
-    expect(basic.get('layer2.1.bn2.weight')!.toArray().every((v) => v === 0)).toBe(true);
+    expect(
+      basic
+        .get('layer2.1.bn2.weight')!
+        .toArray()
+        .every((v) => v === 0),
+    ).toBe(true);
   });
 
   it('freeze/unfreeze by prefix, with layer1 not matching layer10-style names', () => {
@@ -88,9 +106,14 @@ describe('ResNet API', () => {
     sd.delete('fc.bias');
     sd.set('extra.weight', Tensor.zeros([1]));
     expect(() => m.loadStateDict(sd)).toThrow(/missing keys: fc.bias.*unexpected keys: extra.weight/);
-    expect(m.loadStateDict(sd, { strict: false })).toEqual({ missingKeys: ['fc.bias'], unexpectedKeys: ['extra.weight'] });
+    expect(m.loadStateDict(sd, { strict: false })).toEqual({
+      missingKeys: ['fc.bias'],
+      unexpectedKeys: ['extra.weight'],
+    });
     const wrong = resnet18({ numClasses: 5 }).stateDict();
-    expect(() => m.loadStateDict(wrong)).toThrow(/size mismatch for fc.weight: copying a param with shape \[5, 512\], the shape in the current model is \[10, 512\]/);
+    expect(() => m.loadStateDict(wrong)).toThrow(
+      /size mismatch for fc.weight: copying a param with shape \[5, 512\], the shape in the current model is \[10, 512\]/,
+    );
   });
 
   it('rejects bad constructor arguments', () => {
@@ -103,7 +126,8 @@ describe('ResNet API', () => {
   });
 
   it('names the depth a state_dict holds, from its keys', () => {
-    for (const depth of RESNET_DEPTHS) expect(resnetDepthOf(new ResNet(depth, { numClasses: 3 }).stateDict().keys())).toBe(depth);
+    for (const depth of RESNET_DEPTHS)
+      expect(resnetDepthOf(new ResNet(depth, { numClasses: 3 }).stateDict().keys())).toBe(depth);
     expect(resnetDepthOf(['conv1.weight', 'fc.weight'])).toBeUndefined();
     expect(resnetDepthOf(['features.0.weight'])).toBeUndefined();
   });
@@ -111,6 +135,8 @@ describe('ResNet API', () => {
   it('forward refuses inputs of the wrong shape or dtype with the expected one named', async () => {
     const m = resnet18().eval();
     await expect(m.forward(Tensor.zeros([2, 1, 32, 32]))).rejects.toThrow(/\[N, 3, H, W\], got \[2, 1, 32, 32\]/);
-    await expect(m.forward(Tensor.zeros([2, 3, 32, 32], { dtype: 'int32' }))).rejects.toThrow(/floating-point input, got int32/);
+    await expect(m.forward(Tensor.zeros([2, 3, 32, 32], { dtype: 'int32' }))).rejects.toThrow(
+      /floating-point input, got int32/,
+    );
   });
 });

@@ -1,8 +1,21 @@
 import { describe, expect, it } from 'vitest';
 import * as path from 'node:path';
 import {
-  Adam, AdamW, SGD, CosineAnnealingLR, CrossEntropyLoss, LinearLR, MultiStepLR, OneCycleLR, Optimizer, StepLR,
-  Tensor, evalStep, manualSeed, resnet18, trainStep,
+  Adam,
+  AdamW,
+  SGD,
+  CosineAnnealingLR,
+  CrossEntropyLoss,
+  LinearLR,
+  MultiStepLR,
+  OneCycleLR,
+  Optimizer,
+  StepLR,
+  Tensor,
+  evalStep,
+  manualSeed,
+  resnet18,
+  trainStep,
 } from '../../lib';
 import type { LRScheduler } from '../../lib';
 import { readTensorDir } from '../support/npy';
@@ -32,31 +45,62 @@ function maxDiff(a: Map<string, Tensor>, b: Map<string, Tensor>): { key: string;
   return worst;
 }
 
-type Config = { kind: 'adam' | 'adamw' | 'sgd'; options: Record<string, unknown>; headLr?: number; labelSmoothing?: number; clip?: number; fused?: boolean; steps?: number };
+type Config = {
+  kind: 'adam' | 'adamw' | 'sgd';
+  options: Record<string, unknown>;
+  headLr?: number;
+  labelSmoothing?: number;
+  clip?: number;
+  fused?: boolean;
+  steps?: number;
+};
 
 const configs: [string, Config][] = [
   ['Adam', { kind: 'adam', options: { lr: 1e-3 } }],
-  ['Adam (amsgrad, L2 weight decay, betas)', { kind: 'adam', options: { lr: 2e-3, betas: [0.8, 0.99], weight_decay: 1e-3, amsgrad: true } }],
+  [
+    'Adam (amsgrad, L2 weight decay, betas)',
+    { kind: 'adam', options: { lr: 2e-3, betas: [0.8, 0.99], weight_decay: 1e-3, amsgrad: true } },
+  ],
   ['AdamW', { kind: 'adamw', options: { lr: 1e-3, weight_decay: 0.05 } }],
-  ['SGD momentum + nesterov + weight decay', { kind: 'sgd', options: { lr: 0.05, momentum: 0.9, nesterov: true, weight_decay: 1e-4 } }],
-  ['SGD with param groups (head lr), dampening, label smoothing, clipping', { kind: 'sgd', options: { lr: 0.02, momentum: 0.9, dampening: 0.1 }, headLr: 0.1, labelSmoothing: 0.1, clip: 1.0 }],
+  [
+    'SGD momentum + nesterov + weight decay',
+    { kind: 'sgd', options: { lr: 0.05, momentum: 0.9, nesterov: true, weight_decay: 1e-4 } },
+  ],
+  [
+    'SGD with param groups (head lr), dampening, label smoothing, clipping',
+    { kind: 'sgd', options: { lr: 0.02, momentum: 0.9, dampening: 0.1 }, headLr: 0.1, labelSmoothing: 0.1, clip: 1.0 },
+  ],
   // LibTorch's C++ Adam updates exp_avg with mul_+add_ where torch.optim's Python loop uses lerp_: last-bit
   // differences that 20 steps amplify chaotically (seen: 2e-4 to 3e-2 in the loss), so the unfused path is compared
   // over 3 steps (the fused kernels are shared with torch.optim: 20 steps to 1e-5).
-  ['Adam unfused (fused: false, torch.optim default loop)', { kind: 'adam', options: { lr: 1e-3 }, fused: false, steps: 3 }],
-  ['SGD unfused (fused: false)', { kind: 'sgd', options: { lr: 0.05, momentum: 0.9, nesterov: true, weight_decay: 1e-4 }, fused: false }],
+  [
+    'Adam unfused (fused: false, torch.optim default loop)',
+    { kind: 'adam', options: { lr: 1e-3 }, fused: false, steps: 3 },
+  ],
+  [
+    'SGD unfused (fused: false)',
+    { kind: 'sgd', options: { lr: 0.05, momentum: 0.9, nesterov: true, weight_decay: 1e-4 }, fused: false },
+  ],
 ];
 
 function makeOptimizer(cfg: Config, model: ReturnType<typeof resnet18>): Optimizer {
   const o = cfg.options;
   const opts = {
-    lr: o.lr as number, betas: o.betas as [number, number] | undefined, weightDecay: o.weight_decay as number | undefined,
-    amsgrad: o.amsgrad as boolean | undefined, momentum: o.momentum as number | undefined, nesterov: o.nesterov as boolean | undefined,
-    dampening: o.dampening as number | undefined, fused: cfg.fused,
+    lr: o.lr as number,
+    betas: o.betas as [number, number] | undefined,
+    weightDecay: o.weight_decay as number | undefined,
+    amsgrad: o.amsgrad as boolean | undefined,
+    momentum: o.momentum as number | undefined,
+    nesterov: o.nesterov as boolean | undefined,
+    dampening: o.dampening as number | undefined,
+    fused: cfg.fused,
   };
   const clean = Object.fromEntries(Object.entries(opts).filter(([, v]) => v !== undefined));
   const params = cfg.headLr
-    ? [{ params: model.parameters().filter((_, i, all) => i < all.length - 2) }, { params: model.parameters({ prefixes: ['fc'] }), lr: cfg.headLr }]
+    ? [
+        { params: model.parameters().filter((_, i, all) => i < all.length - 2) },
+        { params: model.parameters({ prefixes: ['fc'] }), lr: cfg.headLr },
+      ]
     : model.parameters();
   if (cfg.kind === 'adam') return new Adam(params, clean);
   if (cfg.kind === 'adamw') return new AdamW(params, clean);
@@ -76,7 +120,12 @@ describe('20 training steps match torch.optim', () => {
     const lossFn = new CrossEntropyLoss({ labelSmoothing: cfg.labelSmoothing ?? 0 });
     const losses: number[] = [];
     for (let i = 0; i < steps; i++) {
-      const r = await trainStep(model, opt, { images: row(data.get('x')!, i), labels: row(data.get('y')!, i) }, { lossFn, clipGradNorm: cfg.clip });
+      const r = await trainStep(
+        model,
+        opt,
+        { images: row(data.get('x')!, i), labels: row(data.get('y')!, i) },
+        { lossFn, clipGradNorm: cfg.clip },
+      );
       expect(r.n).toBe(8);
       expect(r.stepped).toBe(true);
       losses.push(r.loss);
@@ -90,11 +139,37 @@ describe('20 training steps match torch.optim', () => {
 type SchedCase = [string, Record<string, unknown>, (o: Optimizer) => LRScheduler, 'sgd' | 'adam'];
 const schedCases: SchedCase[] = [
   ['StepLR', { step_size: 7, gamma: 0.5 }, (o) => new StepLR(o, { stepSize: 7, gamma: 0.5 }), 'sgd'],
-  ['MultiStepLR', { milestones: [5, 12, 12, 30], gamma: 0.3 }, (o) => new MultiStepLR(o, { milestones: [5, 12, 12, 30], gamma: 0.3 }), 'sgd'],
-  ['CosineAnnealingLR', { T_max: 10, eta_min: 0.001 }, (o) => new CosineAnnealingLR(o, { tMax: 10, etaMin: 0.001 }), 'sgd'],
-  ['LinearLR', { start_factor: 0.1, end_factor: 1.0, total_iters: 8 }, (o) => new LinearLR(o, { startFactor: 0.1, endFactor: 1, totalIters: 8 }), 'sgd'],
-  ['OneCycleLR', { max_lr: [1.0, 2.0], total_steps: 50 }, (o) => new OneCycleLR(o, { maxLr: [1.0, 2.0], totalSteps: 50 }), 'sgd'],
-  ['OneCycleLR', { max_lr: 0.3, total_steps: 50, pct_start: 0.25, anneal_strategy: 'linear', three_phase: true }, (o) => new OneCycleLR(o, { maxLr: 0.3, totalSteps: 50, pctStart: 0.25, annealStrategy: 'linear', threePhase: true }), 'adam'],
+  [
+    'MultiStepLR',
+    { milestones: [5, 12, 12, 30], gamma: 0.3 },
+    (o) => new MultiStepLR(o, { milestones: [5, 12, 12, 30], gamma: 0.3 }),
+    'sgd',
+  ],
+  [
+    'CosineAnnealingLR',
+    { T_max: 10, eta_min: 0.001 },
+    (o) => new CosineAnnealingLR(o, { tMax: 10, etaMin: 0.001 }),
+    'sgd',
+  ],
+  [
+    'LinearLR',
+    { start_factor: 0.1, end_factor: 1.0, total_iters: 8 },
+    (o) => new LinearLR(o, { startFactor: 0.1, endFactor: 1, totalIters: 8 }),
+    'sgd',
+  ],
+  [
+    'OneCycleLR',
+    { max_lr: [1.0, 2.0], total_steps: 50 },
+    (o) => new OneCycleLR(o, { maxLr: [1.0, 2.0], totalSteps: 50 }),
+    'sgd',
+  ],
+  [
+    'OneCycleLR',
+    { max_lr: 0.3, total_steps: 50, pct_start: 0.25, anneal_strategy: 'linear', three_phase: true },
+    (o) =>
+      new OneCycleLR(o, { maxLr: 0.3, totalSteps: 50, pctStart: 0.25, annealStrategy: 'linear', threePhase: true }),
+    'adam',
+  ],
 ];
 
 describe('LR schedulers match torch for 50 epochs', () => {
@@ -129,7 +204,13 @@ describe('LR schedulers match torch for 50 epochs', () => {
 });
 
 describe('trainStep behaviour', () => {
-  const batch = (n = 4, size = 32) => ({ images: Tensor.randn([n, 3, size, size]), labels: Tensor.from(new BigInt64Array(n).map((_, i) => BigInt(i % 3)), [n]) });
+  const batch = (n = 4, size = 32) => ({
+    images: Tensor.randn([n, 3, size, size]),
+    labels: Tensor.from(
+      new BigInt64Array(n).map((_, i) => BigInt(i % 3)),
+      [n],
+    ),
+  });
 
   it('keeps the event loop running during a step', async () => {
     const model = resnet18({ numClasses: 3 }).train();
@@ -155,19 +236,35 @@ describe('trainStep behaviour', () => {
     };
     const a = await run();
     const b = await run();
-    for (const [k, t] of a) expect(Buffer.from(t.toTypedArray().buffer).equals(Buffer.from(b.get(k)!.toTypedArray().buffer)), k).toBe(true);
+    for (const [k, t] of a)
+      expect(Buffer.from(t.toTypedArray().buffer).equals(Buffer.from(b.get(k)!.toTypedArray().buffer)), k).toBe(true);
   });
 
   it('refuses bad batches naming what was expected', async () => {
     const model = resnet18({ numClasses: 3 }).train();
     const opt = new SGD(model.parameters(), { lr: 0.1 });
     const labels = Tensor.from(new BigInt64Array([0n, 1n]), [2]);
-    expect(() => trainStep(model, opt, { images: Tensor.zeros([2, 1, 32, 32]), labels })).toThrow(/images must have shape \[N, 3, H, W\], got \[2, 1, 32, 32\]/);
-    expect(() => trainStep(model, opt, { images: Tensor.zeros([2, 3, 32, 32], { dtype: 'uint8' }), labels })).toThrow(/floating point.*got uint8/);
-    expect(() => trainStep(model, opt, { images: Tensor.zeros([3, 3, 32, 32]), labels })).toThrow(/labels must have shape \[3\].*got \[2\]/);
-    expect(() => trainStep(model, opt, { images: Tensor.zeros([2, 3, 32, 32]), labels: Tensor.from(new BigInt64Array([0n, 3n]), [2]) })).toThrow(/labels must be in \[0, 3\), got values in \[0, 3\]/);
-    expect(() => trainStep(model, opt, { images: Tensor.zeros([2, 3, 32, 32]), labels: Tensor.zeros([2]) })).toThrow(/integer class indices/);
-    expect(() => trainStep(model, opt, { images: Tensor.zeros([2, 3, 32, 32]), labels }, { amp: 'fp16' })).toThrow(/fp16' needs a CUDA device/);
+    expect(() => trainStep(model, opt, { images: Tensor.zeros([2, 1, 32, 32]), labels })).toThrow(
+      /images must have shape \[N, 3, H, W\], got \[2, 1, 32, 32\]/,
+    );
+    expect(() => trainStep(model, opt, { images: Tensor.zeros([2, 3, 32, 32], { dtype: 'uint8' }), labels })).toThrow(
+      /floating point.*got uint8/,
+    );
+    expect(() => trainStep(model, opt, { images: Tensor.zeros([3, 3, 32, 32]), labels })).toThrow(
+      /labels must have shape \[3\].*got \[2\]/,
+    );
+    expect(() =>
+      trainStep(model, opt, {
+        images: Tensor.zeros([2, 3, 32, 32]),
+        labels: Tensor.from(new BigInt64Array([0n, 3n]), [2]),
+      }),
+    ).toThrow(/labels must be in \[0, 3\), got values in \[0, 3\]/);
+    expect(() => trainStep(model, opt, { images: Tensor.zeros([2, 3, 32, 32]), labels: Tensor.zeros([2]) })).toThrow(
+      /integer class indices/,
+    );
+    expect(() => trainStep(model, opt, { images: Tensor.zeros([2, 3, 32, 32]), labels }, { amp: 'fp16' })).toThrow(
+      /fp16' needs a CUDA device/,
+    );
     expect(() => trainStep(model, opt, {} as never)).toThrow(TypeError);
   });
 
@@ -176,33 +273,38 @@ describe('trainStep behaviour', () => {
     const opt = new SGD(model.parameters(), { lr: 0.1 });
     const before = model.stateDict().get('fc.weight')!.toArray();
     const images = Tensor.full([2, 3, 32, 32], NaN);
-    const err = await trainStep(model, opt, { images, labels: Tensor.from(new BigInt64Array([0n, 1n]), [2]) }).catch((e) => e);
+    const err = await trainStep(model, opt, { images, labels: Tensor.from(new BigInt64Array([0n, 1n]), [2]) }).catch(
+      (e) => e,
+    );
     expect(err).toBeInstanceOf(Error);
     expect(err.code).toBe('ERR_NONFINITE_LOSS');
     expect(err.message).toMatch(/non-finite loss \(nan\)/);
     expect(model.stateDict().get('fc.weight')!.toArray()).toEqual(before);
   });
 
-  it.each([true, false])('a NaN loss leaves Adam\'s weights, moments and step counts as they were (fused: %s)', async (fused) => {
-    const model = resnet18({ numClasses: 3 }).train();
-    const opt = new Adam(model.parameters(), { lr: 1e-3, fused });
-    const labels = Tensor.from(new BigInt64Array([0n, 1n]), [2]);
-    await trainStep(model, opt, { images: Tensor.randn([2, 3, 32, 32]), labels });
-    const w = model.stateDict().get('fc.weight')!.toArray();
-    const st = opt.stateDict().state;
-    const last = st.size - 1;
-    const m = (st.get(last)!.exp_avg as Tensor).toArray();
-    const err = await trainStep(model, opt, { images: Tensor.full([2, 3, 32, 32], NaN), labels }).catch((e) => e);
-    expect(err.code).toBe('ERR_NONFINITE_LOSS');
-    const after = opt.stateDict().state;
-    expect(model.stateDict().get('fc.weight')!.toArray()).toEqual(w);
-    expect((after.get(last)!.exp_avg as Tensor).toArray()).toEqual(m);
-    expect(after.get(last)!.step).toBe(1);
-    // BN's running stats took the NaNs (as in torch); in train mode a step uses batch statistics and goes on.
-    const ok = await trainStep(model, opt, { images: Tensor.randn([2, 3, 32, 32]), labels });
-    expect(ok.stepped).toBe(true);
-    expect(opt.stateDict().state.get(last)!.step).toBe(2);
-  });
+  it.each([true, false])(
+    "a NaN loss leaves Adam's weights, moments and step counts as they were (fused: %s)",
+    async (fused) => {
+      const model = resnet18({ numClasses: 3 }).train();
+      const opt = new Adam(model.parameters(), { lr: 1e-3, fused });
+      const labels = Tensor.from(new BigInt64Array([0n, 1n]), [2]);
+      await trainStep(model, opt, { images: Tensor.randn([2, 3, 32, 32]), labels });
+      const w = model.stateDict().get('fc.weight')!.toArray();
+      const st = opt.stateDict().state;
+      const last = st.size - 1;
+      const m = (st.get(last)!.exp_avg as Tensor).toArray();
+      const err = await trainStep(model, opt, { images: Tensor.full([2, 3, 32, 32], NaN), labels }).catch((e) => e);
+      expect(err.code).toBe('ERR_NONFINITE_LOSS');
+      const after = opt.stateDict().state;
+      expect(model.stateDict().get('fc.weight')!.toArray()).toEqual(w);
+      expect((after.get(last)!.exp_avg as Tensor).toArray()).toEqual(m);
+      expect(after.get(last)!.step).toBe(1);
+      // BN's running stats took the NaNs (as in torch); in train mode a step uses batch statistics and goes on.
+      const ok = await trainStep(model, opt, { images: Tensor.randn([2, 3, 32, 32]), labels });
+      expect(ok.stepped).toBe(true);
+      expect(opt.stateDict().state.get(last)!.step).toBe(2);
+    },
+  );
 
   it('refuses sync weight access while a step is in flight', async () => {
     const model = resnet18({ numClasses: 3 }).train();
@@ -215,7 +317,10 @@ describe('trainStep behaviour', () => {
 
   it('evalStep returns loss, top-1/top-5 counts and predictions without changing weights', async () => {
     const model = resnet18({ numClasses: 10 }).eval();
-    const b = { images: Tensor.randn([6, 3, 32, 32]), labels: Tensor.from(new BigInt64Array([0n, 1n, 2n, 3n, 4n, 5n]), [6]) };
+    const b = {
+      images: Tensor.randn([6, 3, 32, 32]),
+      labels: Tensor.from(new BigInt64Array([0n, 1n, 2n, 3n, 4n, 5n]), [6]),
+    };
     const before = model.stateDict().get('bn1.running_mean')!.toArray();
     const r = await evalStep(model, b);
     expect(r.n).toBe(6);
@@ -237,17 +342,25 @@ describe('trainStep behaviour', () => {
 
   it('optimizer stateDict/loadStateDict round-trips Adam moments and step counts', async () => {
     const model = resnet18({ numClasses: 3 }).train();
-    const opt = new Adam([{ params: model.parameters({ prefixes: ['fc'] }), lr: 0.01 }, { params: model.parameters().slice(0, -2) }]);
+    const opt = new Adam([
+      { params: model.parameters({ prefixes: ['fc'] }), lr: 0.01 },
+      { params: model.parameters().slice(0, -2) },
+    ]);
     await trainStep(model, opt, batch());
     const sd = opt.stateDict();
     expect(sd.param_groups.map((g) => g.lr)).toEqual([0.01, 0.001]);
     expect(sd.state.get(0)!.step).toBe(1);
-    const other = new Adam([{ params: model.parameters({ prefixes: ['fc'] }), lr: 0.5 }, { params: model.parameters().slice(0, -2) }]);
+    const other = new Adam([
+      { params: model.parameters({ prefixes: ['fc'] }), lr: 0.5 },
+      { params: model.parameters().slice(0, -2) },
+    ]);
     other.loadStateDict(sd);
     const back = other.stateDict();
     expect(back.param_groups.map((g) => g.lr)).toEqual([0.01, 0.001]);
     expect((back.state.get(0)!.exp_avg as Tensor).toArray()).toEqual((sd.state.get(0)!.exp_avg as Tensor).toArray());
-    expect(() => new Adam(model.parameters(), { lr: -1 })).toThrow(/^options\.lr must be a finite number >= 0, got -1$/);
+    expect(() => new Adam(model.parameters(), { lr: -1 })).toThrow(
+      /^options\.lr must be a finite number >= 0, got -1$/,
+    );
     expect(() => new SGD(model.parameters(), { lr: 0.1, nesterov: true })).toThrow(/Nesterov/);
   });
 });

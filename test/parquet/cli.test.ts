@@ -12,7 +12,10 @@ let dir: string;
 
 function cli(args: string[]): { code: number; out: string } {
   try {
-    return { code: 0, out: execFileSync(process.execPath, [CLI, ...args], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] }) };
+    return {
+      code: 0,
+      out: execFileSync(process.execPath, [CLI, ...args], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] }),
+    };
   } catch (e) {
     const err = e as { status: number; stderr: string; stdout: string };
     return { code: err.status, out: err.stdout + err.stderr };
@@ -21,14 +24,22 @@ function cli(args: string[]): { code: number; out: string } {
 
 beforeAll(() => {
   dir = tmpDir('pq-cli');
-  const rows = photos().slice(0, 24).map((file, i) => ({ file, label: i % 2 }));
+  const rows = photos()
+    .slice(0, 24)
+    .map((file, i) => ({ file, label: i % 2 }));
   makeTable({ out: path.join(dir, 'train'), kind: 'binaryFile', rowGroupRows: 5, filesPerPartition: 2, rows });
-  makeTable({ out: path.join(dir, 'val'), kind: 'image', rowGroupRows: 4, rows: rows.slice(0, 8), compression: 'zstd' });
+  makeTable({
+    out: path.join(dir, 'val'),
+    kind: 'image',
+    rowGroupRows: 4,
+    rows: rows.slice(0, 8),
+    compression: 'zstd',
+  });
 });
 afterAll(() => fs.rmSync(dir, { recursive: true, force: true }));
 
 describe('torchline CLI on Parquet tables', () => {
-  it('list describes a table: kind, partitions, row groups, rows, and one rank\'s row groups', () => {
+  it("list describes a table: kind, partitions, row groups, rows, and one rank's row groups", () => {
     const r = cli(['list', path.join(dir, 'train')]);
     expect(r.code).toBe(0);
     expect(r.out).toMatch(/Spark binaryFile table \(Spark 3\.5\.1\)/);
@@ -42,9 +53,29 @@ describe('torchline CLI on Parquet tables', () => {
 
   it('train --data-format parquet trains and evaluates from tables', () => {
     const r = cli([
-      'train', '--data-format', 'parquet', '--train-dir', path.join(dir, 'train'), '--val-dir', path.join(dir, 'val'),
-      '--model', 'resnet18', '--image-size', '32', '--epochs', '1', '--batch-size', '8', '--checkpoint-every', '0',
-      '--checkpoint-dir', path.join(dir, 'ck'), '--log-dir', path.join(dir, 'runs'), '--augment', 'none',
+      'train',
+      '--data-format',
+      'parquet',
+      '--train-dir',
+      path.join(dir, 'train'),
+      '--val-dir',
+      path.join(dir, 'val'),
+      '--model',
+      'resnet18',
+      '--image-size',
+      '32',
+      '--epochs',
+      '1',
+      '--batch-size',
+      '8',
+      '--checkpoint-every',
+      '0',
+      '--checkpoint-dir',
+      path.join(dir, 'ck'),
+      '--log-dir',
+      path.join(dir, 'runs'),
+      '--augment',
+      'none',
     ]);
     expect(r.code, r.out).toBe(0);
     expect(r.out).toMatch(/accuracy [\d.]+% top-1, [\d.]+% top-5 on 8 validation images/);

@@ -33,7 +33,9 @@ async function samples(loader: DataLoader): Promise<Map<number, { px: Buffer; la
     const px = Buffer.from(ta.buffer, ta.byteOffset, ta.byteLength);
     const labels = b.labels.toArray();
     const per = px.length / b.indices.length;
-    b.indices.forEach((idx, k) => m.set(idx, { px: Buffer.from(px.subarray(k * per, (k + 1) * per)), label: Number(labels[k]) }));
+    b.indices.forEach((idx, k) =>
+      m.set(idx, { px: Buffer.from(px.subarray(k * per, (k + 1) * per)), label: Number(labels[k]) }),
+    );
     b.images.dispose();
     b.labels.dispose();
   }
@@ -84,10 +86,24 @@ describe('binaryFile tables', () => {
   it('an undecodable image is skipped or raised as onError says; a corrupt row group skips all its rows, logged once', async () => {
     const out = path.join(mk('pq-bad'), 'table');
     // part file 2 is label=1's first file; its row group 0 is garbled on disk.
-    const w = makeTable({ out, kind: 'binaryFile', rowGroupRows: 2, filesPerPartition: 2, rows, undecodable: [3], corruptRowGroup: { partFile: 2, rowGroup: 0 } });
+    const w = makeTable({
+      out,
+      kind: 'binaryFile',
+      rowGroupRows: 2,
+      filesPerPartition: 2,
+      rows,
+      undecodable: [3],
+      corruptRowGroup: { partFile: 2, rowGroup: 0 },
+    });
     const ds = await ParquetImageDataset.open(out);
     const logs: string[] = [];
-    const loader = new DataLoader(ds, { transform: EVAL, batchSize: 4, numWorkers: 2, onError: 'skip', log: (m) => logs.push(m) });
+    const loader = new DataLoader(ds, {
+      transform: EVAL,
+      batchSize: 4,
+      numWorkers: 2,
+      onError: 'skip',
+      log: (m) => logs.push(m),
+    });
     const got = await samples(loader);
     const corruptRows = w.files[2].rows.slice(0, 2);
     const lost = new Set([3, ...corruptRows]);
@@ -121,7 +137,10 @@ describe('image tables', () => {
     await expectSameAsFiles(ds, rows, w);
     // uint8 output and a random crop go through the same native transforms.
     const rrc = [T.RandomResizedCrop(24), T.RandomHorizontalFlip()];
-    const files = new ManifestDataset(w.order.map((i) => ({ uri: rows[i].file, label: rows[i].label })), { transform: rrc });
+    const files = new ManifestDataset(
+      w.order.map((i) => ({ uri: rows[i].file, label: rows[i].label })),
+      { transform: rrc },
+    );
     const a = await samples(new DataLoader(ds, { transform: rrc, batchSize: 4, seed: 5, uint8: true }));
     const b = await samples(new DataLoader(files, { batchSize: 4, seed: 5, uint8: true }));
     for (let i = 0; i < rows.length; i++) expect(a.get(i)!.px.equals(b.get(i)!.px), `row ${i}`).toBe(true);
@@ -130,14 +149,24 @@ describe('image tables', () => {
   it("Spark's invalid image rows (mode -1, no data) are skipped or raised", async () => {
     const rows = pngs.slice(0, 6).map((p, i) => ({ file: p.file, label: i % 2 }));
     const out = path.join(mk('pq-inv'), 'table');
-    const w = makeTable({ out, kind: 'image', rowGroupRows: 4, rows, undecodable: [4], partitionBy: false, compression: 'zstd' });
+    const w = makeTable({
+      out,
+      kind: 'image',
+      rowGroupRows: 4,
+      rows,
+      undecodable: [4],
+      partitionBy: false,
+      compression: 'zstd',
+    });
     // No partition folders: the label is the `label` field of the rows.
     await expect(ParquetImageDataset.open(out, { labelColumn: 'klass' })).rejects.toThrow(/no column klass/);
     const ds = await ParquetImageDataset.open(out);
     expect(ds.labelColumn).toBe('label');
     expect(Array.from(ds.targets)).toEqual(w.order.map((i) => rows[i].label));
     const logs: string[] = [];
-    const got = await samples(new DataLoader(ds, { transform: EVAL, batchSize: 4, onError: 'skip', log: (m) => logs.push(m) }));
+    const got = await samples(
+      new DataLoader(ds, { transform: EVAL, batchSize: 4, onError: 'skip', log: (m) => logs.push(m) }),
+    );
     expect(got.size).toBe(5);
     expect(got.has(w.order.indexOf(4))).toBe(false);
     expect(logs.join('\n')).toMatch(/Spark could not decode this image/);

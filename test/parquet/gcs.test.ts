@@ -6,7 +6,14 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Storage } from '@google-cloud/storage';
-import { DataLoader, ParquetImageDataset, startGcsEmulator, storage as st, transforms as T, type GcsEmulator } from '../../lib';
+import {
+  DataLoader,
+  ParquetImageDataset,
+  startGcsEmulator,
+  storage as st,
+  transforms as T,
+  type GcsEmulator,
+} from '../../lib';
 import { startFaultProxy, type FaultProxy } from '../storage/fault-proxy';
 import { seedObjects, walk } from '../storage/helpers';
 import { makeTable, photos, tmpDir } from './helpers';
@@ -27,7 +34,13 @@ beforeAll(async () => {
   viaProxy = st.createStorage({ emulatorHost: proxy.url, maxRetries: 8, maxRetryDelay: 0.05 });
   local = path.join(tmpDir('pq-gcs'), 'table');
   const jpegs = photos().slice(0, 30);
-  makeTable({ out: local, kind: 'binaryFile', rowGroupRows: 3, filesPerPartition: 2, rows: jpegs.map((file, i) => ({ file, label: i % 3 })) });
+  makeTable({
+    out: local,
+    kind: 'binaryFile',
+    rowGroupRows: 3,
+    filesPerPartition: 2,
+    rows: jpegs.map((file, i) => ({ file, label: i % 3 })),
+  });
   await seedObjects(
     storage,
     BUCKET,
@@ -57,7 +70,11 @@ async function pixels(loader: DataLoader): Promise<{ indices: number[]; bytes: B
 describe(`Parquet from gs:// (fault seed ${SEED})`, () => {
   it('lists like the local copy and streams the same samples through resets, short bodies and 503s', async () => {
     const ref = await ParquetImageDataset.open(local, { shuffleBuffer: 2 });
-    const ds = await ParquetImageDataset.open(`gs://${BUCKET}/tables/bin/`, { storage: viaProxy, shuffleBuffer: 2, readAhead: 2 });
+    const ds = await ParquetImageDataset.open(`gs://${BUCKET}/tables/bin/`, {
+      storage: viaProxy,
+      shuffleBuffer: 2,
+      readAhead: 2,
+    });
     expect(ds.describe().rowGroups).toBe(ref.describe().rowGroups);
     expect(ds.describe().files).toBe(6);
     expect(Array.from(ds.targets)).toEqual(Array.from(ref.targets));
@@ -74,7 +91,11 @@ describe(`Parquet from gs:// (fault seed ${SEED})`, () => {
   });
 
   it('reads each row group once per epoch, ahead of the loader, holding at most the bound', async () => {
-    const ds = await ParquetImageDataset.open(`gs://${BUCKET}/tables/bin/`, { storage, shuffleBuffer: 2, readAhead: 1 });
+    const ds = await ParquetImageDataset.open(`gs://${BUCKET}/tables/bin/`, {
+      storage,
+      shuffleBuffer: 2,
+      readAhead: 1,
+    });
     expect(ds.maxResidentRowGroups).toBe(5);
     const sampler = ds.sampler({ shuffle: true, seed: 9 });
     const order = sampler.indices(0);

@@ -8,7 +8,7 @@ const SEED = Number(process.env.TEST_SEED ?? 20260);
 
 function layout(seed: number, n: number): { firstRow: number; rows: number }[] {
   let a = seed >>> 0;
-  const rand = () => ((a = (Math.imul(a, 1103515245) + 12345) >>> 0) / 2 ** 32);
+  const rand = () => (a = (Math.imul(a, 1103515245) + 12345) >>> 0) / 2 ** 32;
   const out: { firstRow: number; rows: number }[] = [];
   let first = 0;
   for (let i = 0; i < n; i++) {
@@ -32,12 +32,17 @@ describe(`RowGroupSampler (seed ${SEED})`, () => {
       const rows = plan.map((s) => s.reduce((n, g) => n + groups[g].rows, 0));
       expect(Math.max(...rows) - Math.min(...rows)).toBeLessThanOrEqual(40);
     }
-    expect(() => new RowGroupSampler(groups.slice(0, 2), { worldSize: 3, rank: 0 })).toThrow(/cannot be shared by 3 ranks/);
+    expect(() => new RowGroupSampler(groups.slice(0, 2), { worldSize: 3, rank: 0 })).toThrow(
+      /cannot be shared by 3 ranks/,
+    );
   });
 
   it('every rank yields the same count; together they cover every row (padding repeats the tail)', () => {
     const world = 3;
-    const samplers = Array.from({ length: world }, (_, rank) => new RowGroupSampler(groups, { worldSize: world, rank, shuffle: true, seed: SEED }));
+    const samplers = Array.from(
+      { length: world },
+      (_, rank) => new RowGroupSampler(groups, { worldSize: world, rank, shuffle: true, seed: SEED }),
+    );
     const lens = samplers.map((s) => s.length);
     expect(new Set(lens).size).toBe(1);
     const seen = new Set<number>();
@@ -49,7 +54,10 @@ describe(`RowGroupSampler (seed ${SEED})`, () => {
       for (const i of idx) expect(s.groups).toContain(groupOf(i));
     }
     expect(seen.size).toBe(total);
-    const dropped = Array.from({ length: world }, (_, rank) => new RowGroupSampler(groups, { worldSize: world, rank, dropLast: true }));
+    const dropped = Array.from(
+      { length: world },
+      (_, rank) => new RowGroupSampler(groups, { worldSize: world, rank, dropLast: true }),
+    );
     expect(new Set(dropped.map((s) => s.indices(0).length)).size).toBe(1);
   });
 

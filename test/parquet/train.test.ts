@@ -9,7 +9,16 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Adam, DataLoader, ImageFolder, ParquetImageDataset, Trainer, manualSeed, resnet18, transforms as T } from '../../lib';
+import {
+  Adam,
+  DataLoader,
+  ImageFolder,
+  ParquetImageDataset,
+  Trainer,
+  manualSeed,
+  resnet18,
+  transforms as T,
+} from '../../lib';
 import { RandomSampler, type Dataset, type Sampler } from '../../lib/data';
 import { writeFashionMnistFolder as writeImageFolder } from '../../lib/data/fashion-mnist';
 import { makeTable, tmpDir } from './helpers';
@@ -44,7 +53,12 @@ function mapped(base: Sampler, rowOf: number[]): Sampler {
   return { length: base.length, indices: (epoch) => Int32Array.from(base.indices(epoch), (i) => rowOf[i]) };
 }
 
-async function train(trainSet: Dataset, testSet: Dataset, trainSampler: Sampler, testSampler: Sampler): Promise<number> {
+async function train(
+  trainSet: Dataset,
+  testSet: Dataset,
+  trainSampler: Sampler,
+  testSampler: Sampler,
+): Promise<number> {
   manualSeed(0);
   const model = resnet18({ numClasses: 10 });
   const fit = await new Trainer().fit({
@@ -62,7 +76,10 @@ async function train(trainSet: Dataset, testSet: Dataset, trainSampler: Sampler,
 describe('training from Spark tables', () => {
   it('binaryFile and image tables train ResNet18 to the ImageFolder accuracy (within 1 point)', async () => {
     const order = new RandomSampler(folder.train.length, 11);
-    const inOrder = { length: folder.test.length, indices: () => Int32Array.from({ length: folder.test.length }, (_, i) => i) };
+    const inOrder = {
+      length: folder.test.length,
+      indices: () => Int32Array.from({ length: folder.test.length }, (_, i) => i),
+    };
     const ref = await train(folder.train, folder.test, order, inOrder);
     expect(ref).toBeGreaterThan(0.3); // it learned something: 10 classes, chance is 0.1
 

@@ -11,7 +11,14 @@ import { seedObjects } from './helpers';
 describe('Location', () => {
   it('parses gs:// locations', () => {
     const l = Location.parse('gs://my-bucket/train/x');
-    expect([l.scheme, l.bucket, l.path, l.dirPrefix, l.uri, l.basename]).toEqual(['gs', 'my-bucket', 'train/x', 'train/x/', 'gs://my-bucket/train/x', 'x']);
+    expect([l.scheme, l.bucket, l.path, l.dirPrefix, l.uri, l.basename]).toEqual([
+      'gs',
+      'my-bucket',
+      'train/x',
+      'train/x/',
+      'gs://my-bucket/train/x',
+      'x',
+    ]);
     expect(Location.parse('gs://my-bucket').dirPrefix).toBe('');
     expect(Location.parse('gs://my-bucket/').path).toBe('');
     expect(Location.parse('gs://b.example.com/p/').dirPrefix).toBe('p/');
@@ -39,7 +46,9 @@ describe('Location', () => {
 describe('redaction', () => {
   it('removes tokens and keys', () => {
     const key = '-----BEGIN PRIVATE KEY-----\nMIIEabc\n-----END PRIVATE KEY-----';
-    const out = st.redact(`Authorization: Bearer ya29.a0AfB_secret url?access_token=abc&x=1 {"private_key": "zzz"} ${key}`);
+    const out = st.redact(
+      `Authorization: Bearer ya29.a0AfB_secret url?access_token=abc&x=1 {"private_key": "zzz"} ${key}`,
+    );
     expect(out).not.toMatch(/ya29|abc&|zzz|MIIE/);
     expect(out).toMatch(/Bearer \[redacted\]/);
     expect(new st.StorageError('failed with Bearer ya29.xyz').message).toBe('failed with Bearer [redacted]');
@@ -50,7 +59,9 @@ describe('client configuration', () => {
   let emu: GcsEmulator;
   beforeAll(async () => {
     emu = await startGcsEmulator();
-    await seedObjects(st.createStorage({ emulatorHost: emu.url }), 'cfg-bkt', [{ name: 'a/x.bin', data: Buffer.from('hello') }]);
+    await seedObjects(st.createStorage({ emulatorHost: emu.url }), 'cfg-bkt', [
+      { name: 'a/x.bin', data: Buffer.from('hello') },
+    ]);
   });
   afterAll(() => emu?.stop());
 
@@ -84,7 +95,9 @@ describe('standard credentials', () => {
       seenAuth.push(String(req.headers.authorization));
       // A hostile server that echoes the caller's credentials in its error.
       res.writeHead(403, { 'content-type': 'application/json' });
-      res.end(JSON.stringify({ error: { code: 403, message: `denied for Authorization: ${req.headers.authorization}` } }));
+      res.end(
+        JSON.stringify({ error: { code: 403, message: `denied for Authorization: ${req.headers.authorization}` } }),
+      );
     });
     await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
     base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
@@ -93,13 +106,15 @@ describe('standard credentials', () => {
     await new Promise((r) => server.close(r));
   });
 
-  it('sends the credentials\' bearer token, and never puts it in an error', async () => {
+  it("sends the credentials' bearer token, and never puts it in an error", async () => {
     // Any google-auth-library client works (key files and application-default
     // credentials resolve to one); this one holds a ready access token, since
     // this machine cannot reach Google's token endpoint.
     const client = new OAuth2Client();
     client.setCredentials({ access_token: TOKEN, expiry_date: Date.now() + 3600_000 });
-    const storage = st.createStorage({ storageOptions: { apiEndpoint: base, useAuthWithCustomEndpoint: true, authClient: client } });
+    const storage = st.createStorage({
+      storageOptions: { apiEndpoint: base, useAuthWithCustomEndpoint: true, authClient: client },
+    });
     const err = await st.listPartitioned('gs://any-bucket/x', { storage }).catch((e) => e);
     expect(seenAuth[0]).toBe(`Bearer ${TOKEN}`);
     expect(err).toBeInstanceOf(st.StorageError);

@@ -27,7 +27,8 @@ function makeObjects(prefix: string, n: number, seed: number, maxSize: number) {
   return Array.from({ length: n }, (_, i) => {
     const size = i === 0 ? 0 : 1 + Math.floor(rand() * maxSize);
     const data = Buffer.alloc(size);
-    for (let k = 0; k < size; k += 4) data.writeUInt32LE(Math.floor(rand() * 2 ** 32), Math.min(k, Math.max(0, size - 4)));
+    for (let k = 0; k < size; k += 4)
+      data.writeUInt32LE(Math.floor(rand() * 2 ** 32), Math.min(k, Math.max(0, size - 4)));
     const sub = i % 7 === 0 ? '' : `d${i % 5}/e${i % 3}/`;
     return { name: `${prefix}/${sub}obj-${String(i).padStart(4, '0')}.bin`, data };
   });
@@ -87,7 +88,12 @@ describe('download', () => {
   });
 
   it('downloads a chosen subset (one rank of a partitioned listing)', async () => {
-    const listing = await st.listPartitioned(`gs://${BUCKET}/plain`, { storage, minPartitionNum: 2, openCostInBytes: 1000, maxPartitionBytes: 100_000 });
+    const listing = await st.listPartitioned(`gs://${BUCKET}/plain`, {
+      storage,
+      minPartitionNum: 2,
+      openCostInBytes: 1000,
+      maxPartitionBytes: 100_000,
+    });
     const mine = listing.forRank(1, 2).flatMap((p) => p.files.map((f) => f.object));
     const dest = mk('rank');
     const r = await st.download(`gs://${BUCKET}/plain`, dest, { storage, objects: mine, progress: false });
@@ -106,9 +112,12 @@ describe('download', () => {
     const partialDir = path.join(dest, st.PARTIAL_DIR);
     const poll = setInterval(() => {
       const f = fs.existsSync(partialDir) ? fs.readdirSync(partialDir) : [];
-      if (f.length && fs.statSync(path.join(partialDir, f[0])).size > 2 * 1024 * 1024) ac.abort(new Error('interrupted by test'));
+      if (f.length && fs.statSync(path.join(partialDir, f[0])).size > 2 * 1024 * 1024)
+        ac.abort(new Error('interrupted by test'));
     }, 5);
-    await expect(st.download(`gs://${BUCKET}/big`, dest, { storage: viaProxy, signal: ac.signal, progress: false })).rejects.toThrow(/interrupted by test/);
+    await expect(
+      st.download(`gs://${BUCKET}/big`, dest, { storage: viaProxy, signal: ac.signal, progress: false }),
+    ).rejects.toThrow(/interrupted by test/);
     clearInterval(poll);
     proxy.setFaults({});
     // Nothing at the final path; the partial is kept.
@@ -130,11 +139,22 @@ describe('download', () => {
     const [one] = (await st.listFlat(`gs://${BUCKET}/plain`, { storage })).filter((o) => o.size > 1000);
     const ac = new AbortController();
     ac.abort(new Error('stop'));
-    await expect(st.download(`gs://${BUCKET}/plain`, dest, { storage, objects: [one], signal: ac.signal })).rejects.toThrow();
+    await expect(
+      st.download(`gs://${BUCKET}/plain`, dest, { storage, objects: [one], signal: ac.signal }),
+    ).rejects.toThrow();
     const crypto = await import('node:crypto');
-    const pname = crypto.createHash('sha1').update(`${one.name}\n${one.generation ?? ''}\n${one.size}`).digest('hex') + '.part';
+    const pname =
+      crypto
+        .createHash('sha1')
+        .update(`${one.name}\n${one.generation ?? ''}\n${one.size}`)
+        .digest('hex') + '.part';
     fs.writeFileSync(path.join(dest, st.PARTIAL_DIR, pname), Buffer.alloc(500, 7));
-    const r = await st.download(`gs://${BUCKET}/plain`, dest, { storage, objects: [one], progress: false, retryDelayMs: 1 });
+    const r = await st.download(`gs://${BUCKET}/plain`, dest, {
+      storage,
+      objects: [one],
+      progress: false,
+      retryDelayMs: 1,
+    });
     expect(r.downloaded).toBe(1);
     const want = objs.find((o) => o.name === one.name)!.data;
     expect(fs.readFileSync(path.join(dest, one.relPath)).equals(want)).toBe(true);
@@ -156,10 +176,14 @@ describe('download', () => {
     });
     proxy.setFaults({});
     const injected = (k: keyof typeof before) => proxy.counts[k] - before[k];
-    for (const k of ['reset', 'status503', 'status429', 'truncate', 'stall'] as const) expect(injected(k), k).toBeGreaterThan(0);
+    for (const k of ['reset', 'status503', 'status429', 'truncate', 'stall'] as const)
+      expect(injected(k), k).toBeGreaterThan(0);
     expect(r.downloaded).toBe(200);
     // Every injected fault costs exactly one attempt (a cut in an empty body may go unnoticed).
-    const total = (['reset', 'status503', 'status429', 'truncate', 'stall'] as const).reduce((s, k) => s + injected(k), 0);
+    const total = (['reset', 'status503', 'status429', 'truncate', 'stall'] as const).reduce(
+      (s, k) => s + injected(k),
+      0,
+    );
     expect(r.retries).toBeLessThanOrEqual(total);
     expect(r.retries).toBeGreaterThanOrEqual(total - 1);
     expect(expectOnlyExactFiles(dest, 'faulty', objs)).toBe(200);
@@ -205,7 +229,11 @@ describe('download', () => {
 
   it('refuses hostile object names before writing anything', async () => {
     const hostile = ['evil/../../escape.txt', 'evil/a\\b.txt', 'evil/\uff0e\uff0e/fw.txt'];
-    await seedObjects(storage, BUCKET, [...hostile, 'evil/ok.txt'].map((name) => ({ name, data: Buffer.from('data') })));
+    await seedObjects(
+      storage,
+      BUCKET,
+      [...hostile, 'evil/ok.txt'].map((name) => ({ name, data: Buffer.from('data') })),
+    );
     const outer = mk('hostile');
     const dest = path.join(outer, 'inside');
     const err = await st.download(`gs://${BUCKET}/evil`, dest, { storage, progress: false }).catch((e) => e);
@@ -271,7 +299,9 @@ describe('download', () => {
     [['a', 'a/b'], [['a', 'a/b']]],
     [['d/A', 'd/a/b/c'], [['d/A', 'd/a/b/c']]],
     [['a.jpg', 'a/b', 'ab'], []],
-  ])('name collisions in %j', (names, pairs) => expect(st.findNameCollisions(names).map((c) => [c.a, c.b])).toEqual(pairs));
+  ])('name collisions in %j', (names, pairs) =>
+    expect(st.findNameCollisions(names).map((c) => [c.a, c.b])).toEqual(pairs),
+  );
 
   it('refuses colliding names (case, NFC, a file beside a folder) before writing, naming both', async () => {
     const sets = {
@@ -279,7 +309,13 @@ describe('download', () => {
       nfc: ['coll-nfc/caf\u00e9.jpg', 'coll-nfc/cafe\u0301.jpg', 'coll-nfc/ok.jpg'],
       nest: ['coll-nest/a', 'coll-nest/a/b.jpg', 'coll-nest/ok.jpg'],
     };
-    await seedObjects(storage, BUCKET, Object.values(sets).flat().map((name) => ({ name, data: Buffer.from(name) })));
+    await seedObjects(
+      storage,
+      BUCKET,
+      Object.values(sets)
+        .flat()
+        .map((name) => ({ name, data: Buffer.from(name) })),
+    );
     for (const [prefix, [a, b]] of Object.entries(sets).map(([k, v]) => [`coll-${k}`, v] as const)) {
       const dest = path.join(mk('coll'), 'out');
       const err = await st.download(`gs://${BUCKET}/${prefix}`, dest, { storage, progress: false }).catch((e) => e);
@@ -295,7 +331,11 @@ describe('download', () => {
 
   it('downloads names with ":" and Spark-escaped "%2F" as they are; the local copy lists like the bucket', async () => {
     const names = ['esc/label=a%2Fb/x.jpg', 'esc/label=c%3Ad/y.jpg', 'esc/label=plain/a:b.jpg'];
-    await seedObjects(storage, BUCKET, names.map((name) => ({ name, data: Buffer.from(name) })));
+    await seedObjects(
+      storage,
+      BUCKET,
+      names.map((name) => ({ name, data: Buffer.from(name) })),
+    );
     const dest = mk('esc');
     const r = await st.download(`gs://${BUCKET}/esc`, dest, { storage, progress: false });
     expect(r.downloaded).toBe(3);
@@ -303,8 +343,14 @@ describe('download', () => {
     const remote = await st.listPartitioned(`gs://${BUCKET}/esc`, { storage, minPartitionNum: 1 });
     const local = await st.listPartitioned(dest, { minPartitionNum: 1 });
     // PartitioningUtils unescapes the folder value (unescapePathName).
-    expect(remote.files.map((f) => f.partitionValues)).toEqual([{ label: 'a/b' }, { label: 'c:d' }, { label: 'plain' }]);
-    expect(local.files.map((f) => [f.object.relPath, f.partitionValues])).toEqual(remote.files.map((f) => [f.object.relPath, f.partitionValues]));
+    expect(remote.files.map((f) => f.partitionValues)).toEqual([
+      { label: 'a/b' },
+      { label: 'c:d' },
+      { label: 'plain' },
+    ]);
+    expect(local.files.map((f) => [f.object.relPath, f.partitionValues])).toEqual(
+      remote.files.map((f) => [f.object.relPath, f.partitionValues]),
+    );
   });
 
   it('objects stored with Content-Encoding gzip: fetched as stored, verified, decompressed; Range resumes them', async () => {
@@ -312,12 +358,29 @@ describe('download', () => {
     const rand = seededRandom(11);
     const text = Buffer.from(Array.from({ length: 3_000_000 }, () => 'abcdefgh'[Math.floor(rand() * 8)]).join(''));
     const b = storage.bucket(BUCKET);
-    await b.file('gz/baboon.jpg').save(zlib.gzipSync(jpg), { resumable: false, validation: false, metadata: { contentEncoding: 'gzip', contentType: 'image/jpeg' } });
-    await b.file('gz/big.txt').save(zlib.gzipSync(text), { resumable: false, validation: false, metadata: { contentEncoding: 'gzip', contentType: 'text/plain' } });
+    await b
+      .file('gz/baboon.jpg')
+      .save(zlib.gzipSync(jpg), {
+        resumable: false,
+        validation: false,
+        metadata: { contentEncoding: 'gzip', contentType: 'image/jpeg' },
+      });
+    await b
+      .file('gz/big.txt')
+      .save(zlib.gzipSync(text), {
+        resumable: false,
+        validation: false,
+        metadata: { contentEncoding: 'gzip', contentType: 'text/plain' },
+      });
     const listed = await st.listAll(`gs://${BUCKET}/gz`, { storage });
     expect(listed.map((o) => o.contentEncoding)).toEqual(['gzip', 'gzip']);
     const dest = mk('gz');
-    const r = await st.download(`gs://${BUCKET}/gz`, dest, { storage, maxRetries: 1, retryDelayMs: 1, progress: false });
+    const r = await st.download(`gs://${BUCKET}/gz`, dest, {
+      storage,
+      maxRetries: 1,
+      retryDelayMs: 1,
+      progress: false,
+    });
     expect(r.retries).toBe(0);
     expect(r.files.every((f) => f.decompressed)).toBe(true);
     expect(fs.readFileSync(path.join(dest, 'baboon.jpg')).equals(jpg)).toBe(true);
@@ -334,12 +397,22 @@ describe('download', () => {
     // Through truncated bodies: resumed with Range over the stored bytes.
     proxy.setFaults({ truncate: 0.5, match: isMedia });
     const cut = mk('gz-cut');
-    const rc = await st.download(`gs://${BUCKET}/gz`, cut, { storage: viaProxy, retryDelayMs: 1, maxRetries: 30, progress: false });
+    const rc = await st.download(`gs://${BUCKET}/gz`, cut, {
+      storage: viaProxy,
+      retryDelayMs: 1,
+      maxRetries: 30,
+      progress: false,
+    });
     proxy.setFaults({});
     expect(rc.retries).toBeGreaterThan(0);
     expect(fs.readFileSync(path.join(cut, 'big.txt')).equals(text)).toBe(true);
     // Image headers of a gzip-stored JPEG are read through the gzip stream.
-    const img = await st.listPartitioned(`gs://${BUCKET}/gz`, { storage, image: true, pathGlobFilter: '*.jpg', minPartitionNum: 1 });
+    const img = await st.listPartitioned(`gs://${BUCKET}/gz`, {
+      storage,
+      image: true,
+      pathGlobFilter: '*.jpg',
+      minPartitionNum: 1,
+    });
     expect(img.files.map((f) => [f.image?.width, f.image?.height, f.image?.nChannels])).toEqual([[512, 512, 3]]);
   });
 
@@ -351,7 +424,9 @@ describe('download', () => {
   it('reports a missing object as a failure, not a hang', async () => {
     const dest = mk('missing');
     const ghost = { name: 'plain/ghost.bin', relPath: 'ghost.bin', size: 10, updated: new Date(), md5Hash: 'x' };
-    const err = await st.download(`gs://${BUCKET}/plain`, dest, { storage, objects: [ghost], progress: false, retryDelayMs: 1 }).catch((e) => e);
+    const err = await st
+      .download(`gs://${BUCKET}/plain`, dest, { storage, objects: [ghost], progress: false, retryDelayMs: 1 })
+      .catch((e) => e);
     expect(err).toBeInstanceOf(st.DownloadError);
     expect(err.message).toMatch(/404/);
     expect(walk(dest).filter((f) => !f.startsWith(st.PARTIAL_DIR))).toEqual([]);

@@ -26,7 +26,10 @@ describe('startGcsEmulator', () => {
     await a.stop(); // idempotent
     // The port is free again and b still works.
     await new Promise<void>((resolve, reject) => {
-      const s = net.createServer().once('error', reject).listen(a.port, '127.0.0.1', () => s.close(() => resolve()));
+      const s = net
+        .createServer()
+        .once('error', reject)
+        .listen(a.port, '127.0.0.1', () => s.close(() => resolve()));
     });
     expect((await st.listFiles('gs://two-bkt/x', { storage: sb })).map((f) => f.name)).toEqual(['x/b.txt']);
     await b.stop();

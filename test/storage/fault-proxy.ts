@@ -62,7 +62,15 @@ export async function startFaultProxy(upstream: string, seed = 1): Promise<Fault
   const up = new URL(upstream);
   const rand = seededRandom(seed);
   let cfg: FaultConfig = {};
-  const counts: FaultProxy['counts'] = { requests: 0, forwarded: 0, reset: 0, status503: 0, status429: 0, truncate: 0, stall: 0 };
+  const counts: FaultProxy['counts'] = {
+    requests: 0,
+    forwarded: 0,
+    reset: 0,
+    status503: 0,
+    status429: 0,
+    truncate: 0,
+    stall: 0,
+  };
   const sockets = new Set<Socket>();
   const agent = new http.Agent({ keepAlive: true, maxSockets: 64 });
 

@@ -35,7 +35,13 @@ interface Session {
 export interface ProtocolServer {
   url: string;
   objects: Map<string, StoredObject>;
-  stats: { sessionsOpened: number; statusQueries: number; bytesReceived: number; writes: number; writeQueries: URLSearchParams[] };
+  stats: {
+    sessionsOpened: number;
+    statusQueries: number;
+    bytesReceived: number;
+    writes: number;
+    writeQueries: URLSearchParams[];
+  };
   /** The next data PUT is cut (socket destroyed) after this many body bytes. */
   cutNextPut(afterBytes: number): void;
   /** The next request that completes an object is committed, then its connection destroyed before any response. */
@@ -60,7 +66,13 @@ function digests(data: Buffer) {
 export async function startProtocolServer(): Promise<ProtocolServer> {
   const objects = new Map<string, StoredObject>();
   const sessions = new Map<string, Session>();
-  const stats: ProtocolServer['stats'] = { sessionsOpened: 0, statusQueries: 0, bytesReceived: 0, writes: 0, writeQueries: [] };
+  const stats: ProtocolServer['stats'] = {
+    sessionsOpened: 0,
+    statusQueries: 0,
+    bytesReceived: 0,
+    writes: 0,
+    writeQueries: [],
+  };
   let cutAfter: number | undefined;
   let loseFinal = false;
   let expireOnCut = false;
@@ -82,7 +94,8 @@ export async function startProtocolServer(): Promise<ProtocolServer> {
     res.writeHead(status, { 'content-type': 'application/json', ...headers });
     res.end(JSON.stringify(body));
   };
-  const error = (res: http.ServerResponse, status: number, message: string) => json(res, status, { error: { code: status, message } });
+  const error = (res: http.ServerResponse, status: number, message: string) =>
+    json(res, status, { error: { code: status, message } });
   const precondition = (bucket: string, name: string, want: string | undefined): boolean => {
     if (want === undefined) return true;
     const live = objects.get(key(bucket, name));
@@ -123,7 +136,12 @@ export async function startProtocolServer(): Promise<ProtocolServer> {
   };
 
   // Counts only the data PUTs' bodies in stats.bytesReceived.
-  const readBody = (req: http.IncomingMessage, limit?: number, onCut?: (got: Buffer[]) => void, count = false): Promise<Buffer | undefined> =>
+  const readBody = (
+    req: http.IncomingMessage,
+    limit?: number,
+    onCut?: (got: Buffer[]) => void,
+    count = false,
+  ): Promise<Buffer | undefined> =>
     new Promise((resolve) => {
       const chunks: Buffer[] = [];
       let n = 0;
@@ -171,7 +189,15 @@ export async function startProtocolServer(): Promise<ProtocolServer> {
         const md = JSON.parse(text.slice(first + 4, metaEnd));
         const dataStart = text.indexOf('\r\n\r\n', metaEnd + 2) + 4;
         const dataEnd = text.lastIndexOf(`\r\n--${boundary}--`);
-        commit(res, bucket, md.name, body.subarray(dataStart, dataEnd), q.get('ifGenerationMatch') ?? undefined, md.md5Hash, md.crc32c);
+        commit(
+          res,
+          bucket,
+          md.name,
+          body.subarray(dataStart, dataEnd),
+          q.get('ifGenerationMatch') ?? undefined,
+          md.md5Hash,
+          md.crc32c,
+        );
         return;
       }
       if (req.method === 'POST' && q.get('uploadType') === 'resumable') {
@@ -180,9 +206,19 @@ export async function startProtocolServer(): Promise<ProtocolServer> {
         const md = body.length ? JSON.parse(body.toString('utf8')) : {};
         const name = q.get('name') ?? md.name;
         const want = q.get('ifGenerationMatch') ?? undefined;
-        if (!precondition(bucket, name, want)) return error(res, 412, 'At least one of the pre-conditions you specified did not hold.');
+        if (!precondition(bucket, name, want))
+          return error(res, 412, 'At least one of the pre-conditions you specified did not hold.');
         const id = crypto.randomBytes(8).toString('hex');
-        sessions.set(id, { bucket, name, size: Number(req.headers['x-upload-content-length']), ifGenerationMatch: want, md5Hash: md.md5Hash, crc32c: md.crc32c, received: [], persisted: 0 });
+        sessions.set(id, {
+          bucket,
+          name,
+          size: Number(req.headers['x-upload-content-length']),
+          ifGenerationMatch: want,
+          md5Hash: md.md5Hash,
+          crc32c: md.crc32c,
+          received: [],
+          persisted: 0,
+        });
         stats.sessionsOpened++;
         const loc = `http://${req.headers.host}/upload/storage/v1/b/${encodeURIComponent(bucket)}/o?uploadType=resumable&name=${encodeURIComponent(name)}&upload_id=${id}`;
         res.writeHead(200, { location: loc, 'content-length': '0' });
@@ -198,7 +234,12 @@ export async function startProtocolServer(): Promise<ProtocolServer> {
         }
         const status = (r: http.ServerResponse) => {
           if (s.done) return json(r, 200, s.done);
-          r.writeHead(308, s.persisted > 0 ? { range: `bytes=0-${s.persisted - 1}`, 'content-length': '0' } : { 'content-length': '0' });
+          r.writeHead(
+            308,
+            s.persisted > 0
+              ? { range: `bytes=0-${s.persisted - 1}`, 'content-length': '0' }
+              : { 'content-length': '0' },
+          );
           r.end();
         };
         let mm: RegExpExecArray | null;
@@ -218,14 +259,19 @@ export async function startProtocolServer(): Promise<ProtocolServer> {
         }
         const limit = cutAfter;
         cutAfter = undefined;
-        const body = await readBody(req, limit, (got) => {
-          // What GCS keeps of an interrupted request: whole 256 KiB units.
-          const n = Buffer.concat(got).length;
-          const keep = Math.floor(n / GRANULE) * GRANULE;
-          s.received.push(Buffer.concat(got).subarray(0, keep));
-          s.persisted += keep;
-          if (expireOnCut) sessions.delete(id);
-        }, true);
+        const body = await readBody(
+          req,
+          limit,
+          (got) => {
+            // What GCS keeps of an interrupted request: whole 256 KiB units.
+            const n = Buffer.concat(got).length;
+            const keep = Math.floor(n / GRANULE) * GRANULE;
+            s.received.push(Buffer.concat(got).subarray(0, keep));
+            s.persisted += keep;
+            if (expireOnCut) sessions.delete(id);
+          },
+          true,
+        );
         if (!body) return;
         if (body.length !== end - start + 1) return error(res, 400, 'body length does not match Content-Range');
         s.received.push(body);

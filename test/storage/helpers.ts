@@ -5,13 +5,20 @@ import * as path from 'node:path';
 import type { Storage } from '@google-cloud/storage';
 import { storage as st } from '../../lib';
 
-export async function seedObjects(storage: Storage, bucket: string, objects: { name: string; data: Buffer }[], concurrency = 32) {
+export async function seedObjects(
+  storage: Storage,
+  bucket: string,
+  objects: { name: string; data: Buffer }[],
+  concurrency = 32,
+) {
   const b = storage.bucket(bucket);
   let next = 0;
   const worker = async () => {
     while (next < objects.length) {
       const o = objects[next++];
-      await b.file(o.name).save(o.data, { resumable: false, validation: false, contentType: 'application/octet-stream' });
+      await b
+        .file(o.name)
+        .save(o.data, { resumable: false, validation: false, contentType: 'application/octet-stream' });
     }
   };
   await Promise.all(Array.from({ length: concurrency }, worker));

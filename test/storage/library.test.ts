@@ -33,10 +33,16 @@ beforeAll(async () => {
   const direct = st.createStorage({ emulatorHost: emu.url });
   await seedObjects(direct, BUCKET, [
     { name: 'x/big.bin', data: Buffer.alloc(2 * 1024 * 1024, 7) },
-    ...Array.from({ length: 300 }, (_, i) => ({ name: `list/${String(i).padStart(4, '0')}-${'n'.repeat(80)}.bin`, data: Buffer.from('x') })),
+    ...Array.from({ length: 300 }, (_, i) => ({
+      name: `list/${String(i).padStart(4, '0')}-${'n'.repeat(80)}.bin`,
+      data: Buffer.from('x'),
+    })),
   ]);
   proxy = await startFaultProxy(emu.url, 5);
-  lib = st.createStorage({ emulatorHost: proxy.url, storageOptions: { retryOptions: { autoRetry: false, maxRetries: 0 } } });
+  lib = st.createStorage({
+    emulatorHost: proxy.url,
+    storageOptions: { retryOptions: { autoRetry: false, maxRetries: 0 } },
+  });
 });
 afterAll(async () => {
   await proxy?.close();
@@ -48,22 +54,28 @@ describe('@google-cloud/storage on a mid-body connection reset (pinned behaviour
     proxy.setFaults({ reset: 1, match: (req) => /alt=media/.test(req.url ?? '') });
     const got = await outcome(lib.bucket(BUCKET).file('x/big.bin').download());
     proxy.setFaults({});
-    expect(got, 'the library now settles on a mid-body reset: reconsider lib/storage/http.ts').toBe(`still pending after ${WAIT_MS} ms`);
+    expect(got, 'the library now settles on a mid-body reset: reconsider lib/storage/http.ts').toBe(
+      `still pending after ${WAIT_MS} ms`,
+    );
   });
 
   it('bucket.getFiles() neither resolves nor rejects', async () => {
     proxy.setFaults({ reset: 1, match: (req) => /\/o\?/.test(req.url ?? '') && req.method === 'GET' });
     const got = await outcome(lib.bucket(BUCKET).getFiles({ prefix: 'list/', autoPaginate: false }));
     proxy.setFaults({});
-    expect(got, 'the library now settles on a mid-body reset: reconsider lib/storage/http.ts').toBe(`still pending after ${WAIT_MS} ms`);
+    expect(got, 'the library now settles on a mid-body reset: reconsider lib/storage/http.ts').toBe(
+      `still pending after ${WAIT_MS} ms`,
+    );
   });
 
-  it('torchline\'s own client reports the same reset at once (and retries it)', async () => {
+  it("torchline's own client reports the same reset at once (and retries it)", async () => {
     proxy.setFaults({ reset: 1, match: (req) => /alt=media/.test(req.url ?? '') });
     const via = st.createStorage({ emulatorHost: proxy.url });
     const dest = tmpDir('lib-reset');
     const t0 = performance.now();
-    const got = await outcome(st.download(`gs://${BUCKET}/x`, dest, { storage: via, maxRetries: 2, retryDelayMs: 1, progress: false }));
+    const got = await outcome(
+      st.download(`gs://${BUCKET}/x`, dest, { storage: via, maxRetries: 2, retryDelayMs: 1, progress: false }),
+    );
     proxy.setFaults({});
     fs.rmSync(dest, { recursive: true, force: true });
     expect(got).toMatch(/^rejected: 1 object\(s\) failed to download .*(reset|ECONNRESET|closed|aborted)/i);

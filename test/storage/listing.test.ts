@@ -29,11 +29,16 @@ function fixture(): FixtureObject[] {
   for (const year of DATES) {
     for (let label = 0; label < 20; label++) {
       for (let i = 0; i < 52; i++) {
-        objs.push({ name: `ds/year=${year}/label=${label}/f${String(i).padStart(3, '0')}.jpg`, data: body(1 + Math.floor(rand() * 3000)), expect: { year, label } });
+        objs.push({
+          name: `ds/year=${year}/label=${label}/f${String(i).padStart(3, '0')}.jpg`,
+          data: body(1 + Math.floor(rand() * 3000)),
+          expect: { year, label },
+        });
       }
     }
   }
-  const add = (name: string, size: number, e?: FixtureObject['expect']) => objs.push({ name, data: body(size), expect: e });
+  const add = (name: string, size: number, e?: FixtureObject['expect']) =>
+    objs.push({ name, data: body(size), expect: e });
   add('ds/_SUCCESS', 0);
   add('ds/.DS_Store', 10);
   add('ds/_metadata', 100); // not hidden, but outside any partition folder: not read
@@ -135,7 +140,8 @@ describe('partitioned listing of 5,000+ objects', () => {
         return parts;
       };
       let parts = pack(split);
-      if (cfg.maxPartitionNum && parts.length > cfg.maxPartitionNum) parts = pack(Math.ceil(total / cfg.maxPartitionNum));
+      if (cfg.maxPartitionNum && parts.length > cfg.maxPartitionNum)
+        parts = pack(Math.ceil(total / cfg.maxPartitionNum));
       expect(got.partitions.map((p) => p.files.map((f) => f.path))).toEqual(parts);
       expect(got.partitions.map((p) => p.index)).toEqual(parts.map((_, i) => i));
 
@@ -148,12 +154,25 @@ describe('partitioned listing of 5,000+ objects', () => {
 
   it('gives the same result with small pages (pagination) and with serial discovery', async () => {
     const a = await st.listPartitioned(`gs://${BUCKET}/ds`, { storage, minPartitionNum: 4 });
-    const b = await st.listPartitioned(`gs://${BUCKET}/ds/`, { storage, minPartitionNum: 4, pageSize: 7, concurrency: 3 });
-    const c = await st.listPartitioned(`gs://${BUCKET}/ds`, { storage, minPartitionNum: 4, parallelDiscoveryThreshold: 32 });
+    const b = await st.listPartitioned(`gs://${BUCKET}/ds/`, {
+      storage,
+      minPartitionNum: 4,
+      pageSize: 7,
+      concurrency: 3,
+    });
+    const c = await st.listPartitioned(`gs://${BUCKET}/ds`, {
+      storage,
+      minPartitionNum: 4,
+      parallelDiscoveryThreshold: 32,
+    });
     expect(b.stats.listRequests).toBeGreaterThan(800);
     for (const x of [b, c]) {
-      expect(x.files.map((f) => [f.path, f.length, f.partitionValues])).toEqual(a.files.map((f) => [f.path, f.length, f.partitionValues]));
-      expect(x.partitions.map((p) => p.files.map((f) => f.path))).toEqual(a.partitions.map((p) => p.files.map((f) => f.path)));
+      expect(x.files.map((f) => [f.path, f.length, f.partitionValues])).toEqual(
+        a.files.map((f) => [f.path, f.length, f.partitionValues]),
+      );
+      expect(x.partitions.map((p) => p.files.map((f) => f.path))).toEqual(
+        a.partitions.map((p) => p.files.map((f) => f.path)),
+      );
     }
   });
 
@@ -170,13 +189,20 @@ describe('partitioned listing of 5,000+ objects', () => {
       const via = st.createStorage({ emulatorHost: srv.url });
       const a = await st.listPartitioned(`gs://${BUCKET}/ds`, { storage, minPartitionNum: 4 });
       const b = await st.listPartitioned(`gs://${BUCKET}/ds`, { storage: via, minPartitionNum: 4 });
-      expect(b.files.map((f) => [f.path, f.length, f.partitionValues])).toEqual(a.files.map((f) => [f.path, f.length, f.partitionValues]));
+      expect(b.files.map((f) => [f.path, f.length, f.partitionValues])).toEqual(
+        a.files.map((f) => [f.path, f.length, f.partitionValues]),
+      );
       expect(b.partitionColumns).toEqual(a.partitionColumns);
       expect(srv.state.withOffsets).toBeGreaterThan(1);
       expect(a.stats.listRequests).toBeGreaterThanOrEqual(106);
       // The root, then 5 year ranges of ~1,040 objects: 2 pages each.
       expect(b.stats.listRequests).toBeLessThanOrEqual(11);
-      const small = await st.listPartitioned(`gs://${BUCKET}/ds`, { storage: via, minPartitionNum: 4, pageSize: 7, concurrency: 2 });
+      const small = await st.listPartitioned(`gs://${BUCKET}/ds`, {
+        storage: via,
+        minPartitionNum: 4,
+        pageSize: 7,
+        concurrency: 2,
+      });
       expect(small.files.map((f) => f.path)).toEqual(a.files.map((f) => f.path));
       const allA = await st.listAll(`gs://${BUCKET}/ds`, { storage });
       const allB = await st.listAll(`gs://${BUCKET}/ds`, { storage: via, pageSize: 50 });
@@ -210,7 +236,7 @@ describe('partitioned listing of 5,000+ objects', () => {
     );
   });
 
-  it('listAll (download\'s listing) finds every object, hidden ones too, with concurrent discovery', async () => {
+  it("listAll (download's listing) finds every object, hidden ones too, with concurrent discovery", async () => {
     const all = await st.listAll(`gs://${BUCKET}/ds`, { storage, pageSize: 50 });
     expect(all.map((o) => o.name)).toEqual(
       objects
@@ -231,7 +257,11 @@ describe('partitioned listing of 5,000+ objects', () => {
   });
 
   it('recursiveFileLookup reads every visible non-empty data file and infers no columns', async () => {
-    const got = await st.listPartitioned(`gs://${BUCKET}/ds`, { storage, recursiveFileLookup: true, minPartitionNum: 4 });
+    const got = await st.listPartitioned(`gs://${BUCKET}/ds`, {
+      storage,
+      recursiveFileLookup: true,
+      minPartitionNum: 4,
+    });
     expect(got.partitionColumns).toEqual([]);
     const want = objects
       .filter((o) => o.name.startsWith('ds/') && o.data.length > 0 && !o.name.endsWith('/'))
@@ -245,17 +275,23 @@ describe('partitioned listing of 5,000+ objects', () => {
   });
 
   it('pathGlobFilter matches file names only', async () => {
-    const got = await st.listPartitioned(`gs://${BUCKET}/ds`, { storage, pathGlobFilter: 'f00[0-4].jpg', minPartitionNum: 4 });
+    const got = await st.listPartitioned(`gs://${BUCKET}/ds`, {
+      storage,
+      pathGlobFilter: 'f00[0-4].jpg',
+      minPartitionNum: 4,
+    });
     expect(got.files.length).toBe(5 * 20 * 5);
     expect(got.files.every((f) => /\/f00[0-4]\.jpg$/.test(f.path))).toBe(true);
   });
 
-  it('refuses a conflicting layout with Spark\'s error', async () => {
+  it("refuses a conflicting layout with Spark's error", async () => {
     await seedObjects(storage, BUCKET, [
       { name: 'bad/a=1/x.jpg', data: Buffer.from('x') },
       { name: 'bad/plain/y.jpg', data: Buffer.from('y') },
     ]);
-    await expect(st.listPartitioned(`gs://${BUCKET}/bad`, { storage })).rejects.toThrow(/Conflicting directory structures/);
+    await expect(st.listPartitioned(`gs://${BUCKET}/bad`, { storage })).rejects.toThrow(
+      /Conflicting directory structures/,
+    );
   });
 
   it('a location naming one object reads that file, like Spark', async () => {
@@ -274,7 +310,10 @@ describe('partitioned listing of 5,000+ objects', () => {
 
 describe('image schema rows from headers', () => {
   let imgDir: string;
-  let peer: Record<string, { width?: number; height?: number; mode?: string; format?: string; transparency?: boolean; error?: string }>;
+  let peer: Record<
+    string,
+    { width?: number; height?: number; mode?: string; format?: string; transparency?: boolean; error?: string }
+  >;
 
   // Spark's channels (ImageIO's colour model: grey -> 1, alpha -> 4, else 3), from what PIL reads.
   const sparkChannels = (name: string): number => {
@@ -296,7 +335,7 @@ describe('image schema rows from headers', () => {
   });
   afterAll(() => imgDir && fs.rmSync(imgDir, { recursive: true, force: true }));
 
-  it('matches the peer\'s sizes and Spark\'s channel/mode rules, on GCS and locally', async () => {
+  it("matches the peer's sizes and Spark's channel/mode rules, on GCS and locally", async () => {
     for (const root of [`gs://${BUCKET}/img`, imgDir]) {
       const got = await st.listPartitioned(root, { storage, image: true });
       const names = Object.keys(peer).sort();
@@ -319,7 +358,9 @@ describe('image schema rows from headers', () => {
   it('dropInvalid drops what Spark could not decode, at read time: the plan counted them', async () => {
     const cfg = { storage, minPartitionNum: 3, openCostInBytes: 1000, maxPartitionBytes: 200_000 };
     const got = await st.listPartitioned(`gs://${BUCKET}/img`, { ...cfg, image: { dropInvalid: true } });
-    const valid = Object.keys(peer).filter((n) => sparkChannels(n) > 0).sort();
+    const valid = Object.keys(peer)
+      .filter((n) => sparkChannels(n) > 0)
+      .sort();
     expect(got.files.map((f) => path.basename(f.path))).toEqual(valid);
     // The image source drops invalid rows while reading each partition
     // (ImageFileFormat.buildReader), after FilePartition packed every file:
@@ -339,7 +380,12 @@ describe('image schema rows from headers', () => {
 // PartitioningUtils.scala, HadoopFSUtils.scala): each fixture's expected rows
 // follow from those rules, not from running this implementation.
 describe('Spark 3.5 file index rules', () => {
-  const put = (names: string[]) => seedObjects(storage, BUCKET, names.map((name) => ({ name, data: Buffer.from(`bytes of ${name}`) })));
+  const put = (names: string[]) =>
+    seedObjects(
+      storage,
+      BUCKET,
+      names.map((name) => ({ name, data: Buffer.from(`bytes of ${name}`) })),
+    );
   const rel = (l: { files: { object: { relPath: string } }[] }) => l.files.map((f) => f.object.relPath);
   const both = async (prefix: string, opts: Parameters<typeof st.listPartitioned>[1] = {}) => {
     const local = tmpDir('rules');
@@ -359,7 +405,7 @@ describe('Spark 3.5 file index rules', () => {
     }
   };
 
-  it('without partition columns or recursiveFileLookup, only the root\'s direct children are read (allFiles)', async () => {
+  it("without partition columns or recursiveFileLookup, only the root's direct children are read (allFiles)", async () => {
     // allFiles(): partitionColumns.isEmpty && !recursiveFileLookup -> leafDirToChildrenFiles(rootPath) only.
     await put(['imgfolder/cat/1.jpg', 'imgfolder/cat/2.jpg', 'imgfolder/dog/3.jpg', 'imgfolder/readme.txt']);
     expect(rel(await both('imgfolder'))).toEqual(['readme.txt']);
@@ -371,7 +417,13 @@ describe('Spark 3.5 file index rules', () => {
 
   it('_metadata files are not rows, and a leaf folder holding only them takes no part in partition inference', async () => {
     // isDataPath (SPARK-15895) filters inferPartitioning's leaf dirs and listFiles' rows.
-    await put(['meta/a=1/x.jpg', 'meta/a=1/_metadata', 'meta/a=2/y.jpg', 'meta/summary/_common_metadata', 'meta/_metadata']);
+    await put([
+      'meta/a=1/x.jpg',
+      'meta/a=1/_metadata',
+      'meta/a=2/y.jpg',
+      'meta/summary/_common_metadata',
+      'meta/_metadata',
+    ]);
     const got = await both('meta');
     expect(got.partitionColumns).toEqual([{ name: 'a', type: 'int' }]);
     expect(rel(got)).toEqual(['a=1/x.jpg', 'a=2/y.jpg']);
@@ -385,7 +437,9 @@ describe('Spark 3.5 file index rules', () => {
     expect(got.files.map((f) => [f.object.relPath, f.partitionValues])).toEqual([['x=1/a.jpg', { x: '1' }]]);
     // ... and in the conflicting-layout check.
     await put(['globy/a=1/a.jpg', 'globy/plain/b.txt']);
-    await expect(st.listPartitioned(`gs://${BUCKET}/globy`, { storage, pathGlobFilter: '*.jpg' })).rejects.toThrow(/Conflicting directory structures/);
+    await expect(st.listPartitioned(`gs://${BUCKET}/globy`, { storage, pathGlobFilter: '*.jpg' })).rejects.toThrow(
+      /Conflicting directory structures/,
+    );
   });
 
   it('basePath: partition discovery stops at the base, not at the root (PartitioningAwareFileIndex.basePaths)', async () => {
@@ -399,9 +453,16 @@ describe('Spark 3.5 file index rules', () => {
     ]);
     expect(based.files.map((f) => f.path)).toEqual(plain.files.map((f) => f.path));
     expect(based.files.every((f) => f.partitionValues.year === '2024-01-02')).toBe(true);
-    const local = await st.listPartitioned(path.join(localRoot, 'ds/year=2024-01-02'), { minPartitionNum: 1, basePath: path.join(localRoot, 'ds') });
-    expect(local.files.map((f) => [f.object.relPath, f.partitionValues])).toEqual(based.files.map((f) => [f.object.relPath, f.partitionValues]));
-    await expect(st.listPartitioned(root, { storage, basePath: `gs://${BUCKET}/other` })).rejects.toThrow(/Wrong basePath/);
+    const local = await st.listPartitioned(path.join(localRoot, 'ds/year=2024-01-02'), {
+      minPartitionNum: 1,
+      basePath: path.join(localRoot, 'ds'),
+    });
+    expect(local.files.map((f) => [f.object.relPath, f.partitionValues])).toEqual(
+      based.files.map((f) => [f.object.relPath, f.partitionValues]),
+    );
+    await expect(st.listPartitioned(root, { storage, basePath: `gs://${BUCKET}/other` })).rejects.toThrow(
+      /Wrong basePath/,
+    );
   });
 
   it('every rank computes the same plan: a host-dependent minPartitionNum is refused for worldSize > 1', async () => {
@@ -410,9 +471,10 @@ describe('Spark 3.5 file index rules', () => {
     expect(() => host.forRank(0, 2)).toThrow(/minPartitionNum defaulted to this host's/);
     const w = await st.listPartitioned(`gs://${BUCKET}/ds`, { storage, worldSize: 2 });
     const m = await st.listPartitioned(`gs://${BUCKET}/ds`, { storage, minPartitionNum: 2 });
-    expect(w.partitions.map((p) => p.files.map((f) => f.path))).toEqual(m.partitions.map((p) => p.files.map((f) => f.path)));
+    expect(w.partitions.map((p) => p.files.map((f) => f.path))).toEqual(
+      m.partitions.map((p) => p.files.map((f) => f.path)),
+    );
     expect(w.forRank(1, 2).map((p) => p.index)).toEqual(m.forRank(1, 2).map((p) => p.index));
     expect(() => w.forRank(0, 3)).toThrow(/worldSize 2/);
   });
 });
-

@@ -154,7 +154,13 @@ describe('partition folders (PartitioningUtils.parsePartition / parsePartitions)
 // A plain re-statement of FilePartition.getFilePartitions, written from the
 // Scala source's shape (closePartition, currentSize), kept apart from the
 // implementation under test.
-function sparkPacking(lengths: number[], maxPartitionBytes: number, openCost: number, minPartitionNum: number, maxPartitionNum?: number) {
+function sparkPacking(
+  lengths: number[],
+  maxPartitionBytes: number,
+  openCost: number,
+  minPartitionNum: number,
+  maxPartitionNum?: number,
+) {
   let totalBytes = 0;
   for (const l of lengths) totalBytes += l + openCost;
   const bytesPerCore = Math.floor(totalBytes / minPartitionNum);
@@ -193,7 +199,11 @@ describe('FilePartition packing', () => {
     expect(r.partitions.map((p) => p.map((i) => i + 1))).toEqual([[6], [5], [4], [3, 2], [1]]);
   });
   it('hand-checked: bytes per core bound', () => {
-    const r = packFilePartitions([1, 2, 3, 4, 5, 6], { maxPartitionBytes: 100, openCostInBytes: 4, minPartitionNum: 3 });
+    const r = packFilePartitions([1, 2, 3, 4, 5, 6], {
+      maxPartitionBytes: 100,
+      openCostInBytes: 4,
+      minPartitionNum: 3,
+    });
     expect(r.maxSplitBytes).toBe(15);
     expect(r.partitions.map((p) => p.map((i) => i + 1))).toEqual([
       [6, 5],
@@ -202,7 +212,12 @@ describe('FilePartition packing', () => {
     ]);
   });
   it('hand-checked: maxPartitionNum repacks at ceil(total / n)', () => {
-    const r = packFilePartitions([1, 2, 3, 4, 5, 6], { maxPartitionBytes: 10, openCostInBytes: 4, minPartitionNum: 1, maxPartitionNum: 2 });
+    const r = packFilePartitions([1, 2, 3, 4, 5, 6], {
+      maxPartitionBytes: 10,
+      openCostInBytes: 4,
+      minPartitionNum: 1,
+      maxPartitionNum: 2,
+    });
     expect(r.partitions.map((p) => p.map((i) => i + 1))).toEqual([
       [6, 5, 4],
       [3, 2, 1],
@@ -223,7 +238,12 @@ describe('FilePartition packing', () => {
       const openCost = rand() < 0.5 ? 4 * 1024 * 1024 : Math.floor(rand() * 1e5);
       const minPartitionNum = 1 + Math.floor(rand() * 64);
       const maxPartitionNum = rand() < 0.3 ? 1 + Math.floor(rand() * 20) : undefined;
-      const got = packFilePartitions(lengths, { maxPartitionBytes, openCostInBytes: openCost, minPartitionNum, maxPartitionNum });
+      const got = packFilePartitions(lengths, {
+        maxPartitionBytes,
+        openCostInBytes: openCost,
+        minPartitionNum,
+        maxPartitionNum,
+      });
       const want = sparkPacking(lengths, maxPartitionBytes, openCost, minPartitionNum, maxPartitionNum);
       expect(got.maxSplitBytes).toBe(want.maxSplit);
       expect(got.partitions).toEqual(want.partitions);

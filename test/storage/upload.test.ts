@@ -89,7 +89,10 @@ describe('upload', () => {
   });
 
   it('uploads a single file to prefix/basename', async () => {
-    const r = await st.upload(path.join(src, 'ckpt/nested/deep/state.json'), `gs://${BUCKET}/single`, { storage, progress: false });
+    const r = await st.upload(path.join(src, 'ckpt/nested/deep/state.json'), `gs://${BUCKET}/single`, {
+      storage,
+      progress: false,
+    });
     expect(r.files.map((f) => f.uri)).toEqual([`gs://${BUCKET}/single/state.json`]);
   });
 
@@ -132,7 +135,8 @@ describe('UploadQueue', () => {
     expect(ticks).toBeGreaterThan(0);
     expect(q.pending).toBe(0);
     expect(done.map((d) => d.uri).sort()).toEqual(names.map((n) => `gs://${BUCKET}/queue/${path.basename(n)}`).sort());
-    for (const rel of names) expect((await remoteBytes(`queue/${path.basename(rel)}`)).equals(files.get(rel)!)).toBe(true);
+    for (const rel of names)
+      expect((await remoteBytes(`queue/${path.basename(rel)}`)).equals(files.get(rel)!)).toBe(true);
     expect((await Promise.all(promises)).length).toBe(names.length);
   });
 

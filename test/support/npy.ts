@@ -4,7 +4,14 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { DType, Tensor, TypedArray } from '../../lib';
 
-const DESCR: Record<string, DType> = { '<f4': 'float32', '<f8': 'float64', '<i8': 'int64', '<i4': 'int32', '|u1': 'uint8', '|b1': 'bool' };
+const DESCR: Record<string, DType> = {
+  '<f4': 'float32',
+  '<f8': 'float64',
+  '<i8': 'int64',
+  '<i4': 'int32',
+  '|u1': 'uint8',
+  '|b1': 'bool',
+};
 const DESCR_OF: Partial<Record<DType, string>> = Object.fromEntries(Object.entries(DESCR).map(([k, v]) => [v, k]));
 
 export function writeNpy(file: string, t: Tensor): void {
@@ -20,7 +27,10 @@ export function writeNpy(file: string, t: Tensor): void {
   pre[7] = 0;
   pre.writeUInt16LE(header.length, 8);
   const data = t.toTypedArray();
-  fs.writeFileSync(file, Buffer.concat([pre, Buffer.from(header, 'latin1'), Buffer.from(data.buffer, data.byteOffset, data.byteLength)]));
+  fs.writeFileSync(
+    file,
+    Buffer.concat([pre, Buffer.from(header, 'latin1'), Buffer.from(data.buffer, data.byteOffset, data.byteLength)]),
+  );
 }
 
 export function readNpy(file: string): Tensor {
@@ -34,13 +44,26 @@ export function readNpy(file: string): Tensor {
   const dtype = DESCR[descr];
   if (!dtype) throw new Error(`npy: unsupported descr ${descr}`);
   if (/'fortran_order': True/.test(header)) throw new Error('npy: fortran order not supported');
-  const shape = /'shape': \(([^)]*)\)/.exec(header)![1].split(',').map((s) => s.trim()).filter(Boolean).map(Number);
+  const shape = /'shape': \(([^)]*)\)/
+    .exec(header)![1]
+    .split(',')
+    .map((s) => s.trim())
+    .filter(Boolean)
+    .map(Number);
   const body = buf.subarray(start + hlen);
   const copy = new Uint8Array(body.length);
   copy.set(body);
   const Ctor: Record<DType, new (b: ArrayBuffer) => TypedArray> = {
-    float32: Float32Array, float64: Float64Array, int64: BigInt64Array, int32: Int32Array, uint8: Uint8Array, bool: Uint8Array,
-    float16: Uint16Array, bfloat16: Uint16Array, int8: Int8Array, int16: Int16Array,
+    float32: Float32Array,
+    float64: Float64Array,
+    int64: BigInt64Array,
+    int32: Int32Array,
+    uint8: Uint8Array,
+    bool: Uint8Array,
+    float16: Uint16Array,
+    bfloat16: Uint16Array,
+    int8: Int8Array,
+    int16: Int16Array,
   };
   return Tensor.from(new Ctor[dtype](copy.buffer), shape, { dtype });
 }

@@ -31,7 +31,8 @@ export function testSeed(): number {
   if (env === 'random') return Math.floor(Math.random() * 2 ** 31);
   if (env !== undefined && env !== '') {
     const n = Number(env);
-    if (!Number.isSafeInteger(n) || n < 0) throw new Error(`TORCHLINE_TEST_SEED must be a non-negative integer or 'random', got ${env}`);
+    if (!Number.isSafeInteger(n) || n < 0)
+      throw new Error(`TORCHLINE_TEST_SEED must be a non-negative integer or 'random', got ${env}`);
     return n;
   }
   return 20260101;

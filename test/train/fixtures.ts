@@ -4,7 +4,10 @@ import { writeFashionMnistFolder } from '../../lib/data/fashion-mnist';
 import { tempDir } from '../support/peer';
 
 /** root/{train,val}/<class>/*.jpg with `perClass` train and `valPerClass` held-out images. */
-export async function fashionFolders(perClass: number, valPerClass: number): Promise<{ root: string; train: string; val: string }> {
+export async function fashionFolders(
+  perClass: number,
+  valPerClass: number,
+): Promise<{ root: string; train: string; val: string }> {
   const root = tempDir('fmnist');
   const train = path.join(root, 'train');
   const val = path.join(root, 'val');

@@ -3,7 +3,19 @@ import { execFileSync, spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import {
-  Adam, DataLoader, ImageFolder, Trainer, UploadQueue, checkpoint, createStorage, load, readEvents, resnet18, startGcsEmulator, transforms as T, upload,
+  Adam,
+  DataLoader,
+  ImageFolder,
+  Trainer,
+  UploadQueue,
+  checkpoint,
+  createStorage,
+  load,
+  readEvents,
+  resnet18,
+  startGcsEmulator,
+  transforms as T,
+  upload,
 } from '../../lib';
 import type { GcsEmulator } from '../../lib';
 import { fashionFolders } from './fixtures';
@@ -26,7 +38,10 @@ afterAll(async () => {
 });
 
 function loaders(seed = 1) {
-  const train = new DataLoader(new ImageFolder(data.train, { transform: [T.Resize([32, 32]), T.RandomHorizontalFlip(), norm] }), { batchSize: 16, shuffle: true, seed, numWorkers: 2 });
+  const train = new DataLoader(
+    new ImageFolder(data.train, { transform: [T.Resize([32, 32]), T.RandomHorizontalFlip(), norm] }),
+    { batchSize: 16, shuffle: true, seed, numWorkers: 2 },
+  );
   const val = new DataLoader(new ImageFolder(data.val, { transform: [T.Resize([32, 32]), norm] }), { batchSize: 16 });
   return { train, val };
 }
@@ -43,8 +58,18 @@ describe('Trainer.fit', () => {
     trainer.on('epochEnd', (r) => events.push(`epoch ${r.epoch}`));
     trainer.on('upload', ({ path: p }) => events.push(`upload ${path.basename(p)}`));
     const r = await trainer.fit({
-      model, optimizer: new Adam(model.parameters()), train, val, epochs: 3, checkpointEvery: 2, keepLast: 5,
-      checkpointDir: path.join(dir, 'ckpt'), logDir: path.join(dir, 'run'), upload, progress: null, handleSignals: false,
+      model,
+      optimizer: new Adam(model.parameters()),
+      train,
+      val,
+      epochs: 3,
+      checkpointEvery: 2,
+      keepLast: 5,
+      checkpointDir: path.join(dir, 'ckpt'),
+      logDir: path.join(dir, 'run'),
+      upload,
+      progress: null,
+      handleSignals: false,
     });
     expect(r.interrupted).toBe(false);
     expect(r.history.map((h) => h.epoch)).toEqual([1, 2, 3]);
@@ -52,13 +77,20 @@ describe('Trainer.fit', () => {
     expect(events.filter((e) => e.startsWith('checkpoint'))).toEqual(['checkpoint 2', 'checkpoint 3']);
     // Uploaded objects are complete copies of the local files.
     const [files] = await createStorage().bucket('torchline-test-fit').getFiles({ prefix: 'ckpt/' });
-    expect(files.map((f) => f.name).sort()).toEqual(['ckpt/checkpoint-epoch-0002.pth', 'ckpt/checkpoint-epoch-0003.pth']);
+    expect(files.map((f) => f.name).sort()).toEqual([
+      'ckpt/checkpoint-epoch-0002.pth',
+      'ckpt/checkpoint-epoch-0003.pth',
+    ]);
     for (const f of files) {
       const [buf] = await f.download();
       expect(buf.equals(fs.readFileSync(path.join(dir, 'ckpt', path.basename(f.name))))).toBe(true);
     }
     // metrics.jsonl, TensorBoard events (CRCs checked by readEvents), the report.
-    const lines = fs.readFileSync(path.join(dir, 'run/metrics.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l));
+    const lines = fs
+      .readFileSync(path.join(dir, 'run/metrics.jsonl'), 'utf8')
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l));
     expect(lines.map((l) => l.epoch)).toEqual([1, 2, 3]);
     const evFile = fs.readdirSync(path.join(dir, 'run')).find((f) => f.startsWith('events.out.tfevents.'))!;
     const evs = readEvents(path.join(dir, 'run', evFile));
@@ -70,7 +102,11 @@ describe('Trainer.fit', () => {
     expect(fs.readFileSync(r.reportPath!, 'utf8')).toMatch(/<svg[\s\S]*Top-1 accuracy/);
     // The checkpoint is a PyTorch file whose model loads into torchvision's resnet18 with strict=True.
     const ck = path.join(dir, 'ckpt/checkpoint-epoch-0003.pth');
-    const py = execFileSync(PYTHON, ['-c', `
+    const py = execFileSync(
+      PYTHON,
+      [
+        '-c',
+        `
 import sys, torch, torchvision
 # torch 1.13's weights_only unpickler has no float opcode (BINFLOAT), so any
 # optimizer state (lr, betas) needs torch >= 2 for weights_only=True.
@@ -78,13 +114,19 @@ ck = torch.load(sys.argv[1], weights_only=int(torch.__version__.split('.')[0]) >
 m = torchvision.models.resnet18(num_classes=10)
 m.load_state_dict(ck['model'], strict=True)
 print(ck['epoch'], sorted(ck['optimizer']['state'][0].keys()))
-`, ck], { encoding: 'utf8' });
+`,
+        ck,
+      ],
+      { encoding: 'utf8' },
+    );
     expect(py.trim()).toBe("3 ['exp_avg', 'exp_avg_sq', 'step']");
   });
 
   it('evaluate() gives loss, top-1/top-5 and per-class accuracy consistent with each other', async () => {
     const { val } = loaders();
-    const m = await new Trainer().evaluate(resnet18({ numClasses: 10 }), val, { classes: new ImageFolder(data.val).classes });
+    const m = await new Trainer().evaluate(resnet18({ numClasses: 10 }), val, {
+      classes: new ImageFolder(data.val).classes,
+    });
     expect(m.n).toBe(30);
     expect(m.perClass).toHaveLength(10);
     expect(m.perClass.reduce((a, c) => a + c.correct, 0) / m.n).toBeCloseTo(m.top1, 10);
@@ -95,7 +137,9 @@ print(ck['epoch'], sorted(ck['optimizer']['state'][0].keys()))
   it('resume in a new process continues exactly: weights bit-identical to an uninterrupted run', async () => {
     const dir = tempDir('resume');
     const script = path.join(dir, 'run.js');
-    fs.writeFileSync(script, `
+    fs.writeFileSync(
+      script,
+      `
 const tl = require(${JSON.stringify(path.join(root, 'dist'))});
 const [trainDir, ckDir, epochs, resume, out, stopAfter] = process.argv.slice(2);
 const T = tl.transforms;
@@ -110,8 +154,10 @@ const T = tl.transforms;
     resume: resume === '-' ? undefined : resume, progress: null, handleSignals: false, precision: process.env.TL_PRECISION || 'auto' });
   tl.save(out, model.stateDict());
 })().catch((e) => { console.error(e); process.exit(1); });
-`);
-    const node = (...args: string[]) => execFileSync(process.execPath, [script, data.train, ...args], { encoding: 'utf8' });
+`,
+    );
+    const node = (...args: string[]) =>
+      execFileSync(process.execPath, [script, data.train, ...args], { encoding: 'utf8' });
     node(path.join(dir, 'a'), '3', '-', path.join(dir, 'full.pth'), '-');
     // Stopped mid-epoch 2 (step 6 of 4 per epoch), then resumed from that checkpoint in a new process.
     node(path.join(dir, 'b'), '3', '-', path.join(dir, 'part.pth'), '6');
@@ -132,7 +178,10 @@ const T = tl.transforms;
 describe('CLI', () => {
   const cli = (args: string[]) => {
     try {
-      return { code: 0, out: execFileSync(process.execPath, [CLI, ...args], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] }) };
+      return {
+        code: 0,
+        out: execFileSync(process.execPath, [CLI, ...args], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] }),
+      };
     } catch (e) {
       const err = e as { status: number; stderr: string; stdout: string };
       return { code: err.status, out: err.stdout + err.stderr };
@@ -144,7 +193,10 @@ describe('CLI', () => {
     [['train', '--batch-size', '0'], /--batch-size must be an integer >= 1, got '0'/],
     [['train', '--model', 'vgg16'], /--model must be resnet18/],
     [['train', '--bogus'], /Unknown option '--bogus'/],
-    [['train', '--train-dir', '/nonexistent/x', '--val-dir', '/nonexistent/y'], /train folder \/nonexistent\/x does not exist/],
+    [
+      ['train', '--train-dir', '/nonexistent/x', '--val-dir', '/nonexistent/y'],
+      /train folder \/nonexistent\/x does not exist/,
+    ],
     [['train', '--bucket', 'Bad_Bucket!'], /is not a valid bucket name/],
     [['list'], /list needs a LOCATION/],
     [['eval', '--data', '/tmp'], /--checkpoint is required/],
@@ -169,7 +221,10 @@ describe('CLI', () => {
     const r = (() => {
       try {
         execFileSync(process.execPath, [CLI, 'list', 'gs://torchline-no-such/x/'], {
-          encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'], timeout: 60_000, env: { ...process.env, STORAGE_EMULATOR_HOST: 'http://127.0.0.1:9' },
+          encoding: 'utf8',
+          stdio: ['ignore', 'pipe', 'pipe'],
+          timeout: 60_000,
+          env: { ...process.env, STORAGE_EMULATOR_HOST: 'http://127.0.0.1:9' },
         });
         return { code: 0, out: '' };
       } catch (e) {
@@ -187,9 +242,36 @@ describe('CLI', () => {
     const bucket = 'torchline-test-sigint';
     await upload(data.train, `gs://${bucket}/train_data/`, { progress: false });
     await upload(data.val, `gs://${bucket}/val_data/`, { progress: false });
-    const child = spawn(process.execPath, [CLI, 'train', '--bucket', bucket, '--train-dir', path.join(dir, 'data/train'), '--val-dir', path.join(dir, 'data/val'),
-      '--model', 'resnet18', '--image-size', '32', '--augment', 'flip', '--epochs', '50', '--batch-size', '8', '--checkpoint-dir', path.join(dir, 'ckpt'),
-      '--log-dir', path.join(dir, 'run'), '--checkpoint-prefix', 'ck'], { env: { ...process.env, TORCHLINE_PROGRESS_MS: '0' } });
+    const child = spawn(
+      process.execPath,
+      [
+        CLI,
+        'train',
+        '--bucket',
+        bucket,
+        '--train-dir',
+        path.join(dir, 'data/train'),
+        '--val-dir',
+        path.join(dir, 'data/val'),
+        '--model',
+        'resnet18',
+        '--image-size',
+        '32',
+        '--augment',
+        'flip',
+        '--epochs',
+        '50',
+        '--batch-size',
+        '8',
+        '--checkpoint-dir',
+        path.join(dir, 'ckpt'),
+        '--log-dir',
+        path.join(dir, 'run'),
+        '--checkpoint-prefix',
+        'ck',
+      ],
+      { env: { ...process.env, TORCHLINE_PROGRESS_MS: '0' } },
+    );
     let err = '';
     child.stderr.on('data', (d) => (err += d));
     await new Promise<void>((resolve, reject) => {
@@ -212,7 +294,9 @@ describe('CLI', () => {
     expect(ck.get('epoch')).toBe(0);
     expect(Number(ck.get('batch'))).toBeGreaterThan(0);
     expect(checkpoint.extractStateDict(ck).size).toBeGreaterThan(100);
-    expect(fs.readdirSync(path.join(dir, 'ckpt')).filter((f) => !f.endsWith('.pth') && f !== 'checkpoints.json')).toEqual([]);
+    expect(
+      fs.readdirSync(path.join(dir, 'ckpt')).filter((f) => !f.endsWith('.pth') && f !== 'checkpoints.json'),
+    ).toEqual([]);
     // The upload finished before exit and is byte-identical (no partial object).
     const [objects] = await createStorage().bucket(bucket).getFiles({ prefix: 'ck/' });
     expect(objects.map((o) => o.name)).toEqual(['ck/checkpoint-epoch-0001.pth']);

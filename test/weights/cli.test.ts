@@ -22,13 +22,27 @@ describe('torchline weights', () => {
     fs.writeFileSync(path.join(dir, 'resnet18-f37072fd.pth'), 'x');
     const json = cli(['weights', '--json'], { TORCH_HOME: home });
     expect(json.code).toBe(0);
-    const rows = json.out.trim().split('\n').map((l) => JSON.parse(l));
+    const rows = json.out
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l));
     expect(rows.map((r) => r.weights)).toEqual([
-      'ResNet18_Weights.IMAGENET1K_V1', 'ResNet34_Weights.IMAGENET1K_V1', 'ResNet50_Weights.IMAGENET1K_V1', 'ResNet50_Weights.IMAGENET1K_V2',
-      'ResNet101_Weights.IMAGENET1K_V1', 'ResNet101_Weights.IMAGENET1K_V2', 'ResNet152_Weights.IMAGENET1K_V1', 'ResNet152_Weights.IMAGENET1K_V2',
+      'ResNet18_Weights.IMAGENET1K_V1',
+      'ResNet34_Weights.IMAGENET1K_V1',
+      'ResNet50_Weights.IMAGENET1K_V1',
+      'ResNet50_Weights.IMAGENET1K_V2',
+      'ResNet101_Weights.IMAGENET1K_V1',
+      'ResNet101_Weights.IMAGENET1K_V2',
+      'ResNet152_Weights.IMAGENET1K_V1',
+      'ResNet152_Weights.IMAGENET1K_V2',
     ]);
     expect(rows.filter((r) => r.cached).map((r) => r.cached)).toEqual([path.join(dir, 'resnet18-f37072fd.pth')]);
-    expect(rows.find((r) => r.weights === 'ResNet50_Weights.IMAGENET1K_V2')).toMatchObject({ default: true, resize: 232, crop: 224, acc1: 80.858 });
+    expect(rows.find((r) => r.weights === 'ResNet50_Weights.IMAGENET1K_V2')).toMatchObject({
+      default: true,
+      resize: 232,
+      crop: 224,
+      acc1: 80.858,
+    });
     const text = cli(['weights', '--model', 'resnet50'], { TORCH_HOME: home });
     expect(text.code).toBe(0);
     expect(text.out).toContain(`hub cache: ${dir}`);
@@ -47,16 +61,27 @@ describe('--pretrained', () => {
     const { pretrainedSource } = await import('../../lib/cli/pipeline');
     expect(cfg('resnet50', 'imagenet').pretrained).toBe('imagenet');
     expect(pretrainedSource('imagenet', 'resnet50')).toEqual({ kind: 'entry', entry: ResNet50_Weights.IMAGENET1K_V2 });
-    expect(pretrainedSource('IMAGENET1K_V1', 'resnet50')).toEqual({ kind: 'entry', entry: ResNet50_Weights.IMAGENET1K_V1 });
-    expect(pretrainedSource('ResNet18_Weights.DEFAULT', 'resnet18')).toEqual({ kind: 'entry', entry: ResNet18_Weights.IMAGENET1K_V1 });
-    expect(pretrainedSource('gs://team/w/resnet50-11ad3fa6.pth', 'resnet50')).toEqual({ kind: 'url', value: 'gs://team/w/resnet50-11ad3fa6.pth' });
+    expect(pretrainedSource('IMAGENET1K_V1', 'resnet50')).toEqual({
+      kind: 'entry',
+      entry: ResNet50_Weights.IMAGENET1K_V1,
+    });
+    expect(pretrainedSource('ResNet18_Weights.DEFAULT', 'resnet18')).toEqual({
+      kind: 'entry',
+      entry: ResNet18_Weights.IMAGENET1K_V1,
+    });
+    expect(pretrainedSource('gs://team/w/resnet50-11ad3fa6.pth', 'resnet50')).toEqual({
+      kind: 'url',
+      value: 'gs://team/w/resnet50-11ad3fa6.pth',
+    });
     const f = path.join(tempDir('pre'), 'mine.pth');
     fs.writeFileSync(f, 'x');
     expect(pretrainedSource(f, 'resnet50')).toEqual({ kind: 'file', value: f });
   });
 
   it('refuses names the model lacks and missing files, before any work', () => {
-    expect(() => cfg('resnet18', 'IMAGENET1K_V2')).toThrow(/--pretrained IMAGENET1K_V2: resnet18 has no weights "IMAGENET1K_V2"; known: IMAGENET1K_V1, DEFAULT/);
+    expect(() => cfg('resnet18', 'IMAGENET1K_V2')).toThrow(
+      /--pretrained IMAGENET1K_V2: resnet18 has no weights "IMAGENET1K_V2"; known: IMAGENET1K_V1, DEFAULT/,
+    );
     expect(() => cfg('resnet50', 'ResNet18_Weights.IMAGENET1K_V1')).toThrow(/resnet50 has no weights/);
     expect(() => cfg('resnet50', '/nonexistent/w.pth')).toThrow(/no such file/);
   });

@@ -11,7 +11,17 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import type { Storage } from '@google-cloud/storage';
-import { ResNet18_Weights, WeightsError, hub, load, resnet18, startGcsEmulator, storage as st, type GcsEmulator, type WeightsEntry } from '../../lib';
+import {
+  ResNet18_Weights,
+  WeightsError,
+  hub,
+  load,
+  resnet18,
+  startGcsEmulator,
+  storage as st,
+  type GcsEmulator,
+  type WeightsEntry,
+} from '../../lib';
 import { PYTHON, runPython, tempDir } from '../support/peer';
 import { seedObjects } from '../storage/helpers';
 import { startFileServer, type FileServer } from './server';
@@ -60,14 +70,16 @@ afterEach(() => {
   }
 });
 
-const served = (dir: string): WeightsEntry => ResNet18_Weights.IMAGENET1K_V1.with({ url: `${server.url}/${dir}/${fileName}` });
+const served = (dir: string): WeightsEntry =>
+  ResNet18_Weights.IMAGENET1K_V1.with({ url: `${server.url}/${dir}/${fileName}` });
 const cacheFiles = () => (fs.existsSync(hub.checkpointsDir()) ? fs.readdirSync(hub.checkpointsDir()).sort() : []);
 
 function sameWeights(model: { stateDict(): Map<string, { toArray(): unknown }> }, file: string): void {
   const ref = load(file) as Map<string, { toArray(): unknown }>;
   const sd = model.stateDict();
   expect([...sd.keys()]).toEqual([...ref.keys()]);
-  for (const k of ['conv1.weight', 'layer4.1.bn2.running_var', 'fc.bias']) expect(sd.get(k)!.toArray()).toEqual(ref.get(k)!.toArray());
+  for (const k of ['conv1.weight', 'layer4.1.bn2.running_var', 'fc.bias'])
+    expect(sd.get(k)!.toArray()).toEqual(ref.get(k)!.toArray());
 }
 
 describe('download into the hub cache', () => {
@@ -98,9 +110,16 @@ describe('download into the hub cache', () => {
     process.env.XDG_CACHE_HOME = torchHome;
     const url = `${server.url}/mirror/${fileName}`;
     // Asynchronously: the server answering Python runs on this event loop.
-    await promisify(execFile)(PYTHON, ['-c', `import torch.hub; torch.hub.load_state_dict_from_url(${JSON.stringify(url)}, check_hash=True, progress=False)`], {
-      env: { ...process.env },
-    });
+    await promisify(execFile)(
+      PYTHON,
+      [
+        '-c',
+        `import torch.hub; torch.hub.load_state_dict_from_url(${JSON.stringify(url)}, check_hash=True, progress=False)`,
+      ],
+      {
+        env: { ...process.env },
+      },
+    );
     const gets = server.gets.get(`/mirror/${fileName}`);
     expect(hub.checkpointsDir()).toBe(path.join(torchHome, 'torch', 'hub', 'checkpoints'));
     const file = await served('mirror').fetch({ progress: false });
@@ -220,7 +239,10 @@ describe('sources', () => {
     fs.mkdirSync(hub.checkpointsDir(), { recursive: true });
     const dead = spawn(process.execPath, ['-e', '0']);
     await new Promise((ok) => dead.on('close', ok));
-    fs.writeFileSync(`${entry.cachePath()}.lock`, JSON.stringify({ pid: dead.pid, host: os.hostname(), since: Date.now() }));
+    fs.writeFileSync(
+      `${entry.cachePath()}.lock`,
+      JSON.stringify({ pid: dead.pid, host: os.hostname(), since: Date.now() }),
+    );
     fs.writeFileSync(path.join(hub.checkpointsDir(), `.${fileName}.tmp-${dead.pid}-abc`), 'partial');
     const file = await entry.fetch({ progress: false });
     expect(file).toBe(entry.cachePath());
@@ -253,17 +275,26 @@ describe('gs:// source through the storage module (GCS emulator)', () => {
     expect(file).toBe(entry.cachePath());
     expect(cacheFiles()).toEqual([fileName]);
     expect(fs.readFileSync(file).equals(fs.readFileSync(src))).toBe(true);
-    const model = await resnet18({ weights: entry, source: `gs://${BUCKET}/mirror/${fileName}`, storage, progress: false });
+    const model = await resnet18({
+      weights: entry,
+      source: `gs://${BUCKET}/mirror/${fileName}`,
+      storage,
+      progress: false,
+    });
     sameWeights(model, src);
   });
 
   it('refuses an object with the wrong content, and a missing one, leaving the cache empty', async () => {
     const entry = served('nowhere');
-    const err = await entry.fetch({ source: `gs://${BUCKET}/tampered/${fileName}`, storage, progress: false }).catch((e) => e);
+    const err = await entry
+      .fetch({ source: `gs://${BUCKET}/tampered/${fileName}`, storage, progress: false })
+      .catch((e) => e);
     expect(err).toBeInstanceOf(WeightsError);
     expect(err.code).toBe('EHASH');
     expect(err.message).toContain(`gs://${BUCKET}/tampered/${fileName}`);
-    const missing = await entry.fetch({ source: `gs://${BUCKET}/absent/${fileName}`, storage, progress: false }).catch((e) => e);
+    const missing = await entry
+      .fetch({ source: `gs://${BUCKET}/absent/${fileName}`, storage, progress: false })
+      .catch((e) => e);
     expect(missing).toBeInstanceOf(WeightsError);
     expect(missing.code).toBe('ENOENT');
     expect(cacheFiles()).toEqual([]);

@@ -9,11 +9,22 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { DataLoader, ManifestDataset, ResNet50_Weights, WeightsError, hub, load, resnet50, type Tensor } from '../../lib';
+import {
+  DataLoader,
+  ManifestDataset,
+  ResNet50_Weights,
+  WeightsError,
+  hub,
+  load,
+  resnet50,
+  type Tensor,
+} from '../../lib';
 import { runPython, tempDir } from '../support/peer';
 
 const PEER = path.join(__dirname, 'peer_weights.py');
-const PHOTOS = ['baboon.jpg', 'fruits.jpg', 'butterfly.jpg', 'HappyFish.jpg'].map((f) => path.join('/usr/share/doc/opencv-doc/examples/data', f));
+const PHOTOS = ['baboon.jpg', 'fruits.jpg', 'butterfly.jpg', 'HappyFish.jpg'].map((f) =>
+  path.join('/usr/share/doc/opencv-doc/examples/data', f),
+);
 
 let torchHome: string;
 let cached: string;
@@ -35,7 +46,7 @@ afterAll(() => {
 });
 
 describe('resnet50({ weights: "DEFAULT" }) from the hub cache', () => {
-  it('refuses the stand-in file by default: its hash is not the real file\'s', async () => {
+  it("refuses the stand-in file by default: its hash is not the real file's", async () => {
     const err = await resnet50({ weights: 'DEFAULT', progress: false }).catch((e) => e);
     expect(err).toBeInstanceOf(WeightsError);
     expect(err.code).toBe('EHASH');
@@ -43,7 +54,7 @@ describe('resnet50({ weights: "DEFAULT" }) from the hub cache', () => {
     expect(fs.existsSync(cached)).toBe(true); // a file the user put there is reported, not deleted
   });
 
-  it('gives torchvision\'s logits within 1e-4 on real photos with weights.transforms()', async () => {
+  it("gives torchvision's logits within 1e-4 on real photos with weights.transforms()", async () => {
     for (const f of PHOTOS) expect(fs.existsSync(f)).toBe(true);
     const weights = ResNet50_Weights.DEFAULT;
     expect(weights.preset.resizeSize).toBe(232);
@@ -56,7 +67,10 @@ describe('resnet50({ weights: "DEFAULT" }) from the hub cache', () => {
     let logits: Tensor | undefined;
     for await (const b of loader) logits = await model.forward(b.images);
     expect(logits!.shape).toEqual([PHOTOS.length, 1000]);
-    const peer = JSON.parse(runPython(PEER, ['logits', '50', 'IMAGENET1K_V2', cached, ...PHOTOS])) as { logits: number[][]; argmax: number[] };
+    const peer = JSON.parse(runPython(PEER, ['logits', '50', 'IMAGENET1K_V2', cached, ...PHOTOS])) as {
+      logits: number[][];
+      argmax: number[];
+    };
     const ours = logits!.toTypedArray() as Float32Array;
     let maxDiff = 0;
     let maxAbs = 0;
@@ -71,15 +85,19 @@ describe('resnet50({ weights: "DEFAULT" }) from the hub cache', () => {
       }
       argmax.push(best);
     }
-    console.log(`resnet50 DEFAULT vs torchvision: max |logit diff| ${maxDiff.toExponential(2)} (max |logit| ${maxAbs.toFixed(3)}); ` +
-      `top-1 ${argmax.map((c) => weights.meta.categories[c]).join(', ')}`);
+    console.log(
+      `resnet50 DEFAULT vs torchvision: max |logit diff| ${maxDiff.toExponential(2)} (max |logit| ${maxAbs.toFixed(3)}); ` +
+        `top-1 ${argmax.map((c) => weights.meta.categories[c]).join(', ')}`,
+    );
     expect(maxAbs).toBeGreaterThan(0.1); // the logits are not trivially zero
     expect(maxDiff).toBeLessThan(1e-4);
     expect(argmax).toEqual(peer.argmax);
   });
 
   it('fine-tuning: the weights, then replaceHead(n) gives a fresh head on the pretrained backbone', async () => {
-    const model = (await resnet50({ weights: ResNet50_Weights.DEFAULT, checkHash: false, progress: false })).replaceHead(5);
+    const model = (
+      await resnet50({ weights: ResNet50_Weights.DEFAULT, checkHash: false, progress: false })
+    ).replaceHead(5);
     expect(model.numClasses).toBe(5);
     const file = load(cached) as Map<string, Tensor>;
     const sd = model.stateDict();

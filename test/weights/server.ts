@@ -44,7 +44,10 @@ export async function startFileServer(): Promise<FileServer> {
     if (m) {
       ranges.push(String(req.headers.range));
       start = Number(m[1]);
-      res.writeHead(206, { 'content-length': data.length - start, 'content-range': `bytes ${start}-${data.length - 1}/${data.length}` });
+      res.writeHead(206, {
+        'content-length': data.length - start,
+        'content-range': `bytes ${start}-${data.length - 1}/${data.length}`,
+      });
     } else res.writeHead(200, { 'content-length': data.length });
     const MiB = 1 << 20;
     for (let off = start; off < data.length; off += MiB) {

@@ -45,7 +45,11 @@ interface PeerEntry {
 }
 
 describe('weights table vs torchvision', () => {
-  let peer: { categories: string[]; torchvision: string; enums: { enumName: string; model: string; default: string; entries: PeerEntry[] }[] };
+  let peer: {
+    categories: string[];
+    torchvision: string;
+    enums: { enumName: string; model: string; default: string; entries: PeerEntry[] }[];
+  };
   beforeAll(() => {
     peer = JSON.parse(runPython(PEER, ['table']));
   });
@@ -61,7 +65,7 @@ describe('weights table vs torchvision', () => {
     );
   });
 
-  it('has each entry\'s URL, hash prefix, classes, metrics and eval transform', () => {
+  it("has each entry's URL, hash prefix, classes, metrics and eval transform", () => {
     for (const pe of peer.enums) {
       const ours = getModelWeights(pe.model);
       for (const p of pe.entries) {
@@ -109,8 +113,12 @@ describe('weights enum API', () => {
     expect(ResNet50_Weights.verify('ResNet50_Weights.IMAGENET1K_V1')).toBe(ResNet50_Weights.IMAGENET1K_V1);
     expect(ResNet50_Weights.verify(null)).toBeUndefined();
     expect(getWeight('ResNet101_Weights.IMAGENET1K_V2')).toBe(ResNet101_Weights.IMAGENET1K_V2);
-    expect(() => ResNet18_Weights.verify('IMAGENET1K_V2')).toThrow(/resnet18 has no weights "IMAGENET1K_V2"; known: IMAGENET1K_V1, DEFAULT/);
-    expect(() => ResNet18_Weights.verify(ResNet50_Weights.DEFAULT)).toThrow(/expected ResNet18_Weights but received ResNet50_Weights/);
+    expect(() => ResNet18_Weights.verify('IMAGENET1K_V2')).toThrow(
+      /resnet18 has no weights "IMAGENET1K_V2"; known: IMAGENET1K_V1, DEFAULT/,
+    );
+    expect(() => ResNet18_Weights.verify(ResNet50_Weights.DEFAULT)).toThrow(
+      /expected ResNet18_Weights but received ResNet50_Weights/,
+    );
     expect(() => getWeight('VGG16_Weights.IMAGENET1K_V1')).toThrow(RangeError);
   });
 
@@ -131,11 +139,18 @@ describe('weights enum API', () => {
   it('with() derives an entry for another URL and hash, keeping the rest', () => {
     const w = ResNet50_Weights.IMAGENET1K_V2.with({ url: 'https://mirror.example/w/resnet50-0123abcd.pth' });
     expect([w.name, w.model, w.fileName, w.hashPrefix, w.meta.categories.length, w.preset.resizeSize]).toEqual([
-      'IMAGENET1K_V2', 'resnet50', 'resnet50-0123abcd.pth', '0123abcd', 1000, 232,
+      'IMAGENET1K_V2',
+      'resnet50',
+      'resnet50-0123abcd.pth',
+      '0123abcd',
+      1000,
+      232,
     ]);
     expect(ResNet50_Weights.verify(w)).toBe(w);
     // Same file name: the hash stays the table's.
-    expect(ResNet50_Weights.IMAGENET1K_V2.with({ url: 'gs://team/w/resnet50-11ad3fa6.pth' }).hashPrefix).toBe('11ad3fa6');
+    expect(ResNet50_Weights.IMAGENET1K_V2.with({ url: 'gs://team/w/resnet50-11ad3fa6.pth' }).hashPrefix).toBe(
+      '11ad3fa6',
+    );
     expect(() => ResNet50_Weights.IMAGENET1K_V2.with({ hashPrefix: 'XYZ' })).toThrow(/hex/);
     expect(() => ResNet50_Weights.IMAGENET1K_V2.with({ url: 'ftp://x/y.pth' })).toThrow(/https/);
   });
