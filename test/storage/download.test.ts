@@ -358,20 +358,16 @@ describe('download', () => {
     const rand = seededRandom(11);
     const text = Buffer.from(Array.from({ length: 3_000_000 }, () => 'abcdefgh'[Math.floor(rand() * 8)]).join(''));
     const b = storage.bucket(BUCKET);
-    await b
-      .file('gz/baboon.jpg')
-      .save(zlib.gzipSync(jpg), {
-        resumable: false,
-        validation: false,
-        metadata: { contentEncoding: 'gzip', contentType: 'image/jpeg' },
-      });
-    await b
-      .file('gz/big.txt')
-      .save(zlib.gzipSync(text), {
-        resumable: false,
-        validation: false,
-        metadata: { contentEncoding: 'gzip', contentType: 'text/plain' },
-      });
+    await b.file('gz/baboon.jpg').save(zlib.gzipSync(jpg), {
+      resumable: false,
+      validation: false,
+      metadata: { contentEncoding: 'gzip', contentType: 'image/jpeg' },
+    });
+    await b.file('gz/big.txt').save(zlib.gzipSync(text), {
+      resumable: false,
+      validation: false,
+      metadata: { contentEncoding: 'gzip', contentType: 'text/plain' },
+    });
     const listed = await st.listAll(`gs://${BUCKET}/gz`, { storage });
     expect(listed.map((o) => o.contentEncoding)).toEqual(['gzip', 'gzip']);
     const dest = mk('gz');
