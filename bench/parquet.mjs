@@ -16,9 +16,9 @@
 // last batch.
 //
 //   npm run bench -- parquet [--images 10000] [--rtt 20] [--rows-per-group 500]
+import { startLatencyProxy } from './storage-latency-proxy.mjs';
 import { execFileSync, spawn } from 'node:child_process';
 import * as fs from 'node:fs';
-import * as http from 'node:http';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -114,28 +114,6 @@ async function startEmulatorProcess() {
     child.once('exit', (c) => reject(new Error(`emulator exited ${c}`)));
   });
   return { url, stop: () => child.kill() };
-}
-async function startLatencyProxy(upstream, ms) {
-  const up = new URL(upstream);
-  const agent = new http.Agent({ keepAlive: true, maxSockets: 256 });
-  const server = http.createServer((req, res) => {
-    setTimeout(() => {
-      const p = http.request(
-        { host: up.hostname, port: up.port, method: req.method, path: req.url, headers: req.headers, agent },
-        (pr) => {
-          res.writeHead(pr.statusCode, pr.headers);
-          pr.pipe(res);
-        },
-      );
-      p.on('error', () => res.destroy());
-      req.pipe(p);
-    }, ms);
-  });
-  await new Promise((r) => server.listen(0, '127.0.0.1', r));
-  return {
-    url: `http://127.0.0.1:${server.address().port}`,
-    close: () => (server.closeAllConnections(), server.close(), agent.destroy()),
-  };
 }
 
 const emu = await startEmulatorProcess();
