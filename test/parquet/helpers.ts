@@ -6,7 +6,8 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { PYTHON } from '../support/peer';
 
-export const PHOTOS = '/usr/share/doc/opencv-doc/examples/data';
+// The real photos, shared with test/data.
+export { PHOTOS, photos } from '../data/helpers';
 const MAKE_TABLE = path.join(__dirname, 'make_table.py');
 const MAKE_IMAGES = path.join(__dirname, 'make_images.py');
 
@@ -38,14 +39,6 @@ export function makeTable(spec: TableSpec): WrittenTable {
 /** Small lossless images of every mode Spark's image source stores (RGB, RGBA, grey), plus palette ones. */
 export function makeImages(dir: string, n: number, seed = 1): { file: string; mode: string }[] {
   return JSON.parse(execFileSync(PYTHON, [MAKE_IMAGES, dir, String(n), String(seed)], { encoding: 'utf8' }));
-}
-
-export function photos(): string[] {
-  return fs
-    .readdirSync(PHOTOS)
-    .filter((f) => f.endsWith('.jpg'))
-    .sort()
-    .map((f) => path.join(PHOTOS, f));
 }
 
 export function tmpDir(tag: string): string {
