@@ -1,5 +1,6 @@
 // Which precision and memory layout a step runs in. 'auto' picks the fastest path that keeps accuracy on the
 // hardware at hand (measured: bench/README.md), and says why.
+import * as is from '../is';
 import { binding } from '../native';
 import { Device, type DeviceLike } from '../device';
 
@@ -28,9 +29,7 @@ export function cpuHasNativeBf16(): boolean {
  */
 export function resolvePrecision(precision: Precision = 'auto', device: DeviceLike = 'cpu'): ResolvedPrecision {
   const d = Device.parse(device);
-  if (!['auto', 'fp32', 'bf16', 'fp16'].includes(precision)) {
-    throw new RangeError(`precision must be 'auto', 'fp32', 'bf16' or 'fp16', got '${String(precision)}'`);
-  }
+  is.oneOf('precision', precision, ['auto', 'fp32', 'bf16', 'fp16']);
   if (precision === 'fp16' && d.type !== 'cuda')
     throw new RangeError("precision 'fp16' needs a CUDA device; on CPU use 'bf16'");
   if (precision === 'fp32') return { precision, amp: false, channelsLast: false, reason: 'fp32 as asked' };
