@@ -525,27 +525,48 @@ async function fetchTail(
   };
   arm();
   const h = hasher;
-  const meter = new Transform({
-    transform(chunk: Buffer, _enc, cb) {
-      arm();
-      got += chunk.length;
-      h.update(chunk);
-      onBytes(chunk.length);
-      cb(null, chunk);
-    },
-  });
+  const take = (chunk: Buffer) => {
+    arm();
+    got += chunk.length;
+    h.update(chunk);
+    onBytes(chunk.length);
+  };
+  const meter = () =>
+    new Transform({
+      transform(chunk: Buffer, _enc, cb) {
+        take(chunk);
+        cb(null, chunk);
+      },
+    });
   try {
-    if (offset === 0 && o.size <= SMALL_OBJECT) {
-      // Small objects: collect the body, then one write (fewer file system round trips than a stream).
+    if (offset === 0 && o.size <= SMALL_OBJECT && !decode) {
+      // Small objects: collect the body from the response's own events, then
+      // one write. No stream pipeline: each pipeline() costs an
+      // AbortController whose abort() on completion builds a DOMException
+      // with a stack trace, which for thousands of small images is a large
+      // part of the client's CPU.
+      const chunks: Buffer[] = [];
+      await new Promise<void>((resolve, reject) => {
+        res.on('data', (c: Buffer) => {
+          take(c);
+          chunks.push(c);
+        });
+        res.once('error', reject);
+        res.once('end', resolve);
+        // A body cut short without an error: res.complete below says so.
+        res.once('close', resolve);
+      });
+      if (res.complete) await fs.promises.writeFile(partial, Buffer.concat(chunks));
+    } else if (offset === 0 && o.size <= SMALL_OBJECT) {
       const chunks: Buffer[] = [];
       const collect = async function* (src: AsyncIterable<Buffer>) {
         for await (const c of src) chunks.push(c);
       };
-      await (decode ? pipeline(res, decode, meter, collect) : pipeline(res, meter, collect));
+      await pipeline(res, decode!, meter(), collect);
       if (res.complete) await fs.promises.writeFile(partial, Buffer.concat(chunks));
     } else {
       const sink = fs.createWriteStream(partial, { flags: offset > 0 ? 'a' : 'w' });
-      await (decode ? pipeline(res, decode, meter, sink) : pipeline(res, meter, sink));
+      await (decode ? pipeline(res, decode, meter(), sink) : pipeline(res, meter(), sink));
     }
   } finally {
     clearTimeout(timer);
