@@ -15,6 +15,8 @@ export interface FaultConfig {
   status429?: number;
   truncate?: number;
   stall?: number;
+  /** Inject at most this many faults, then forward untouched (default: no limit). */
+  limit?: number;
   /** Which requests may be faulted (default: all). */
   match?: (req: http.IncomingMessage) => boolean;
   /** Added delay before forwarding each request (ms). */
@@ -72,15 +74,20 @@ export async function startFaultProxy(upstream: string, seed = 1): Promise<Fault
     stall: 0,
   };
   const sockets = new Set<Socket>();
+  let injected = 0;
   const agent = new http.Agent({ keepAlive: true, maxSockets: 64 });
 
   const pick = (req: http.IncomingMessage): FaultKind | undefined => {
     if (cfg.match && !cfg.match(req)) return undefined;
+    if (cfg.limit !== undefined && injected >= cfg.limit) return undefined;
     const r = rand();
     let acc = 0;
     for (const k of ['reset', 'status503', 'status429', 'truncate', 'stall'] as FaultKind[]) {
       acc += cfg[k] ?? 0;
-      if (r < acc) return k;
+      if (r < acc) {
+        injected++;
+        return k;
+      }
     }
     return undefined;
   };
@@ -148,6 +155,7 @@ export async function startFaultProxy(upstream: string, seed = 1): Promise<Fault
     counts,
     setFaults: (c) => {
       cfg = c;
+      injected = 0;
     },
     close: async () => {
       const closed = new Promise<void>((r) => server.close(() => r()));
