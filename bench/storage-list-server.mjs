@@ -30,6 +30,38 @@ export async function startListServer(objects, { bucket = 'list-bkt', updated = 
     .map((o) => ({ name: o.name, size: String(o.size ?? 0) }))
     .sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
   const state = { requests: 0, withOffsets: 0 };
+  // Each object's JSON, made once per `fields` selection: serialising a page
+  // is then a join. GCS answers list calls from many machines; here one
+  // thread shares 2 cores with the client, so per-page serialising would
+  // otherwise be measured as the listing's cost.
+  const fragments = new Map();
+  const pages = new Map();
+  const fragmentsFor = (itemFields) => {
+    const key = itemFields ? itemFields.join(',') : '*';
+    let cache = fragments.get(key);
+    if (!cache) fragments.set(key, (cache = new Map()));
+    return cache;
+  };
+  const itemJson = (o, itemFields, cache) => {
+    let s = cache.get(o.name);
+    if (s === undefined) {
+      const full = {
+        kind: 'storage#object',
+        bucket,
+        name: o.name,
+        size: o.size,
+        updated,
+        generation: '1',
+        md5Hash: '1B2M2Y8AsgTpgAmY7PhCfg==',
+        crc32c: 'AAAAAA==',
+      };
+      s = JSON.stringify(
+        itemFields ? Object.fromEntries(itemFields.filter((f) => f in full).map((f) => [f, full[f]])) : full,
+      );
+      cache.set(o.name, s);
+    }
+    return s;
+  };
   const server = http.createServer((req, res) => {
     state.requests++;
     const u = new URL(req.url ?? '/', 'http://x');
@@ -51,11 +83,21 @@ export async function startListServer(objects, { bucket = 'list-bkt', updated = 
     const startOffset = q.get('startOffset') ?? '';
     const endOffset = q.get('endOffset');
     if (q.has('startOffset') || q.has('endOffset')) state.withOffsets++;
+    // Objects never change here, so an answer can be kept by its query:
+    // a repeated listing (the bench takes the best of several) costs the
+    // server a lookup, as a round trip to GCS costs the client only latency.
+    const hit = pages.get(u.search);
+    if (hit !== undefined) {
+      res.writeHead(200, { 'content-type': 'application/json', 'content-length': hit.length });
+      res.end(hit);
+      return;
+    }
     const max = Math.min(1000, Math.max(1, Number(q.get('maxResults') ?? 1000)));
     const token = q.get('pageToken') ? Buffer.from(q.get('pageToken'), 'base64url').toString('utf8') : '';
     let from = prefix;
     if (startOffset > from) from = startOffset;
     if (token > from) from = token;
+    const cache = fragmentsFor(itemFields);
     const items = [];
     const prefixes = [];
     let i = lowerBound(sorted, from);
@@ -75,27 +117,18 @@ export async function startListServer(objects, { bucket = 'list-bkt', updated = 
         i = lowerBound(sorted, p.slice(0, -1) + String.fromCharCode(p.charCodeAt(p.length - 1) + 1));
         continue;
       }
-      const full = {
-        kind: 'storage#object',
-        bucket,
-        name: o.name,
-        size: o.size,
-        updated,
-        generation: '1',
-        md5Hash: '1B2M2Y8AsgTpgAmY7PhCfg==',
-        crc32c: 'AAAAAA==',
-      };
-      items.push(itemFields ? Object.fromEntries(itemFields.filter((f) => f in full).map((f) => [f, full[f]])) : full);
+      items.push(itemJson(o, itemFields, cache));
       i++;
     }
-    const body = {
-      kind: 'storage#objects',
-      ...(items.length ? { items } : {}),
-      ...(prefixes.length ? { prefixes } : {}),
-    };
-    if (next !== undefined) body.nextPageToken = Buffer.from(next, 'utf8').toString('base64url');
-    res.writeHead(200, { 'content-type': 'application/json' });
-    res.end(JSON.stringify(body));
+    let body = '{"kind":"storage#objects"';
+    if (items.length) body += `,"items":[${items.join(',')}]`;
+    if (prefixes.length) body += `,"prefixes":${JSON.stringify(prefixes)}`;
+    if (next !== undefined) body += `,"nextPageToken":"${Buffer.from(next, 'utf8').toString('base64url')}"`;
+    body += '}';
+    const bytes = Buffer.from(body, 'utf8');
+    pages.set(u.search, bytes);
+    res.writeHead(200, { 'content-type': 'application/json', 'content-length': bytes.length });
+    res.end(bytes);
   });
   await new Promise((r) => server.listen(0, '127.0.0.1', r));
   return {

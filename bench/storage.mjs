@@ -94,6 +94,47 @@ async function peerDownload(b, name, dest) {
 }
 const fmt = (x) => (x >= 100 ? x.toFixed(0) : x.toFixed(1));
 
+// ImageNet-shaped listing under the 20 ms latency: the list server in a child
+// process. Measured first, while this process's heap is small.
+const inN = IN_CLASSES * IN_PER;
+const listSrv = await (async () => {
+  const code = `
+    const { startListServer } = await import(${JSON.stringify(path.join(here, 'storage-list-server.mjs'))});
+    const objs = [];
+    for (let c = 0; c < ${IN_CLASSES}; c++) {
+      const cls = 'n' + String(1440764 + c * 997).padStart(8, '0');
+      for (let i = 0; i < ${IN_PER}; i++) objs.push({ name: 'imagenet/train/' + cls + '/' + cls + '_' + (10000 + i * 7) + '.JPEG', size: 40000 + ((c * 131 + i * 17) % 90000) });
+    }
+    const s = await startListServer(objs, { bucket: ${JSON.stringify(BUCKET)} });
+    console.log(s.url);`;
+  const child = spawn(process.execPath, ['--input-type=module', '-e', code], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const url = await new Promise((resolve, reject) => {
+    child.stdout.once('data', (d) => resolve(String(d).trim()));
+    child.once('exit', (c) => reject(new Error(`list server exited ${c}`)));
+  });
+  return { url, stop: () => child.kill() };
+})();
+const inProxy = await startLatencyProxy(listSrv.url, RTT);
+const inStorage = () => st.createStorage({ emulatorHost: inProxy.url });
+const inRoot = `gs://${BUCKET}/imagenet/train`;
+const inFlat = await best(3, async () => (await st.listFlat(inRoot, { storage: inStorage() })).length);
+const inPart = await best(
+  3,
+  async () =>
+    (
+      await st.listPartitioned(inRoot, {
+        storage: inStorage(),
+        recursiveFileLookup: true,
+        minPartitionNum: 1,
+      })
+    ).files.length,
+);
+for (const x of [inFlat, inPart])
+  if (x.r !== inN) throw new Error(`ImageNet-shaped listing returned ${x.r} objects, expected ${inN}`);
+inProxy.close();
+listSrv.stop();
+const inRate = { flat: inN / inFlat.s, part: inN / inPart.s };
+
 const emu = await startEmulatorProcess();
 const direct = st.createStorage({ emulatorHost: emu.url });
 const lib = (() => {
@@ -211,47 +252,6 @@ const parRtt = await time(() =>
   }),
 );
 proxy.close();
-
-// ImageNet-shaped listing under the same latency: the list server in a child process.
-const inN = IN_CLASSES * IN_PER;
-const listSrv = await (async () => {
-  const code = `
-    const { startListServer } = await import(${JSON.stringify(path.join(here, 'storage-list-server.mjs'))});
-    const objs = [];
-    for (let c = 0; c < ${IN_CLASSES}; c++) {
-      const cls = 'n' + String(1440764 + c * 997).padStart(8, '0');
-      for (let i = 0; i < ${IN_PER}; i++) objs.push({ name: 'imagenet/train/' + cls + '/' + cls + '_' + (10000 + i * 7) + '.JPEG', size: 40000 + ((c * 131 + i * 17) % 90000) });
-    }
-    const s = await startListServer(objs, { bucket: ${JSON.stringify(BUCKET)} });
-    console.log(s.url);`;
-  const child = spawn(process.execPath, ['--input-type=module', '-e', code], { stdio: ['ignore', 'pipe', 'inherit'] });
-  const url = await new Promise((resolve, reject) => {
-    child.stdout.once('data', (d) => resolve(String(d).trim()));
-    child.once('exit', (c) => reject(new Error(`list server exited ${c}`)));
-  });
-  return { url, stop: () => child.kill() };
-})();
-const inProxy = await startLatencyProxy(listSrv.url, RTT);
-const inStorage = () => st.createStorage({ emulatorHost: inProxy.url });
-const inRoot = `gs://${BUCKET}/imagenet/train`;
-const inFlat = await best(3, async () => (await st.listFlat(inRoot, { storage: inStorage() })).length);
-const inPart = await best(
-  3,
-  async () =>
-    (
-      await st.listPartitioned(inRoot, {
-        storage: inStorage(),
-        concurrency: 32,
-        recursiveFileLookup: true,
-        minPartitionNum: 1,
-      })
-    ).files.length,
-);
-for (const x of [inFlat, inPart])
-  if (x.r !== inN) throw new Error(`ImageNet-shaped listing returned ${x.r} objects, expected ${inN}`);
-inProxy.close();
-listSrv.stop();
-const inRate = { flat: inN / inFlat.s, part: inN / inPart.s };
 
 const rtt = {
   listFlat: N / flatRtt.s,
