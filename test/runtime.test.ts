@@ -12,6 +12,8 @@ import {
   manualSeed,
   memoryStats,
   resolvePrecision,
+  cpuHasNativeBf16,
+  CPU_BF16_MIN_IMAGE_SIZE,
   setNumThreads,
   version,
   Tensor,
@@ -129,6 +131,20 @@ describe('LibTorch 2.x with the CUDA build', () => {
     expect(r.channelsLast).toBe(native);
     expect(() => resolvePrecision('fp16', 'cpu')).toThrow(/needs a CUDA device/);
     expect(() => resolvePrecision('half' as never, 'cpu')).toThrow(RangeError);
+  });
+
+  it("precision 'auto' on CPU keeps fp32 for images below CPU_BF16_MIN_IMAGE_SIZE; explicit choices ignore the size", () => {
+    const native = cpuHasNativeBf16();
+    const small = resolvePrecision('auto', 'cpu', { imageSize: CPU_BF16_MIN_IMAGE_SIZE - 1 });
+    expect(small.precision).toBe('fp32');
+    expect(small.channelsLast).toBe(false);
+    if (native) expect(small.reason).toMatch(new RegExp(`${CPU_BF16_MIN_IMAGE_SIZE - 1} px`));
+    expect(resolvePrecision('auto', 'cpu', { imageSize: CPU_BF16_MIN_IMAGE_SIZE }).precision).toBe(
+      native ? 'bf16' : 'fp32',
+    );
+    expect(resolvePrecision('bf16', 'cpu', { imageSize: 8 }).amp).toBe('bf16');
+    expect(() => resolvePrecision('auto', 'cpu', { imageSize: 0 })).toThrow(RangeError);
+    expect(() => resolvePrecision('auto', 'cpu', { imageSize: 31.5 })).toThrow(RangeError);
   });
 });
 

@@ -437,6 +437,9 @@ export async function runPipeline(c: PipelineConfig): Promise<PipelineResult> {
     : undefined;
   const uploaded: string[] = [];
   const trainer = new tl.Trainer();
+  trainer.on('precision', (p) =>
+    say(c, `precision: ${p.precision}${p.channelsLast ? ' + channels_last' : ''} (${p.reason})`),
+  );
   trainer.on('checkpoint', (info) => say(c, `checkpoint: ${info.path}`));
   trainer.on('upload', ({ result }) => {
     const uri = (result as { uri?: string }).uri ?? String(result);
@@ -474,9 +477,10 @@ export async function runPipeline(c: PipelineConfig): Promise<PipelineResult> {
   });
 
   // 10. Evaluate.
+  // In the precision training ran in ('auto' resolved at its first batch).
   const ev = await trainer.evaluate(model, val, {
     classes: trainSet.classes,
-    amp: c.amp,
+    amp: c.amp ?? fit.precision?.amp,
     precision: c.precision ?? 'auto',
   });
   fs.writeFileSync(path.join(c.logDir, 'eval.json'), JSON.stringify(ev, null, 2));

@@ -1,5 +1,6 @@
 export { trainStep, evalStep, CrossEntropyLoss, backends } from './step';
-export { resolvePrecision, cpuHasNativeBf16 } from './precision';
+export { resolvePrecision, cpuHasNativeBf16, CPU_BF16_MIN_IMAGE_SIZE } from './precision';
+export type { PrecisionContext } from './precision';
 export type { Precision, ResolvedPrecision, Amp } from './precision';
 export type { Batch, StepOptions, StepResult, EvalResult } from './step';
 export { Trainer } from './trainer';

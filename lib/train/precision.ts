@@ -23,13 +23,32 @@ export function cpuHasNativeBf16(): boolean {
 }
 
 /**
- * 'auto': on CUDA, fp16 autocast with dynamic loss scaling + channels_last (on an H200 5,844 img/s vs 4,583
- * for bf16, ResNet50); on a CPU with native bf16, bf16 autocast + channels_last (~2x fp32 NCHW); elsewhere
- * fp32. An explicit choice is taken as given ('fp16' needs CUDA).
+ * On CPU, images smaller than this (short side, px) train faster in fp32 NCHW than in bf16 + channels_last:
+ * with small feature maps the casts to bf16 and the layout reorders around each convolution cost more than
+ * the bf16 arithmetic saves (measured on ResNet50: bench/README.md, "bf16 by image size").
  */
-export function resolvePrecision(precision: Precision = 'auto', device: DeviceLike = 'cpu'): ResolvedPrecision {
+export const CPU_BF16_MIN_IMAGE_SIZE = 64;
+
+export interface PrecisionContext {
+  /** The input images' short side in pixels, when known: on CPU, 'auto' keeps fp32 below CPU_BF16_MIN_IMAGE_SIZE. */
+  imageSize?: number;
+}
+
+/**
+ * 'auto': on CUDA, fp16 autocast with dynamic loss scaling + channels_last (on an H200 5,844 img/s vs 4,583
+ * for bf16, ResNet50); on a CPU with native bf16, bf16 autocast + channels_last (~1.7x fp32 NCHW at 224 px)
+ * unless the images are known to be smaller than CPU_BF16_MIN_IMAGE_SIZE; elsewhere fp32. An explicit choice
+ * is taken as given ('fp16' needs CUDA).
+ */
+export function resolvePrecision(
+  precision: Precision = 'auto',
+  device: DeviceLike = 'cpu',
+  context: PrecisionContext = {},
+): ResolvedPrecision {
   const d = Device.parse(device);
   is.oneOf('precision', precision, ['auto', 'fp32', 'bf16', 'fp16']);
+  is.options('context', context);
+  if (context.imageSize !== undefined) is.integer('imageSize', context.imageSize, { min: 1 });
   if (precision === 'fp16' && d.type !== 'cuda')
     throw new RangeError("precision 'fp16' needs a CUDA device; on CPU use 'bf16'");
   if (precision === 'fp32') return { precision, amp: false, channelsLast: false, reason: 'fp32 as asked' };
@@ -44,6 +63,15 @@ export function resolvePrecision(precision: Precision = 'auto', device: DeviceLi
     };
   }
   if (cpuHasNativeBf16()) {
+    const px = context.imageSize;
+    if (px !== undefined && px < CPU_BF16_MIN_IMAGE_SIZE) {
+      return {
+        precision: 'fp32',
+        amp: false,
+        channelsLast: false,
+        reason: `${px} px images: below ${CPU_BF16_MIN_IMAGE_SIZE} px bf16's casts and layout reorders cost more than they save on CPU; fp32`,
+      };
+    }
     return {
       precision: 'bf16',
       amp: 'bf16',

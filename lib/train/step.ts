@@ -32,8 +32,9 @@ export interface StepOptions {
   /** Mixed precision: 'fp16' (CUDA, with dynamic loss scaling) or 'bf16'. Overrides `precision`. */
   amp?: 'fp16' | 'bf16' | false;
   /**
-   * 'auto' | 'fp32' | 'bf16' | 'fp16', resolved for the model's device (resolvePrecision). Without it (and
-   * without amp) a step runs in fp32. channels_last is the model's own setting (model.channelsLast()).
+   * 'auto' | 'fp32' | 'bf16' | 'fp16', resolved for the model's device and the batch's image size
+   * (resolvePrecision). Without it (and without amp) a step runs in fp32. channels_last is the model's own
+   * setting (model.channelsLast()).
    */
   precision?: Precision;
 }
@@ -55,11 +56,19 @@ export interface EvalResult extends StepResult {
   predictions: Int32Array;
 }
 
-function nativeOptions(model: Module, o: StepOptions): object {
+/** The images' short side (NCHW or NHWC-strided NCHW: the last two dimensions), for precision 'auto'. */
+export function imageSizeOf(images: Tensor): number | undefined {
+  const s = images.shape;
+  return s.length === 4 ? Math.min(s[2], s[3]) : undefined;
+}
+
+function nativeOptions(model: Module, o: StepOptions, batch: Batch): object {
   is.options('options', o);
   if (o.clipGradNorm !== undefined) is.number('clipGradNorm', o.clipGradNorm, { min: 0, minExclusive: true });
   if (o.amp !== undefined && o.amp !== false) is.oneOf('amp', o.amp, ['fp16', 'bf16']);
-  const amp = o.amp ?? (o.precision ? resolvePrecision(o.precision, model.device).amp : false);
+  const amp =
+    o.amp ??
+    (o.precision ? resolvePrecision(o.precision, model.device, { imageSize: imageSizeOf(batch.images) }).amp : false);
   return { labelSmoothing: o.lossFn?.labelSmoothing ?? 0, clipGradNorm: o.clipGradNorm ?? 0, amp: amp || 'off' };
 }
 
@@ -85,7 +94,7 @@ export function trainStep(
     optimizer.handle,
     batch.images.handle,
     batch.labels.handle,
-    nativeOptions(model, options),
+    nativeOptions(model, options, batch),
   );
 }
 
@@ -96,7 +105,7 @@ export function evalStep(
   options: Omit<StepOptions, 'clipGradNorm'> = {},
 ): Promise<EvalResult> {
   checkBatch(batch);
-  return binding.evalStep(model.handle, batch.images.handle, batch.labels.handle, nativeOptions(model, options));
+  return binding.evalStep(model.handle, batch.images.handle, batch.labels.handle, nativeOptions(model, options, batch));
 }
 
 export const backends = {

@@ -2,7 +2,7 @@
 // train steps, validation without gradients, checkpoints every N epochs
 // (atomic, PyTorch-readable) handed to a background upload queue, metrics as
 // JSON lines + TensorBoard + an HTML report, and clean stops on SIGINT/SIGTERM.
-import { resolvePrecision, type Amp, type Precision } from './precision';
+import { resolvePrecision, type Amp, type Precision, type ResolvedPrecision } from './precision';
 import { EventEmitter } from 'node:events';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
@@ -16,7 +16,7 @@ import type { Optimizer } from '../optim/optimizer';
 import { LRScheduler, OneCycleLR } from '../optim/lr_scheduler';
 import { CheckpointManager, load as loadCheckpoint } from '../checkpoint';
 import type { CheckpointInfo } from '../checkpoint';
-import { Batch, CrossEntropyLoss, evalStep, StepResult, trainStep } from './step';
+import { Batch, CrossEntropyLoss, evalStep, imageSizeOf, StepResult, trainStep } from './step';
 import { EpochRecord, writeReport } from './report';
 import { SummaryWriter } from './tensorboard';
 import { Progress } from './progress';
@@ -102,9 +102,13 @@ export interface FitResult {
   /** Epochs completed, counting those before a resume. */
   epochsDone: number;
   reportPath?: string;
+  /** What the run trained in ('auto' resolved at the first batch on CPU; undefined when no batch ran). */
+  precision?: ResolvedPrecision;
 }
 
 export interface TrainerEvents {
+  /** The precision fit() trains in, once decided (at the first batch when 'auto' depends on the image size). */
+  precision: [ResolvedPrecision];
   epochStart: [{ epoch: number }];
   step: [{ epoch: number; batch: number; globalStep: number; result: StepResult; lr: number }];
   epochEnd: [EpochRecord];
@@ -183,9 +187,17 @@ export class Trainer extends EventEmitter<TrainerEvents> {
     checkClassCount(o.model, o.classes);
     const device = Device.parse(o.device ?? o.model.device);
     o.model.to(device);
-    const chosen = resolvePrecision(o.precision ?? 'auto', device);
-    o = { ...o, amp: o.amp ?? chosen.amp };
-    if (o.channelsLast ?? chosen.channelsLast) o.model.channelsLast(true);
+    // 'auto' on CPU depends on the image size: decided at the first batch unless amp says otherwise.
+    let precision: ResolvedPrecision | undefined;
+    const choose = (imageSize?: number) => {
+      const chosen = resolvePrecision(o.precision ?? 'auto', device, { imageSize });
+      precision = o.amp === undefined ? chosen : { ...chosen, amp: o.amp, reason: `amp '${o.amp}' as asked` };
+      o = { ...o, amp: precision.amp };
+      if (o.channelsLast ?? chosen.channelsLast) o.model.channelsLast(true);
+      this.emit('precision', precision);
+    };
+    const bySize = (o.precision ?? 'auto') === 'auto' && o.amp === undefined && device.type === 'cpu';
+    if (!bySize) choose();
     const every = o.checkpointEvery ?? 2;
     const lead = !o.group || o.group.rank === 0;
     if (!lead) o = { ...o, checkpointDir: undefined, logDir: undefined, upload: undefined, progress: null };
@@ -284,6 +296,7 @@ export class Trainer extends EventEmitter<TrainerEvents> {
         let batchIdx = epoch === startEpoch ? startBatch : 0;
         const batches = batchIdx > 0 ? this.batchesFrom(o.train, batchIdx) : o.train;
         for await (const batch of batches) {
+          if (!precision) choose(imageSizeOf(batch.images));
           const r = await trainStep(o.model, o.optimizer, batch, {
             lossFn: o.lossFn,
             clipGradNorm: o.clipGradNorm,
@@ -393,7 +406,15 @@ export class Trainer extends EventEmitter<TrainerEvents> {
         perClass: lastVal?.perClass.map((c) => ({ name: c.name, accuracy: c.accuracy, total: c.total })),
       });
     }
-    return { history, checkpoints: manager?.list() ?? [], best: manager?.best(), interrupted, epochsDone, reportPath };
+    return {
+      history,
+      checkpoints: manager?.list() ?? [],
+      best: manager?.best(),
+      interrupted,
+      epochsDone,
+      reportPath,
+      precision,
+    };
   }
 
   private restore(ck: Map<string, any>, o: FitOptions): void {

@@ -6,8 +6,10 @@ import {
   Adam,
   DataLoader,
   ImageFolder,
+  CPU_BF16_MIN_IMAGE_SIZE,
   Trainer,
   UploadQueue,
+  cpuHasNativeBf16,
   checkpoint,
   createStorage,
   load,
@@ -132,6 +134,33 @@ print(ck['epoch'], sorted(ck['optimizer']['state'][0].keys()))
     expect(m.perClass.reduce((a, c) => a + c.correct, 0) / m.n).toBeCloseTo(m.top1, 10);
     expect(m.perClass[0].name).toBe('Ankle_boot');
     expect(m.top5).toBeGreaterThanOrEqual(m.top1);
+  });
+
+  it("precision 'auto' on CPU is decided by the first batch's image size, reported, and used by evaluate", async () => {
+    const native = cpuHasNativeBf16();
+    for (const px of [32, CPU_BF16_MIN_IMAGE_SIZE]) {
+      const train = new DataLoader(new ImageFolder(data.val, { transform: [T.Resize([px, px]), norm] }), {
+        batchSize: 15,
+        numWorkers: 1,
+      });
+      const model = resnet18({ numClasses: 10 });
+      const trainer = new Trainer();
+      const seen: string[] = [];
+      trainer.on('precision', (p) => seen.push(p.precision));
+      const r = await trainer.fit({
+        model,
+        optimizer: new Adam(model.parameters(), { lr: 1e-3 }),
+        train,
+        epochs: 1,
+        checkpointEvery: 0,
+        progress: null,
+        handleSignals: false,
+      });
+      const want = native && px >= CPU_BF16_MIN_IMAGE_SIZE ? 'bf16' : 'fp32';
+      expect(seen).toEqual([want]);
+      expect(r.precision?.precision).toBe(want);
+      expect(r.precision?.channelsLast).toBe(want === 'bf16');
+    }
   });
 
   it('resume in a new process continues exactly: weights bit-identical to an uninterrupted run', async () => {
