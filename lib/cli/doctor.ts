@@ -6,7 +6,7 @@ const doctor: Command = {
   options: { json: { type: 'boolean' } },
   async run(values) {
     const { version, cuda, defaultDevice, memoryStats } = await import('../runtime');
-    const { resolvePrecision } = await import('../train/precision');
+    const { resolvePrecision, CPU_BF16_MIN_IMAGE_SIZE } = await import('../train/precision');
     const { binding } = await import('../native');
     const v = version();
     const auto = resolvePrecision('auto', defaultDevice());
@@ -37,7 +37,10 @@ const doctor: Command = {
       `C++ standard   ${v.cxxStandard}`,
       `CUDA           compiled ${v.cuda.compiled ? 'yes' : 'no'}; ${cuda.explain()}${v.nccl ? '; NCCL compiled' : ''}`,
       `CPU            ${caps.capability} kernels; ${features.join(', ') || 'no AVX features reported'}`,
-      `precision auto ${auto.precision}${auto.channelsLast ? ' + channels_last' : ''} (${auto.reason})`,
+      `precision auto ${auto.precision}${auto.channelsLast ? ' + channels_last' : ''} (${auto.reason})` +
+        (auto.precision === 'bf16' && defaultDevice().type === 'cpu'
+          ? `; fp32 for images under ${CPU_BF16_MIN_IMAGE_SIZE} px`
+          : ''),
       `CPU allocator  ${memoryStats().installed ? "torchline caching allocator (TORCHLINE_CPU_ALLOCATOR=system for LibTorch's own)" : "LibTorch's own"}`,
       `BLAS           compiled for ${v.blas.compiled || '?'}; loaded ${v.blas.loaded ?? 'none found'}${blasNote}`,
       `oneDNN         ${v.mkldnn ? 'yes' : 'no'}`,
