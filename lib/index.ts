@@ -14,6 +14,8 @@ export {
   setRngState,
   setNumThreads,
   getNumThreads,
+  defaultNumWorkers,
+  CPU_CORES_PER_DECODE_WORKER,
   emptyCache,
   memoryStats,
 } from './runtime';

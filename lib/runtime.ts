@@ -131,6 +131,24 @@ export function getNumThreads(): number {
 }
 
 /**
+ * On CPU, one decode worker per this many cores by default: the training step's intra-op threads already
+ * use every core, and decoding plus resizing a batch is a few percent of a ResNet step's work, so more
+ * decode threads only take cores from the step (measured on 2 cores: bench/README.md, "thread budget").
+ */
+export const CPU_CORES_PER_DECODE_WORKER = 4;
+
+/**
+ * The decode threads a DataLoader starts when `numWorkers` is not given, from one thread budget with the
+ * intra-op threads: with CUDA usable the GPU does the arithmetic and every core this process may use
+ * decodes; on CPU, one worker per CPU_CORES_PER_DECODE_WORKER cores (at least one).
+ */
+export function defaultNumWorkers(): number {
+  const cores = binding.availableCores();
+  if (cuda.isAvailable()) return cores;
+  return Math.max(1, Math.floor(cores / CPU_CORES_PER_DECODE_WORKER));
+}
+
+/**
  * Returns the CPU tensor cache's idle blocks to the system (torch.cuda.empty_cache's counterpart for the
  * caching CPU allocator torchline installs; TORCHLINE_CPU_ALLOCATOR=system leaves LibTorch's own).
  */

@@ -14,6 +14,10 @@ import {
   resolvePrecision,
   cpuHasNativeBf16,
   CPU_BF16_MIN_IMAGE_SIZE,
+  CPU_CORES_PER_DECODE_WORKER,
+  DataLoader,
+  defaultNumWorkers,
+  transforms,
   setNumThreads,
   version,
   Tensor,
@@ -145,6 +149,19 @@ describe('LibTorch 2.x with the CUDA build', () => {
     expect(resolvePrecision('bf16', 'cpu', { imageSize: 8 }).amp).toBe('bf16');
     expect(() => resolvePrecision('auto', 'cpu', { imageSize: 0 })).toThrow(RangeError);
     expect(() => resolvePrecision('auto', 'cpu', { imageSize: 31.5 })).toThrow(RangeError);
+  });
+});
+
+describe('thread budget', () => {
+  it('decode workers default to all cores with CUDA, one per CPU_CORES_PER_DECODE_WORKER cores on CPU', () => {
+    const cores = version().threads.cores;
+    expect(cores).toBeLessThanOrEqual(os.availableParallelism());
+    const want = cuda.isAvailable() ? cores : Math.max(1, Math.floor(cores / CPU_CORES_PER_DECODE_WORKER));
+    expect(defaultNumWorkers()).toBe(want);
+    const ds = { length: 1, getItem: () => ({ bytes: Buffer.alloc(0), label: 0 }) };
+    const transform = [transforms.Resize([8, 8])];
+    expect(new DataLoader(ds as never, { transform }).numWorkers).toBe(want);
+    expect(new DataLoader(ds as never, { transform, numWorkers: 3 }).numWorkers).toBe(3);
   });
 });
 

@@ -2,7 +2,6 @@
 // from GCS (or use local folders), build datasets and loaders, train ResNet
 // with Adam and checkpoints every N epochs, evaluate, upload checkpoints.
 import * as fs from 'node:fs';
-import * as os from 'node:os';
 import * as path from 'node:path';
 import { RESNET_DEPTHS, type ResNetDepth } from '../models/architectures';
 import { CliError, inputStep } from './errors';
@@ -24,7 +23,8 @@ export interface PipelineConfig {
   checkpointPrefix: string;
   epochs: number;
   batchSize: number;
-  workers: number;
+  /** Decode threads; undefined: the DataLoader's default (defaultNumWorkers()). */
+  workers?: number;
   lr: number;
   model: `resnet${ResNetDepth}`;
   imageSize: number;
@@ -68,7 +68,7 @@ export const DEFAULTS: PipelineConfig = {
   checkpointPrefix: 'checkpoints',
   epochs: 10,
   batchSize: 64,
-  workers: os.availableParallelism(),
+  workers: undefined,
   lr: 0.001,
   model: 'resnet50',
   imageSize: 224,
@@ -124,7 +124,7 @@ export const PIPELINE_USAGE = `  --config FILE            JSON file with any of 
   --checkpoint-dir DIR     where checkpoints are saved before upload (default ./checkpoints/)
   --checkpoint-prefix P    GCS folder for checkpoints (default checkpoints)
   --epochs N               (default 10)      --batch-size N   (default 64)
-  --workers N              decode threads (default: cores)   --lr X   Adam learning rate (default 0.001)
+  --workers N              decode threads (default: all cores with CUDA, 1 per 4 cores on CPU)   --lr X   Adam learning rate (default 0.001)
   --model NAME             ${MODEL_NAMES.join('|')} (default resnet50)
   --image-size PX          (default 224)     --augment imagenet|flip|none (default imagenet)
   --pretrained W           weights to fine-tune from: imagenet (the model's DEFAULT), a name such as

@@ -3,9 +3,9 @@
 // JPEGs, sharp for the rest) straight into one NCHW buffer, while the
 // consumer works on earlier batches; at most `prefetch` batches are prepared
 // ahead, so memory stays bounded.
-import * as os from 'node:os';
 import { randomInt } from 'node:crypto';
 import { binding } from '../native';
+import { defaultNumWorkers } from '../runtime';
 import { Tensor } from '../tensor';
 import { Device, DeviceLike } from '../device';
 import { DataItem, Dataset, EpochReader } from './datasets';
@@ -26,7 +26,7 @@ export interface DataLoaderOptions {
   seed?: number;
   /** Drop the last incomplete batch. */
   dropLast?: boolean;
-  /** Native decode threads (default: the number of CPUs). */
+  /** Native decode threads (default: defaultNumWorkers(), one thread budget with the training step's). */
   numWorkers?: number;
   /** Batches prepared ahead of the one the consumer awaits (default 2). */
   prefetch?: number;
@@ -125,7 +125,7 @@ export class DataLoader implements AsyncIterable<Batch> {
     if (!Number.isInteger(this.batchSize) || this.batchSize < 1)
       throw new RangeError('batchSize must be a positive integer');
     this.dropLast = options.dropLast ?? false;
-    this.numWorkers = Math.max(1, options.numWorkers ?? os.availableParallelism());
+    this.numWorkers = Math.max(1, options.numWorkers ?? defaultNumWorkers());
     this.prefetch = Math.max(1, options.prefetch ?? 2);
     this.seed = options.seed ?? randomInt(2 ** 31);
     if (!Number.isSafeInteger(this.seed) || this.seed < 0) throw new RangeError('seed must be a non-negative integer');
