@@ -152,6 +152,12 @@ export interface DataParallelOptions {
   findUnusedParameters?: boolean;
   /** Gradients as views into the all-reduce buckets (DDP's gradient_as_bucket_view; default true). */
   gradientAsBucketView?: boolean;
+  /**
+   * BatchNorm in training mode normalises with the mean and variance of every rank's batch together
+   * (torch.nn.SyncBatchNorm.convert_sync_batchnorm; default false). Any forward in training mode then
+   * runs collectives, so every rank must run it.
+   */
+  syncBatchNorm?: boolean;
 }
 
 /** DDP's runtime statistics of the last sampled step (the first ten, then one in a hundred). */
@@ -191,6 +197,7 @@ export async function distributedDataParallel<M extends Module>(
     broadcastBuffers: options.broadcastBuffers ?? true,
     findUnusedParameters: options.findUnusedParameters ?? false,
     gradientAsBucketView: options.gradientAsBucketView ?? true,
+    syncBatchNorm: options.syncBatchNorm ?? false,
   });
   return model;
 }

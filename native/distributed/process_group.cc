@@ -13,6 +13,7 @@
 #endif
 
 #include "addon.h"
+#include "distributed/sync_batchnorm.h"
 #include "executor.h"
 #include "models/module.h"
 #include "tensor.h"
@@ -62,6 +63,7 @@ void broadcastCoalesced(const PG& pg, const std::vector<torch::Tensor>& tensors,
 struct DataParallelOptions {
   bool findUnusedParameters = false;
   bool gradientAsBucketView = true;
+  bool syncBatchNorm = false;
 };
 
 // DistributedDataParallel's engine for one model: c10d's Reducer registers a
@@ -101,6 +103,16 @@ class DataParallel : public GradSync {
     checkSameParams(params);
     broadcastCoalesced(pg_, state, timeout_);
     drop();
+    // SyncBatchNorm: the model's BatchNorm layers take their training
+    // statistics over every rank's batch (or their own again, without it).
+    for (auto& mod : model_->module().modules())
+      if (auto* bn = mod->as<Norm2dImpl>()) {
+        if (!opts_.syncBatchNorm) bn->sync = nullptr;
+        else
+          bn->sync = [pg = pg_, timeout = timeout_](torch::nn::BatchNorm2dImpl& b, const torch::Tensor& x) {
+            return syncBatchNorm(pg, timeout, b, x);
+          };
+      }
     std::vector<bool> sparse(params.size(), false);
     // As DDP: without the unused-parameter search the first iteration uses one
     // bucket, and from the second on the Reducer regroups the parameters in
@@ -444,6 +456,7 @@ class ProcessGroupHandle : public Napi::ObjectWrap<ProcessGroupHandle> {
     DataParallelOptions dp;
     dp.findUnusedParameters = flag("findUnusedParameters", false);
     dp.gradientAsBucketView = flag("gradientAsBucketView", true);
+    dp.syncBatchNorm = flag("syncBatchNorm", false);
     m->requireIdle("attach the model to a process group");
     if (auto* old = dynamic_cast<DataParallel*>(m->gradSync.get()); old && !old->closed())
       throw std::runtime_error(

@@ -2,13 +2,15 @@
 // real ranks over Gloo), and the Reducer's life cycle in one process (a group
 // of one rank): skipped steps, parameter changes, attach rules.
 import { describe, expect, it } from 'vitest';
-import { spawn } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import * as net from 'node:net';
 import * as path from 'node:path';
-import { SGD, Tensor, distributed, manualSeed, resnet18, trainStep } from '../../lib';
+import { SGD, Tensor, distributed, load, manualSeed, resnet18, trainStep } from '../../lib';
 import type { Module } from '../../lib/models/module';
+import { tempDir } from '../support/peer';
 
 const STATS_WORKER = path.join(__dirname, 'ddp_stats_worker.js');
+const DDP_WORKER = path.join(__dirname, 'ddp_worker.js');
 
 async function freePort(): Promise<number> {
   return new Promise((resolve) => {
@@ -19,7 +21,7 @@ async function freePort(): Promise<number> {
   });
 }
 
-async function twoRanks(script: string, args: string[]): Promise<any[]> {
+async function twoRanks(script: string, args: string[], extraEnv: Record<string, string> = {}): Promise<any[]> {
   const port = await freePort();
   return Promise.all(
     [0, 1].map(
@@ -35,6 +37,7 @@ async function twoRanks(script: string, args: string[]): Promise<any[]> {
               MASTER_PORT: String(port),
               TORCHLINE_NUM_THREADS: '1',
               OMP_NUM_THREADS: '1',
+              ...extraEnv,
             },
           });
           let out = '';
@@ -42,7 +45,9 @@ async function twoRanks(script: string, args: string[]): Promise<any[]> {
           p.stdout.on('data', (d) => (out += d));
           p.stderr.on('data', (d) => (err += d));
           p.on('exit', (code) =>
-            code === 0 ? resolve(JSON.parse(out.trim())) : reject(new Error(`rank ${rank} exited ${code}: ${err}`)),
+            code === 0
+              ? resolve(out.trim() ? JSON.parse(out.trim()) : null)
+              : reject(new Error(`rank ${rank} exited ${code}: ${err}`)),
           );
         }),
     ),
@@ -60,10 +65,11 @@ function batch(n: number, size = 32, seed = 11) {
   };
 }
 
-function maxDiff(a: Module, b: Module): number {
-  const sb = b.stateDict();
+function maxDiff(a: Module | Map<string, Tensor>, b: Module | Map<string, Tensor>): number {
+  const sa = a instanceof Map ? a : a.stateDict();
+  const sb = b instanceof Map ? b : b.stateDict();
   let worst = 0;
-  for (const [k, t] of a.stateDict()) {
+  for (const [k, t] of sa) {
     if (t.dtype !== 'float32') continue;
     const x = t.toTypedArray() as Float32Array;
     const y = sb.get(k)!.toTypedArray() as Float32Array;
@@ -98,6 +104,27 @@ describe('data parallel on c10d Reducer', () => {
       expect(stats.backwardOverlapNs).toBeGreaterThan(0.4 * stats.backwardComputeNs);
       expect(stats.backwardCommEndNs).toBeGreaterThanOrEqual(stats.backwardComputeEndNs);
     }
+  }, 60_000);
+
+  it('SyncBatchNorm: two ranks in training mode end identical and equal to one process on the union batch', async () => {
+    const dir = tempDir('syncbn');
+    // lr 0.02, 2 steps: see ddp_worker.js (a max-pool tie flipped by rounding moves conv1's gradient).
+    const env = { TL_SYNC_BN: '1', TL_LR: '0.02' };
+    await twoRanks(DDP_WORKER, [dir, '2'], env);
+    execFileSync(process.execPath, [DDP_WORKER, dir, '2'], {
+      stdio: 'pipe',
+      env: { ...process.env, ...env, WORLD_SIZE: '', TORCHLINE_NUM_THREADS: '1' },
+    });
+    const r0 = load(path.join(dir, 'rank0.pth')) as Map<string, Tensor>;
+    const r1 = load(path.join(dir, 'rank1.pth')) as Map<string, Tensor>;
+    const single = load(path.join(dir, 'single.pth')) as Map<string, Tensor>;
+    for (const [k, t] of r0) {
+      const same = Buffer.from(t.toTypedArray().buffer).equals(Buffer.from(r1.get(k)!.toTypedArray().buffer));
+      expect(same, `${k} differs between ranks`).toBe(true);
+    }
+    // Weights and running statistics (training-mode BatchNorm over the union batch), and the step count.
+    expect(maxDiff(r0, single)).toBeLessThan(1e-5);
+    expect(r0.get('bn1.num_batches_tracked')!.toArray()).toEqual(single.get('bn1.num_batches_tracked')!.toArray());
   }, 60_000);
 
   it('a group of one rank trains like no group; skipped non-finite steps and parameter changes keep the Reducer sound', async () => {
