@@ -29,9 +29,8 @@ async function freePort() {
 }
 
 // Runs `world` processes of cmd (1: a plain process with 2 threads); returns rank 0's JSON line.
-async function ranks(cmd, args, world) {
+async function ranks(cmd, args, world, threads = world === 1 ? 2 : 1) {
   const port = await freePort();
-  const threads = world === 1 ? 2 : 1;
   const outs = await Promise.all(
     Array.from(
       { length: world },
@@ -61,7 +60,7 @@ async function ranks(cmd, args, world) {
 }
 
 const best = (runs) => runs.reduce((a, b) => (b.seconds < a.seconds ? b : a));
-const node = (args, world) => ranks(process.execPath, [WORKER, ...args], world);
+const node = (args, world, threads) => ranks(process.execPath, [WORKER, ...args], world, threads);
 const py = (args, world) => ranks(PYTHON, [PEER, ...args], world);
 
 // Other jobs on this shared machine skew the step figures (a 2-thread process suffers most): say how busy it was.
@@ -89,6 +88,9 @@ for (let r = 0; r < ROUNDS; r++) {
   st.peerSingle.push(await py(stepArgs(BATCH), 1));
   st.peerDdp.push(await py(stepArgs(BATCH / 2), 2));
 }
+// Context: 1 process on 1 thread. When another job holds a core, a 2-thread process loses far more than
+// two 1-thread ranks (every OpenMP barrier waits for the descheduled thread).
+const oneThread = await node(stepArgs(BATCH), 1, 1);
 const single = best(st.single);
 const ddp = best(st.ddp);
 const peerSingle = best(st.peerSingle);
@@ -97,7 +99,7 @@ const overhead = ddp.seconds / single.seconds - 1;
 const peerOverhead = peerDdp.seconds / peerSingle.seconds - 1;
 const pct = (x) => `${(x * 100).toFixed(1)}%`;
 console.log(
-  `ResNet50 train step, global batch ${BATCH} at ${SIZE} px, ${STEPS} steps, best of ${ROUNDS}: 1 process x 2 threads ${single.seconds.toFixed(3)} s, 2 ranks x 1 thread ${ddp.seconds.toFixed(3)} s (stepOverhead ${pct(overhead)}); torch DDP ${peerSingle.seconds.toFixed(3)} s vs ${peerDdp.seconds.toFixed(3)} s (${pct(peerOverhead)})`,
+  `ResNet50 train step, global batch ${BATCH} at ${SIZE} px, ${STEPS} steps, best of ${ROUNDS}: 1 process x 2 threads ${single.seconds.toFixed(3)} s, 2 ranks x 1 thread ${ddp.seconds.toFixed(3)} s (stepOverhead ${pct(overhead)}), 1 process x 1 thread ${oneThread.seconds.toFixed(3)} s; torch DDP ${peerSingle.seconds.toFixed(3)} s vs ${peerDdp.seconds.toFixed(3)} s (${pct(peerOverhead)})`,
 );
 const s = ddp.stats;
 console.log(
@@ -113,6 +115,7 @@ console.log(
     busGBps: gbps(ours.seconds),
     stepSeconds1: +single.seconds.toFixed(3),
     stepSeconds2ranks: +ddp.seconds.toFixed(3),
+    stepSeconds1thread: +oneThread.seconds.toFixed(3),
     stepOverhead: +overhead.toFixed(3),
     peerStepSeconds1: +peerSingle.seconds.toFixed(3),
     peerStepSeconds2ranks: +peerDdp.seconds.toFixed(3),

@@ -109,8 +109,10 @@ class DataParallel : public GradSync {
       if (auto* bn = mod->as<Norm2dImpl>()) {
         if (!opts_.syncBatchNorm) bn->sync = nullptr;
         else
-          bn->sync = [pg = pg_, timeout = timeout_](torch::nn::BatchNorm2dImpl& b, const torch::Tensor& x) {
-            return syncBatchNorm(pg, timeout, b, x);
+          // Once the group is destroyed the layer is a plain BatchNorm again.
+          bn->sync = [pg = pg_, timeout = timeout_, closed = closed_](torch::nn::BatchNorm2dImpl& b,
+                                                                       const torch::Tensor& x) {
+            return *closed ? b.forward(x) : syncBatchNorm(pg, timeout, b, x);
           };
       }
     std::vector<bool> sparse(params.size(), false);
@@ -133,7 +135,7 @@ class DataParallel : public GradSync {
   }
 
   void beforeForward() override {
-    if (closed_)
+    if (*closed_)
       throw std::runtime_error(
           "the process group this model was attached to was destroyed; attach it to a live group "
           "(distributedDataParallel) to train it data parallel again");
@@ -182,8 +184,8 @@ class DataParallel : public GradSync {
     broadcastCoalesced(pg_, buffers, timeout_);
   }
 
-  void close() { closed_ = true; }
-  bool closed() const { return closed_; }
+  void close() { *closed_ = true; }
+  bool closed() const { return *closed_; }
   ModelHandle* model() const { return model_; }
 
   // The Reducer's buckets and DDP's runtime statistics of the last sampled
@@ -253,7 +255,8 @@ class DataParallel : public GradSync {
   std::shared_ptr<c10d::Reducer> reducer_;
   std::shared_ptr<c10d::Logger> logger_;
   std::vector<int64_t> signature_;
-  std::atomic<bool> closed_{false};
+  // Shared with the SyncBatchNorm layers, which outlive a destroyed group.
+  std::shared_ptr<std::atomic<bool>> closed_ = std::make_shared<std::atomic<bool>>(false);
 };
 
 Napi::Object statsToJs(Napi::Env env, const DataParallel::Stats& st) {
