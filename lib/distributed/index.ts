@@ -36,6 +36,8 @@ export class ProcessGroup {
   readonly rank: number;
   readonly worldSize: number;
   readonly backend: Backend;
+  /** @internal models attached with distributedDataParallel: the group keeps them alive until destroy(). */
+  readonly attached = new Set<Module>();
 
   /** @internal use initProcessGroup() */
   constructor(handle: any, rank: number, worldSize: number, backend: Backend) {
@@ -71,6 +73,7 @@ export class ProcessGroup {
 
   destroy(): void {
     this.handle.destroy();
+    this.attached.clear();
     if (defaultGroup === this) defaultGroup = null;
   }
 }
@@ -193,12 +196,14 @@ export async function distributedDataParallel<M extends Module>(
   model: M,
   options: DataParallelOptions = {},
 ): Promise<M> {
-  await group(options.group).handle.attachModel(model.handle, {
+  const pg = group(options.group);
+  await pg.handle.attachModel(model.handle, {
     broadcastBuffers: options.broadcastBuffers ?? true,
     findUnusedParameters: options.findUnusedParameters ?? false,
     gradientAsBucketView: options.gradientAsBucketView ?? true,
     syncBatchNorm: options.syncBatchNorm ?? false,
   });
+  pg.attached.add(model);
   return model;
 }
 

@@ -11,6 +11,7 @@ import { tempDir } from '../support/peer';
 
 const STATS_WORKER = path.join(__dirname, 'ddp_stats_worker.js');
 const DDP_WORKER = path.join(__dirname, 'ddp_worker.js');
+const GC_WORKER = path.join(__dirname, 'gc_worker.js');
 
 async function freePort(): Promise<number> {
   return new Promise((resolve) => {
@@ -201,5 +202,19 @@ describe('data parallel on c10d Reducer', () => {
     } finally {
       again.destroy();
     }
+  }, 60_000);
+
+  it('the group keeps an attached model alive; after destroy the model is usable and collectable', async () => {
+    const out = execFileSync(process.execPath, ['--expose-gc', GC_WORKER, String(await freePort())], {
+      encoding: 'utf8',
+      timeout: 60_000,
+      env: { ...process.env, TORCHLINE_NUM_THREADS: '1' },
+    });
+    expect(JSON.parse(out.trim())).toEqual({
+      aliveWhileAttached: true,
+      forwardAfterDestroy: [2, 3],
+      collectedAfterDestroy: true,
+      allReduce: [1, 1, 1, 1],
+    });
   }, 60_000);
 });
