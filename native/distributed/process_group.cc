@@ -26,6 +26,7 @@ using PG = c10::intrusive_ptr<c10d::ProcessGroup>;
 
 // Broadcasts are coalesced into buckets of about this many bytes.
 constexpr int64_t kBucketBytes = c10d::kDefaultBucketBytesCap;
+
 void waitFor(const c10::intrusive_ptr<c10d::Work>& work, std::chrono::milliseconds timeout) {
   if (!work->wait(timeout)) throw std::runtime_error("collective did not complete");
 }
