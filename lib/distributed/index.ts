@@ -36,6 +36,8 @@ export class ProcessGroup {
   readonly rank: number;
   readonly worldSize: number;
   readonly backend: Backend;
+  /** @internal models attached with distributedDataParallel: the group keeps them alive until destroy(). */
+  readonly attached = new Set<Module>();
 
   /** @internal use initProcessGroup() */
   constructor(handle: any, rank: number, worldSize: number, backend: Backend) {
@@ -71,6 +73,7 @@ export class ProcessGroup {
 
   destroy(): void {
     this.handle.destroy();
+    this.attached.clear();
     if (defaultGroup === this) defaultGroup = null;
   }
 }
@@ -141,17 +144,70 @@ export function localDevice(): Device {
   return cuda.isAvailable() ? new Device('cuda', envInt('LOCAL_RANK') ?? 0) : new Device('cpu');
 }
 
+export interface DataParallelOptions {
+  group?: ProcessGroup;
+  /** Start each forward from rank 0's BatchNorm statistics (default true), as DDP's broadcast_buffers. */
+  broadcastBuffers?: boolean;
+  /**
+   * Search the graph each step for parameters that get no gradient (DDP's find_unused_parameters;
+   * default false). Without it such a parameter makes the step fail with an error that says so.
+   */
+  findUnusedParameters?: boolean;
+  /** Gradients as views into the all-reduce buckets (DDP's gradient_as_bucket_view; default true). */
+  gradientAsBucketView?: boolean;
+  /**
+   * BatchNorm in training mode normalises with the mean and variance of every rank's batch together
+   * (torch.nn.SyncBatchNorm.convert_sync_batchnorm; default false). Any forward in training mode then
+   * runs collectives, so every rank must run it.
+   */
+  syncBatchNorm?: boolean;
+}
+
+/** DDP's runtime statistics of the last sampled step (the first ten, then one in a hundred). */
+export interface DataParallelStats {
+  /** Bytes of each gradient bucket, in the order they are all-reduced. */
+  bucketBytes: number[];
+  /** The step the timings below come from (counted from 1). */
+  iteration: number;
+  /** True once the buckets were regrouped in the order gradients became ready (after the first step). */
+  rebuiltBuckets: boolean;
+  forwardComputeNs: number;
+  backwardComputeNs: number;
+  backwardCommNs: number;
+  /** How long all-reduce and backward compute ran at the same time. */
+  backwardOverlapNs: number;
+  /** From backward's start: the first bucket's all-reduce starting, compute ending, the last all-reduce done. */
+  backwardCommStartNs: number;
+  backwardComputeEndNs: number;
+  backwardCommEndNs: number;
+}
+
 /**
  * Makes `model` data parallel over the group, as torch's DistributedDataParallel:
  * rank 0's parameters and buffers are broadcast now; from then on trainStep
- * averages gradients across ranks (bucketed all-reduce after backward) and,
- * with broadcastBuffers (default), starts each forward from rank 0's
- * BatchNorm statistics.
+ * averages gradients across ranks with c10d's Reducer (gradient buckets
+ * all-reduced while backward runs) and, with broadcastBuffers (default),
+ * starts each forward from rank 0's BatchNorm statistics. The group keeps the
+ * model alive until it is destroyed; a model is attached to one live group at
+ * a time. Changing the parameters later (to(), channelsLast, replaceHead,
+ * freezing) is picked up at the next step: every rank must make the same change.
  */
 export async function distributedDataParallel<M extends Module>(
   model: M,
-  options: { group?: ProcessGroup; broadcastBuffers?: boolean } = {},
+  options: DataParallelOptions = {},
 ): Promise<M> {
-  await group(options.group).handle.attachModel(model.handle, options.broadcastBuffers ?? true);
+  const pg = group(options.group);
+  await pg.handle.attachModel(model.handle, {
+    broadcastBuffers: options.broadcastBuffers ?? true,
+    findUnusedParameters: options.findUnusedParameters ?? false,
+    gradientAsBucketView: options.gradientAsBucketView ?? true,
+    syncBatchNorm: options.syncBatchNorm ?? false,
+  });
+  pg.attached.add(model);
   return model;
+}
+
+/** The data-parallel statistics of a model attached with distributedDataParallel (DDP's logging data). */
+export function dataParallelStats(model: Module): Promise<DataParallelStats> {
+  return binding.dataParallelStats(model.handle);
 }

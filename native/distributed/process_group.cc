@@ -4,11 +4,16 @@
 #include <torch/csrc/distributed/c10d/PrefixStore.hpp>
 #include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
 #include <torch/csrc/distributed/c10d/TCPStore.hpp>
+#include <torch/csrc/distributed/c10d/logger.hpp>
+#include <torch/csrc/distributed/c10d/reducer.hpp>
+
+#include <map>
 #ifdef USE_C10D_NCCL
 #include <torch/csrc/distributed/c10d/ProcessGroupNCCL.hpp>
 #endif
 
 #include "addon.h"
+#include "distributed/sync_batchnorm.h"
 #include "executor.h"
 #include "models/module.h"
 #include "tensor.h"
@@ -19,8 +24,8 @@ namespace {
 
 using PG = c10::intrusive_ptr<c10d::ProcessGroup>;
 
-// Gradients are reduced in buckets of about this many bytes (DDP's default).
-constexpr int64_t kBucketBytes = 25 << 20;
+// Broadcasts are coalesced into buckets of about this many bytes.
+constexpr int64_t kBucketBytes = c10d::kDefaultBucketBytesCap;
 
 void waitFor(const c10::intrusive_ptr<c10d::Work>& work, std::chrono::milliseconds timeout) {
   if (!work->wait(timeout)) throw std::runtime_error("collective did not complete");
@@ -56,42 +61,118 @@ void broadcastCoalesced(const PG& pg, const std::vector<torch::Tensor>& tensors,
   flush();
 }
 
+struct DataParallelOptions {
+  bool findUnusedParameters = false;
+  bool gradientAsBucketView = true;
+  bool syncBatchNorm = false;
+};
+
+// DistributedDataParallel's engine for one model: c10d's Reducer registers a
+// hook on each parameter's gradient accumulator; as backward produces
+// gradients it copies them into flat buckets (divided by the world size on
+// the way, as DDP does) and starts each bucket's all-reduce as soon as the
+// bucket is full, while backward goes on computing the earlier layers.
+// Backward ends by waiting for the last bucket; every gradient is then the
+// average over ranks. With gradientAsBucketView the gradients are views into
+// the buckets (no copy back, one gradient-sized buffer less); the fused
+// optimizer, clipping and GradScaler only read or scale them in place.
 class DataParallel : public GradSync {
  public:
-  DataParallel(PG pg, std::chrono::milliseconds timeout) : pg_(std::move(pg)), timeout_(timeout) {}
+  DataParallel(PG pg, ModelHandle* model, DataParallelOptions o, std::chrono::milliseconds timeout)
+      : pg_(std::move(pg)), model_(model), opts_(o), timeout_(timeout) {}
+  ~DataParallel() override { drop(); }
 
-  // Flattens gradients into buckets (per dtype/device), all-reduces each
-  // bucket (sum), divides by the world size and copies back.
-  void averageGradients(const std::vector<torch::Tensor>& params) override {
+  // On the model's thread: every rank takes rank 0's weights and buffers and
+  // a Reducer over the parameters that require a gradient. Called at attach,
+  // and again when the parameters changed since (moved, channels_last, a new
+  // head, frozen or unfrozen): every rank changes its model the same way, so
+  // every rank rebuilds in the same step.
+  void build() {
     torch::NoGradGuard noGrad;
-    const double world = pg_->getSize();
-    std::vector<torch::Tensor> bucket;
-    int64_t bytes = 0;
-    auto flush = [&] {
-      if (bucket.empty()) return;
-      std::vector<torch::Tensor> flat{torch::cat(flattenAll(bucket))};
-      waitFor(pg_->allreduce(flat, c10d::AllreduceOptions{}), timeout_);
-      flat[0].div_(world);
-      int64_t off = 0;
-      for (auto& g : bucket) {
-        g.copy_(flat[0].narrow(0, off, g.numel()).view_as(g));
-        off += g.numel();
+    std::vector<torch::Tensor> params;
+    std::unordered_map<size_t, std::string> names;
+    for (auto& [name, p] : model_->namedParameters())
+      if (p.requires_grad()) {
+        names[params.size()] = name;
+        params.push_back(p);
       }
-      bucket.clear();
-      bytes = 0;
-    };
-    for (const auto& p : params) {
-      if (!p.requires_grad()) continue;
-      // A parameter without a gradient still takes part (as zeros), so every
-      // rank reduces the same buckets in the same order.
-      if (!p.grad().defined()) p.mutable_grad() = torch::zeros_like(p);
-      auto g = p.grad();
-      if (!bucket.empty() && (g.scalar_type() != bucket[0].scalar_type() || g.device() != bucket[0].device())) flush();
-      bucket.push_back(g);
-      bytes += g.numel() * g.element_size();
-      if (bytes >= kBucketBytes) flush();
+    std::vector<torch::Tensor> state;
+    for (auto& e : model_->stateEntries()) state.push_back(e.second);
+    if (params.empty())
+      throw std::invalid_argument("data parallel: the model has no parameter that requires a gradient");
+    c10::DeviceGuard deviceGuard(params[0].device());
+    checkSameParams(params);
+    broadcastCoalesced(pg_, state, timeout_);
+    drop();
+    // SyncBatchNorm: the model's BatchNorm layers take their training
+    // statistics over every rank's batch (or their own again, without it).
+    for (auto& mod : model_->module().modules())
+      if (auto* bn = mod->as<Norm2dImpl>()) {
+        if (!opts_.syncBatchNorm) bn->sync = nullptr;
+        else
+          // Once the group is destroyed the layer is a plain BatchNorm again.
+          bn->sync = [pg = pg_, timeout = timeout_, closed = closed_](torch::nn::BatchNorm2dImpl& b,
+                                                                       const torch::Tensor& x) {
+            return *closed ? b.forward(x) : syncBatchNorm(pg, timeout, b, x);
+          };
+      }
+    std::vector<bool> sparse(params.size(), false);
+    // As DDP: without the unused-parameter search the first iteration uses one
+    // bucket, and from the second on the Reducer regroups the parameters in
+    // the order their gradients became ready (first bucket 1 MiB, then 25 MiB).
+    std::vector<size_t> limits{SIZE_MAX};
+    if (opts_.findUnusedParameters) limits = {size_t(c10d::kDefaultFirstBucketBytes), size_t(kBucketBytes)};
+    auto buckets = std::get<0>(c10d::compute_bucket_assignment_by_size(params, limits, sparse));
+    // Gradients become ready in reverse order of definition: the Reducer
+    // reduces buckets in list order.
+    std::reverse(buckets.begin(), buckets.end());
+    reducer_ = std::make_shared<c10d::Reducer>(params, buckets, pg_, sparse, kBucketBytes, opts_.findUnusedParameters,
+                                               opts_.gradientAsBucketView, names, c10d::kDefaultFirstBucketBytes,
+                                               /*skip_all_reduce_unused_params=*/false,
+                                               /*use_python_reducer=*/false, std::vector<int64_t>{});
+    logger_ = std::make_shared<c10d::Logger>(reducer_);
+    reducer_->set_logger(logger_);
+    signature_ = signature();
+  }
+
+  void beforeForward() override {
+    if (*closed_)
+      throw std::runtime_error(
+          "the process group this model was attached to was destroyed; attach it to a live group "
+          "(distributedDataParallel) to train it data parallel again");
+    if (!reducer_ || signature() != signature_) build();
+    // DDP's pre-forward: sample the last step's timings, then regroup the
+    // buckets by gradient order once (a broadcast from rank 0, so every
+    // rank gets the same buckets).
+    logger_->set_runtime_stats_and_log();
+    reducer_->prepare_for_forward();
+    reducer_->rebuild_buckets();
+  }
+
+  void beforeBackward(const torch::Tensor& output) override {
+    // The graph search for unused parameters starts from what backward starts from.
+    reducer_->prepare_for_backward(opts_.findUnusedParameters ? std::vector<at::Tensor>{output}
+                                                               : std::vector<at::Tensor>{});
+  }
+
+  void afterBackward() override {
+    try {
+      reducer_->check_finalized();
+    } catch (const c10::Error& e) {
+      failed();
+      throw std::runtime_error(
+          std::string("data parallel: some parameters got no gradient in this step, so their buckets were never "
+                      "all-reduced and the step was not applied. Pass findUnusedParameters: true to "
+                      "distributedDataParallel, or freeze them (requiresGrad) before training. c10d says: ") +
+          e.what_without_backtrace());
     }
-    flush();
+  }
+
+  void failed() override {
+    try {
+      if (reducer_) reducer_->reset_state();
+    } catch (...) {
+    }
   }
 
   bool anyNonFinite(double loss) override {
@@ -104,16 +185,104 @@ class DataParallel : public GradSync {
     broadcastCoalesced(pg_, buffers, timeout_);
   }
 
- private:
-  static std::vector<torch::Tensor> flattenAll(const std::vector<torch::Tensor>& ts) {
-    std::vector<torch::Tensor> out;
-    out.reserve(ts.size());
-    for (const auto& t : ts) out.push_back(t.reshape({-1}));
-    return out;
+  void close() { *closed_ = true; }
+  bool closed() const { return *closed_; }
+  ModelHandle* model() const { return model_; }
+
+  // The Reducer's buckets and DDP's runtime statistics of the last sampled
+  // step (the first ten steps, then one in a hundred, as DDP samples them).
+  // Read on the model's thread; turned into JS on the JS thread.
+  struct Stats {
+    std::vector<int64_t> bucketBytes;
+    std::map<std::string, int64_t> ints;
+  };
+  Stats stats() const {
+    Stats st;
+    if (!reducer_) return st;
+    for (const auto& b : reducer_->get_grad_buckets(/*return_zero_tensors=*/false))
+      st.bucketBytes.push_back(b.getBuffer().numel() * b.getBuffer().element_size());
+    st.ints = logger_->get_ddp_logging_data().ints_map;
+    return st;
   }
+
+ private:
+  // The identity, storage and layout of every trainable parameter: a change
+  // means the Reducer's buckets and hooks no longer fit the model.
+  std::vector<int64_t> signature() const {
+    std::vector<int64_t> sig;
+    for (auto& e : model_->namedParameters()) {
+      const auto& p = e.second;
+      if (!p.requires_grad()) continue;
+      sig.push_back(reinterpret_cast<intptr_t>(p.unsafeGetTensorImpl()));
+      sig.push_back(reinterpret_cast<intptr_t>(p.data_ptr()));
+      sig.push_back(static_cast<int64_t>(p.device().type()) * 1000 + p.device().index());
+      for (auto st : p.strides()) sig.push_back(st);
+    }
+    return sig;
+  }
+
+  // DDP's check that every rank holds the same parameters (count, shapes,
+  // strides). Every rank learns whether any rank failed, so all of them
+  // throw instead of some waiting in a broadcast that will never match.
+  void checkSameParams(const std::vector<torch::Tensor>& params) {
+    std::string mine;
+    try {
+      c10d::verify_params_across_processes(pg_, params, std::nullopt);
+    } catch (const c10::Error& e) {
+      mine = e.what_without_backtrace();
+    }
+    std::vector<torch::Tensor> flag{torch::full({1}, mine.empty() ? 0.0f : 1.0f)};
+    waitFor(pg_->allreduce(flag, c10d::AllreduceOptions{}), timeout_);
+    if (flag[0].item<float>() > 0)
+      throw std::invalid_argument("data parallel: the ranks' models differ: " +
+                                  (mine.empty() ? std::string("another rank's parameters do not match rank 0's") : mine));
+  }
+
+  // Removes the Reducer's hooks first: ~Reducer would otherwise do it and may
+  // throw, which a shared_ptr deleter must not.
+  void drop() noexcept {
+    try {
+      logger_.reset();
+      if (reducer_) reducer_->remove_autograd_hooks();
+    } catch (...) {
+    }
+    reducer_.reset();
+  }
+
   PG pg_;
+  ModelHandle* model_;  // owns this (gradSync)
+  DataParallelOptions opts_;
   std::chrono::milliseconds timeout_;
+  std::shared_ptr<c10d::Reducer> reducer_;
+  std::shared_ptr<c10d::Logger> logger_;
+  std::vector<int64_t> signature_;
+  // Shared with the SyncBatchNorm layers, which outlive a destroyed group.
+  std::shared_ptr<std::atomic<bool>> closed_ = std::make_shared<std::atomic<bool>>(false);
 };
+
+Napi::Object statsToJs(Napi::Env env, const DataParallel::Stats& st) {
+  auto o = Napi::Object::New(env);
+  auto buckets = Napi::Array::New(env);
+  for (auto b : st.bucketBytes) buckets.Set(buckets.Length(), static_cast<double>(b));
+  o.Set("bucketBytes", buckets);
+  auto get = [&](const char* k) -> double {
+    auto it = st.ints.find(k);
+    return it == st.ints.end() ? 0 : static_cast<double>(it->second);
+  };
+  o.Set("iteration", get("iteration"));
+  o.Set("rebuiltBuckets", get("has_rebuilt_buckets") != 0);
+  o.Set("forwardComputeNs", get("forward_compute_time"));
+  o.Set("backwardComputeNs", get("backward_compute_time"));
+  o.Set("backwardCommNs", get("backward_comm_time"));
+  o.Set("backwardOverlapNs", get("backward_compute_comm_overlap_time"));
+  // Offsets from backward's start: the first bucket's all-reduce starting,
+  // backward's compute ending, the last all-reduce done.
+  double t0 = get("backward_compute_time_start");
+  o.Set("backwardCommStartNs", t0 ? get("backward_comm_time_start") - t0 : 0);
+  o.Set("backwardComputeEndNs", t0 ? get("backward_compute_time_end") - t0 : 0);
+  o.Set("backwardCommEndNs", t0 ? get("backward_comm_time_end") - t0 : 0);
+  return o;
+}
 
 class ProcessGroupHandle : public Napi::ObjectWrap<ProcessGroupHandle> {
  public:
@@ -272,39 +441,57 @@ class ProcessGroupHandle : public Napi::ObjectWrap<ProcessGroupHandle> {
     TL_GUARD_END(info.Env())
   }
 
-  // attachModel(model, broadcastBuffers) -> Promise<void>: broadcasts rank 0's
-  // parameters and buffers (every rank starts identical), then installs the
-  // data-parallel hooks trainStep uses. It runs as a step of the model (on
-  // the model's thread, the model busy meanwhile): a step queued after it
-  // starts from the broadcast weights with the hooks in place, and nothing
-  // writes the weights while they are being broadcast.
+  // attachModel(model, { broadcastBuffers, findUnusedParameters,
+  // gradientAsBucketView }) -> Promise<void>: broadcasts rank 0's parameters
+  // and buffers (every rank starts identical), then installs the Reducer
+  // trainStep uses. It runs as a step of the model (on the model's thread,
+  // the model busy meanwhile): a step queued after it starts from the
+  // broadcast weights with the hooks in place, and nothing writes the
+  // weights while they are being broadcast. The group keeps the model's JS
+  // object alive until destroy().
   Napi::Value AttachModel(const Napi::CallbackInfo& info) {
     TL_GUARD_BEGIN
     ModelHandle* m = ModelHandle::From(info[0], "model");
-    bool syncBuffers = argBool(info, 1, "broadcastBuffers");
+    auto o = argObject(info, 1, "options");
+    auto flag = [&](const char* k, bool dflt) {
+      auto v = o.Get(k);
+      return v.IsUndefined() ? dflt : v.ToBoolean().Value();
+    };
+    DataParallelOptions dp;
+    dp.findUnusedParameters = flag("findUnusedParameters", false);
+    dp.gradientAsBucketView = flag("gradientAsBucketView", true);
+    dp.syncBatchNorm = flag("syncBatchNorm", false);
     m->requireIdle("attach the model to a process group");
+    if (auto* old = dynamic_cast<DataParallel*>(m->gradSync.get()); old && !old->closed())
+      throw std::runtime_error(
+          "this model is already data parallel (attached to a process group); attach each model once");
     auto pg = live();
-    auto sync = std::make_shared<DataParallel>(pg, timeout_);
-    sync->syncBuffers = syncBuffers;
-    std::vector<torch::Tensor> state;
-    for (auto& e : m->stateEntries()) state.push_back(e.second);
-    auto timeout = timeout_;
-    return m->runStep(info, [m, pg, sync, state, timeout]() -> Finisher {
-      if (!state.empty()) {
-        c10::DeviceGuard deviceGuard(state[0].device());
-        broadcastCoalesced(pg, state, timeout);
-      }
+    auto sync = std::make_shared<DataParallel>(pg, m, dp, timeout_);
+    sync->syncBuffers = flag("broadcastBuffers", true);
+    attached_.push_back({std::make_unique<Napi::ObjectReference>(Napi::Persistent(info[0].As<Napi::Object>())), sync});
+    return m->runStep(info, [m, sync]() -> Finisher {
+      sync->build();
       m->gradSync = sync;  // read by the steps, which run on this same thread
       return [](Napi::Env env) -> Napi::Value { return env.Undefined(); };
     });
     TL_GUARD_END(info.Env())
   }
 
+  // Steps already running finish; the next train step of an attached model
+  // fails with a clear error instead of using a group the caller ended.
   Napi::Value Destroy(const Napi::CallbackInfo& info) {
+    for (auto& a : attached_)
+      if (auto s = a.sync.lock()) s->close();
+    attached_.clear();
     pg_.reset();
     return info.Env().Undefined();
   }
 
+  struct Attached {
+    std::unique_ptr<Napi::ObjectReference> model;
+    std::weak_ptr<DataParallel> sync;
+  };
+  std::vector<Attached> attached_;
   std::string backend_, addr_, prefix_;
   int rank_ = 0, world_ = 1, port_ = 0;
   bool agentStore_ = false;
@@ -313,8 +500,24 @@ class ProcessGroupHandle : public Napi::ObjectWrap<ProcessGroupHandle> {
   std::unique_ptr<Executor> executor_;
 };
 
+  // dataParallelStats(model) -> Promise<object>, read on the model's thread.
+Napi::Value DataParallelStats(const Napi::CallbackInfo& info) {
+  TL_GUARD_BEGIN
+  ModelHandle* m = ModelHandle::From(info[0], "model");
+  return m->runStep(info, [m]() -> Finisher {
+    auto sync = std::dynamic_pointer_cast<DataParallel>(m->gradSync);
+    if (!sync) throw std::invalid_argument("the model is not data parallel: call distributedDataParallel first");
+    auto st = sync->stats();
+    return [st](Napi::Env env) -> Napi::Value { return statsToJs(env, st); };
+  });
+  TL_GUARD_END(info.Env())
+}
+
 }  // namespace
 
-void InitDistributed(Napi::Env env, Napi::Object exports) { ProcessGroupHandle::Init(env, exports); }
+void InitDistributed(Napi::Env env, Napi::Object exports) {
+  ProcessGroupHandle::Init(env, exports);
+  exports.Set("dataParallelStats", Napi::Function::New<DataParallelStats>(env, "dataParallelStats"));
+}
 
 }  // namespace tl

@@ -66,6 +66,8 @@ ModelHandle::ModelHandle(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Mode
 }
 
 ModelHandle::~ModelHandle() {
+  // The Reducer's hooks sit on this model's parameters: take them off first.
+  gradSync.reset();
   if (reported_) Napi::MemoryManagement::AdjustExternalMemory(Env(), -reported_);
 }
 

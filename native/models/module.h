@@ -12,11 +12,20 @@
 namespace tl {
 
 // Data-parallel hooks a process group installs on a model (see
-// native/distributed): averaging gradients after backward, and syncing
-// buffers (BatchNorm statistics) from rank 0 before each forward, as DDP.
+// native/distributed): gradients averaged across ranks while backward runs
+// (c10d's Reducer, as DDP), buffers synced from rank 0 before each forward.
+// A train step calls them in this order: beforeForward, broadcastBuffers,
+// forward, anyNonFinite, beforeBackward, backward, afterBackward. A step that
+// ends before beforeBackward leaves nothing behind; one that fails after it
+// calls failed() so the next step starts clean.
 struct GradSync {
   virtual ~GradSync() = default;
-  virtual void averageGradients(const std::vector<torch::Tensor>& params) = 0;
+  virtual void beforeForward() = 0;
+  // `output` is what backward starts from (the loss, scaled under fp16).
+  virtual void beforeBackward(const torch::Tensor& output) = 0;
+  // Throws when a gradient was not reduced (a parameter that got none).
+  virtual void afterBackward() = 0;
+  virtual void failed() = 0;
   virtual void broadcastBuffers(const std::vector<torch::Tensor>& buffers) = 0;
   // True when the loss of any rank is not finite: every rank then skips the
   // step together instead of leaving the others waiting in a collective.

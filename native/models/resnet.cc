@@ -37,9 +37,9 @@ Layout layoutFor(int depth) {
 
 BasicBlockImpl::BasicBlockImpl(int64_t inplanes, int64_t planes, int64_t stride, torch::nn::Sequential ds) {
   conv1 = register_module("conv1", conv3x3(inplanes, planes, stride));
-  bn1 = register_module("bn1", torch::nn::BatchNorm2d(planes));
+  bn1 = register_module("bn1", Norm2d(planes));
   conv2 = register_module("conv2", conv3x3(planes, planes, 1));
-  bn2 = register_module("bn2", torch::nn::BatchNorm2d(planes));
+  bn2 = register_module("bn2", Norm2d(planes));
   if (ds) downsample = register_module("downsample", ds);
 }
 
@@ -55,11 +55,11 @@ torch::Tensor BasicBlockImpl::forward(torch::Tensor x) {
 
 BottleneckImpl::BottleneckImpl(int64_t inplanes, int64_t planes, int64_t stride, torch::nn::Sequential ds) {
   conv1 = register_module("conv1", conv1x1(inplanes, planes));
-  bn1 = register_module("bn1", torch::nn::BatchNorm2d(planes));
+  bn1 = register_module("bn1", Norm2d(planes));
   conv2 = register_module("conv2", conv3x3(planes, planes, stride));
-  bn2 = register_module("bn2", torch::nn::BatchNorm2d(planes));
+  bn2 = register_module("bn2", Norm2d(planes));
   conv3 = register_module("conv3", conv1x1(planes, planes * expansion));
-  bn3 = register_module("bn3", torch::nn::BatchNorm2d(planes * expansion));
+  bn3 = register_module("bn3", Norm2d(planes * expansion));
   if (ds) downsample = register_module("downsample", ds);
 }
 
@@ -80,7 +80,7 @@ ResNetImpl::ResNetImpl(const ResNetOptions& opts) : options(opts) {
 
   conv1 = register_module(
       "conv1", torch::nn::Conv2d(torch::nn::Conv2dOptions(3, 64, 7).stride(2).padding(3).bias(false)));
-  bn1 = register_module("bn1", torch::nn::BatchNorm2d(64));
+  bn1 = register_module("bn1", Norm2d(64));
 
   auto makeLayer = [&](int64_t planes, int64_t blocks, int64_t stride) {
     torch::nn::Sequential seq;
@@ -89,7 +89,7 @@ ResNetImpl::ResNetImpl(const ResNetOptions& opts) : options(opts) {
       torch::nn::Sequential ds{nullptr};
       if (i == 0 && (stride != 1 || inplanes != planes * expansion)) {
         ds = torch::nn::Sequential(conv1x1(inplanes, planes * expansion, stride),
-                                   torch::nn::BatchNorm2d(planes * expansion));
+                                   Norm2d(planes * expansion));
       }
       if (layout.bottleneck) seq->push_back(Bottleneck(inplanes, planes, s, ds));
       else seq->push_back(BasicBlock(inplanes, planes, s, ds));

@@ -6,6 +6,19 @@
 
 namespace tl {
 
+// BatchNorm2d whose training-mode forward can be handed to another function:
+// a process group sets `sync` for SyncBatchNorm (statistics over every rank's
+// batch). Same parameters, buffers and names as torch::nn::BatchNorm2d.
+struct Norm2dImpl : torch::nn::BatchNorm2dImpl {
+  using torch::nn::BatchNorm2dImpl::BatchNorm2dImpl;
+  torch::Tensor forward(const torch::Tensor& x) {
+    if (sync && is_training()) return sync(*this, x);
+    return torch::nn::BatchNorm2dImpl::forward(x);
+  }
+  std::function<torch::Tensor(torch::nn::BatchNorm2dImpl&, const torch::Tensor&)> sync;
+};
+TORCH_MODULE(Norm2d);
+
 struct ResNetOptions {
   int depth = 50;  // 18, 34, 50, 101, 152
   int64_t numClasses = 1000;
@@ -17,7 +30,7 @@ struct BasicBlockImpl : torch::nn::Module {
   BasicBlockImpl(int64_t inplanes, int64_t planes, int64_t stride, torch::nn::Sequential downsample);
   torch::Tensor forward(torch::Tensor x);
   torch::nn::Conv2d conv1{nullptr}, conv2{nullptr};
-  torch::nn::BatchNorm2d bn1{nullptr}, bn2{nullptr};
+  Norm2d bn1{nullptr}, bn2{nullptr};
   torch::nn::Sequential downsample{nullptr};
 };
 TORCH_MODULE(BasicBlock);
@@ -27,7 +40,7 @@ struct BottleneckImpl : torch::nn::Module {
   BottleneckImpl(int64_t inplanes, int64_t planes, int64_t stride, torch::nn::Sequential downsample);
   torch::Tensor forward(torch::Tensor x);
   torch::nn::Conv2d conv1{nullptr}, conv2{nullptr}, conv3{nullptr};
-  torch::nn::BatchNorm2d bn1{nullptr}, bn2{nullptr}, bn3{nullptr};
+  Norm2d bn1{nullptr}, bn2{nullptr}, bn3{nullptr};
   torch::nn::Sequential downsample{nullptr};
 };
 TORCH_MODULE(Bottleneck);
@@ -42,7 +55,7 @@ struct ResNetImpl : torch::nn::Module {
 
   ResNetOptions options;
   torch::nn::Conv2d conv1{nullptr};
-  torch::nn::BatchNorm2d bn1{nullptr};
+  Norm2d bn1{nullptr};
   torch::nn::Sequential layer1{nullptr}, layer2{nullptr}, layer3{nullptr}, layer4{nullptr};
   torch::nn::Linear fc{nullptr};
 };

@@ -222,10 +222,16 @@ Napi::Value OptimizerHandle::SetGroupOption(const Napi::CallbackInfo& info) {
   TL_GUARD_END(info.Env())
 }
 
+void OptimizerHandle::zeroGrad() {
+  for (auto& g : opt_->param_groups())
+    for (auto& p : g.params())
+      if (p.grad().defined()) p.mutable_grad().reset();
+}
+
 Napi::Value OptimizerHandle::ZeroGrad(const Napi::CallbackInfo& info) {
   TL_GUARD_BEGIN
   requireIdle("zero the gradients");
-  opt_->zero_grad();
+  zeroGrad();
   return info.Env().Undefined();
   TL_GUARD_END(info.Env())
 }

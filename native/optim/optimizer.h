@@ -23,6 +23,11 @@ class OptimizerHandle : public Napi::ObjectWrap<OptimizerHandle> {
   void step(const std::optional<torch::Tensor>& gradScale = std::nullopt,
             const std::optional<torch::Tensor>& foundInf = std::nullopt);
   void undoStep();
+  // zero_grad(set_to_none=True) without torch::optim's detach_(): under a
+  // process group the gradients are views into the Reducer's buckets (DDP's
+  // gradient_as_bucket_view), which cannot be detached in place. They never
+  // carry a graph here (no create_graph), so dropping them is enough.
+  void zeroGrad();
   bool fused = true;
   std::vector<torch::Tensor> stepped;  // the parameters the last step updated
   bool freshMomentum = false;          // the last SGD step created the momentum buffers

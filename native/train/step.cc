@@ -201,15 +201,17 @@ Napi::Value TrainStep(const Napi::CallbackInfo& info) {
     auto release = [keepOpt](Napi::Env) { delete keepOpt; };
     Metrics r;
     auto& opt = o->optimizer();
+    auto sync = m->gradSync;
+    bool reducing = false;  // between sync->beforeBackward and afterBackward
     try {
       c10::DeviceGuard deviceGuard(m->device());
       auto x = toModel(*m, b.images, torch::kFloat32);
       auto y = b.labels.to(m->device(), torch::kLong);
-      auto sync = m->gradSync;
       const bool fp16 = opts.amp == Amp::Fp16;
+      if (sync) sync->beforeForward();
       // DDP's broadcast_buffers: every rank starts the forward with rank 0's BN statistics.
       if (sync && sync->syncBuffers) sync->broadcastBuffers(m->buffers());
-      opt.zero_grad();
+      o->zeroGrad();
       torch::Tensor logits, loss;
       {
         AutocastScope autocast(m->device().type(), opts.amp);
@@ -226,6 +228,20 @@ Napi::Value TrainStep(const Napi::CallbackInfo& info) {
       for (auto& g : opt.param_groups())
         for (auto& p : g.params())
           if (p.requires_grad()) params.push_back(p);
+      // With a process group, c10d's Reducer all-reduces gradient buckets from
+      // autograd hooks while backward is still running; when backward returns
+      // every gradient is the average over ranks.
+      auto backward = [&](const torch::Tensor& out) {
+        if (sync) {
+          sync->beforeBackward(out);
+          reducing = true;
+        }
+        out.backward();
+        if (sync) {
+          reducing = false;
+          sync->afterBackward();
+        }
+      };
       auto flagOpts = torch::TensorOptions().dtype(torch::kFloat32).device(m->device());
       torch::Tensor found, gradNorm;
       if (fp16) {
@@ -234,8 +250,8 @@ Napi::Value TrainStep(const Napi::CallbackInfo& info) {
           o->scale = o->scale.to(m->device());
           o->growthTracker = o->growthTracker.to(m->device());
         }
-        (loss * o->scale).backward();
-        if (sync) sync->averageGradients(params);
+        auto scaled = loss * o->scale;
+        backward(scaled);
         std::vector<torch::Tensor> grads;
         for (auto& p : params)
           if (p.grad().defined()) grads.push_back(p.grad());
@@ -250,8 +266,7 @@ Napi::Value TrainStep(const Napi::CallbackInfo& info) {
         at::_amp_update_scale_(o->scale, o->growthTracker, found, o->growthFactor, o->backoffFactor,
                                o->growthInterval);
       } else {
-        loss.backward();
-        if (sync) sync->averageGradients(params);
+        backward(loss);
         if (!hostCheck) found = loss.detach().isfinite().logical_not().to(torch::kFloat32).view({1});
         if (opts.clipGradNorm > 0) gradNorm = clipGradNorm(params, opts.clipGradNorm);
         o->step(std::nullopt, found.defined() ? std::optional<torch::Tensor>(found) : std::nullopt);
@@ -273,7 +288,8 @@ Napi::Value TrainStep(const Napi::CallbackInfo& info) {
       if (fp16) r.stepped = !skipped;
       else if (skipped) nonFiniteLoss(r.loss, false);
     } catch (...) {
-      opt.zero_grad();
+      if (reducing) sync->failed();
+      o->zeroGrad();
       auto err = std::current_exception();
       return [release, err](Napi::Env env) -> Napi::Value {
         release(env);
