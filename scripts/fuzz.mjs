@@ -216,6 +216,19 @@ torch.save({'model': sd, 'epoch': 3, 'list': [1, 2.5, 'x', None, 2**70]}, ${JSON
   };
 }
 
+// A target's run's memory may not pass this (RSS after a batch of 50 inputs).
+const MAX_RSS = 4 * 2 ** 30;
+
+// What the readers return (tensors in Maps, arrays and objects) is disposed
+// at once, as a careful caller would, instead of waiting for GC.
+function disposeAll(v, seen = new Set()) {
+  if (!v || typeof v !== 'object' || seen.has(v)) return;
+  seen.add(v);
+  if (typeof v.dispose === 'function') return v.dispose();
+  const items = v instanceof Map ? v.values() : Array.isArray(v) ? v : Object.values(v);
+  for (const x of items) disposeAll(x, seen);
+}
+
 async function child(a) {
   const tl = require(path.join(root, 'dist'));
   const t = targets(tl)[a.child];
@@ -225,6 +238,7 @@ async function child(a) {
   const end = Date.now() + a.seconds * 1000;
   let n = 0;
   let rejected = 0;
+  let peakRss = 0;
   const findings = [];
   while (Date.now() < end) {
     for (let k = 0; k < 50; k++, n++) {
@@ -237,7 +251,7 @@ async function child(a) {
         else input = input.length ? input : base;
       } else input = mutate(base, r);
       try {
-        await t.run(input, r, state);
+        disposeAll(await t.run(input, r, state));
       } catch (e) {
         rejected++;
         if (t.bad(e)) {
@@ -250,8 +264,18 @@ async function child(a) {
       }
     }
     if (findings.length >= 5) break;
+    // Let the event loop turn: N-API finalizers of what GC collected run
+    // from it, and a loop that never yields holds every native tensor it
+    // made (an earlier run of this script grew to 21 GB and was OOM-killed).
+    await new Promise((res) => setImmediate(res));
+    const rss = process.memoryUsage().rss;
+    peakRss = Math.max(peakRss, rss);
+    if (rss > MAX_RSS) {
+      findings.push({ iteration: n, file: null, error: `memory grew to ${(rss / 2 ** 30).toFixed(1)} GiB: a leak in ${a.child}` });
+      break;
+    }
   }
-  process.stdout.write(JSON.stringify({ target: a.child, seed: a.seed, iterations: n, rejected, findings }) + '\n');
+  process.stdout.write(JSON.stringify({ target: a.child, seed: a.seed, iterations: n, rejected, peakRssMiB: Math.round(peakRss / 2 ** 20), findings }) + '\n');
 }
 
 function parent(a) {
@@ -272,10 +296,10 @@ function parent(a) {
       continue;
     }
     const res = JSON.parse(r.stdout.trim().split('\n').pop());
-    console.log(`${target}: ${res.iterations} inputs in ${secs} s, ${res.rejected} rejected as bad input, ${res.findings.length} findings`);
+    console.log(`${target}: ${res.iterations} inputs in ${secs} s, ${res.rejected} rejected as bad input, peak RSS ${res.peakRssMiB} MiB, ${res.findings.length} findings`);
     for (const f of res.findings) {
       failed = true;
-      console.log(`  iteration ${f.iteration}: ${f.error}\n  input: ${f.file}; replay: ${replay}`);
+      console.log(`  iteration ${f.iteration}: ${f.error}\n  input: ${f.file ?? '-'}; replay: ${replay}`);
     }
   }
   process.exit(failed ? 1 : 0);
