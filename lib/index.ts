@@ -15,7 +15,6 @@ export {
   setNumThreads,
   getNumThreads,
   defaultNumWorkers,
-  CPU_CORES_PER_DECODE_WORKER,
   emptyCache,
   memoryStats,
 } from './runtime';

@@ -131,21 +131,14 @@ export function getNumThreads(): number {
 }
 
 /**
- * On CPU, one decode worker per this many cores by default: the training step's intra-op threads already
- * use every core, and decoding plus resizing a batch is a few percent of a ResNet step's work, so more
- * decode threads only take cores from the step (measured on 2 cores: bench/README.md, "thread budget").
- */
-export const CPU_CORES_PER_DECODE_WORKER = 4;
-
-/**
- * The decode threads a DataLoader starts when `numWorkers` is not given, from one thread budget with the
- * intra-op threads: with CUDA usable the GPU does the arithmetic and every core this process may use
- * decodes; on CPU, one worker per CPU_CORES_PER_DECODE_WORKER cores (at least one).
+ * The decode threads a DataLoader starts when `numWorkers` is not given: every core this process may use,
+ * from one thread budget with the intra-op threads (getNumThreads(), also every core). With CUDA the GPU
+ * does the arithmetic and decoding is the CPU's work; on CPU, decoding comes in bursts between the step's
+ * parallel regions, and measured on 2 cores (ResNet50 at 224 px, bf16, one epoch of 192 JPEGs:
+ * bench/README.md, "thread budget") 2 workers beside 2 intra-op threads took 12.1 s against 14.8 s for 1.
  */
 export function defaultNumWorkers(): number {
-  const cores = binding.availableCores();
-  if (cuda.isAvailable()) return cores;
-  return Math.max(1, Math.floor(cores / CPU_CORES_PER_DECODE_WORKER));
+  return binding.availableCores();
 }
 
 /**

@@ -14,7 +14,6 @@ import {
   resolvePrecision,
   cpuHasNativeBf16,
   CPU_BF16_MIN_IMAGE_SIZE,
-  CPU_CORES_PER_DECODE_WORKER,
   DataLoader,
   defaultNumWorkers,
   transforms,
@@ -153,10 +152,10 @@ describe('LibTorch 2.x with the CUDA build', () => {
 });
 
 describe('thread budget', () => {
-  it('decode workers default to all cores with CUDA, one per CPU_CORES_PER_DECODE_WORKER cores on CPU', () => {
+  it('decode workers default to the cores this process may use, as the intra-op threads do', () => {
     const cores = version().threads.cores;
     expect(cores).toBeLessThanOrEqual(os.availableParallelism());
-    const want = cuda.isAvailable() ? cores : Math.max(1, Math.floor(cores / CPU_CORES_PER_DECODE_WORKER));
+    const want = cores;
     expect(defaultNumWorkers()).toBe(want);
     const ds = { length: 1, getItem: () => ({ bytes: Buffer.alloc(0), label: 0 }) };
     const transform = [transforms.Resize([8, 8])];

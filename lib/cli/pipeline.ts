@@ -124,7 +124,7 @@ export const PIPELINE_USAGE = `  --config FILE            JSON file with any of 
   --checkpoint-dir DIR     where checkpoints are saved before upload (default ./checkpoints/)
   --checkpoint-prefix P    GCS folder for checkpoints (default checkpoints)
   --epochs N               (default 10)      --batch-size N   (default 64)
-  --workers N              decode threads (default: all cores with CUDA, 1 per 4 cores on CPU)   --lr X   Adam learning rate (default 0.001)
+  --workers N              decode threads (default: cores)   --lr X   Adam learning rate (default 0.001)
   --model NAME             ${MODEL_NAMES.join('|')} (default resnet50)
   --image-size PX          (default 224)     --augment imagenet|flip|none (default imagenet)
   --pretrained W           weights to fine-tune from: imagenet (the model's DEFAULT), a name such as

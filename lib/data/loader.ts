@@ -26,7 +26,7 @@ export interface DataLoaderOptions {
   seed?: number;
   /** Drop the last incomplete batch. */
   dropLast?: boolean;
-  /** Native decode threads (default: defaultNumWorkers(), one thread budget with the training step's). */
+  /** Native decode threads (default: defaultNumWorkers(), every core, as the intra-op threads). */
   numWorkers?: number;
   /** Batches prepared ahead of the one the consumer awaits (default 2). */
   prefetch?: number;

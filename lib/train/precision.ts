@@ -23,11 +23,12 @@ export function cpuHasNativeBf16(): boolean {
 }
 
 /**
- * On CPU, images smaller than this (short side, px) train faster in fp32 NCHW than in bf16 + channels_last:
- * with small feature maps the casts to bf16 and the layout reorders around each convolution cost more than
- * the bf16 arithmetic saves (measured on ResNet50: bench/README.md, "bf16 by image size").
+ * On CPU, below this image size (short side, px) bf16 + channels_last gains nothing over fp32 NCHW: with
+ * small feature maps the casts to bf16 and the layout reorders around each convolution cost what the bf16
+ * arithmetic saves. Measured train steps, ResNet50 batch 64 on 2 cores (bench/README.md, "bf16 by image
+ * size"): 32 px fp32 470 ms vs bf16 481 ms; 48 px 692 vs 599; 64 px 1,183 vs 834; 128 px 3,264 vs 1,996.
  */
-export const CPU_BF16_MIN_IMAGE_SIZE = 64;
+export const CPU_BF16_MIN_IMAGE_SIZE = 48;
 
 export interface PrecisionContext {
   /** The input images' short side in pixels, when known: on CPU, 'auto' keeps fp32 below CPU_BF16_MIN_IMAGE_SIZE. */
