@@ -70,7 +70,7 @@ export function resolvePrecision(
         precision: 'fp32',
         amp: false,
         channelsLast: false,
-        reason: `${px} px images: below ${CPU_BF16_MIN_IMAGE_SIZE} px bf16's casts and layout reorders cost more than they save on CPU; fp32`,
+        reason: `${px} px images: below ${CPU_BF16_MIN_IMAGE_SIZE} px bf16's casts and layout reorders cost as much as bf16 saves on CPU; fp32`,
       };
     }
     return {
