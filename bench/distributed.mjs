@@ -2,7 +2,7 @@
 // over Gloo on localhost (torchline beside torch.distributed), and the step
 // overhead of 2 ranks (1 thread each, half the batch each) over 1 process
 // (2 threads, the whole batch), torchline's Reducer beside torch's DDP.
-// Each figure is the best of ROUNDS runs, the two sides alternating.
+// Each figure is the best of several runs (AR_ROUNDS all-reduce runs, ROUNDS step runs), the two sides alternating.
 import { PYTHON } from '../scripts/peer-python.js';
 import { spawn } from 'node:child_process';
 import * as net from 'node:net';
@@ -14,6 +14,9 @@ const here = path.dirname(fileURLToPath(import.meta.url));
 const BYTES = 25_557_032 * 4;
 const ROUNDS = Number(process.env.ROUNDS ?? 2);
 const STEPS = Number(process.env.STEPS ?? 3);
+// An all-reduce run is cheap (one process start and 16 collectives): take more of them, the figure varies ~15%
+// from run to run on this VM.
+const AR_ROUNDS = Number(process.env.AR_ROUNDS ?? 5);
 const SIZE = 128;
 const BATCH = 16;
 const WORKER = path.join(here, 'distributed_worker.mjs');
@@ -66,15 +69,15 @@ const py = (args, world) => ranks(PYTHON, [PEER, ...args], world);
 // Other jobs on this shared machine skew the step figures (a 2-thread process suffers most): say how busy it was.
 const load0 = os.loadavg()[0];
 const ar = { ours: [], peer: [] };
-for (let r = 0; r < ROUNDS; r++) {
-  ar.ours.push(await node(['allreduce', '8'], 2));
-  ar.peer.push(await py(['allreduce', '8'], 2));
+for (let r = 0; r < AR_ROUNDS; r++) {
+  ar.ours.push(await node(['allreduce', '16'], 2));
+  ar.peer.push(await py(['allreduce', '16'], 2));
 }
 const ours = best(ar.ours);
 const peer = best(ar.peer);
 const gbps = (s) => +((2 * BYTES) / s / 1e9).toFixed(3); // ring all-reduce moves ~2x the data per rank
 console.log(
-  `all-reduce of 25.6M float32 (ResNet50 gradient, ${(BYTES / 1e6).toFixed(0)} MB), 2 ranks, Gloo, localhost:`,
+  `all-reduce of 25.6M float32 (ResNet50 gradient, ${(BYTES / 1e6).toFixed(0)} MB), 2 ranks, Gloo, localhost, best of ${AR_ROUNDS}:`,
 );
 console.log(
   `  torchline ${(ours.seconds * 1000).toFixed(1)} ms (${gbps(ours.seconds)} GB/s bus bandwidth)   torch.distributed ${(peer.seconds * 1000).toFixed(1)} ms (${gbps(peer.seconds)} GB/s)`,

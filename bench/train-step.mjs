@@ -2,10 +2,11 @@
 // in Python PyTorch eager, on the same LibTorch and thread count, at equal settings both ways:
 //   fp32 NCHW (the setting of the pipeline torchline replaces) and bf16 autocast + channels_last,
 // plus each side's default (torchline: precision 'auto', fused Adam; PyTorch: fp32, Adam's default loop) and
-// PyTorch with fused=True. Also minor page faults per step after warm-up, and peak RSS over 50 steps.
-// Usage: npm run bench -- train-step [--steps N] [--warmup N] [--size PX] [--rss-steps N]
+// PyTorch with fused=True. Also minor page faults per step in the last round, and peak RSS over 50 steps.
+// Usage: npm run bench -- train-step [--rounds R] [--steps N] [--warmup N] [--size PX] [--rss-steps N]
 import { PYTHON } from '../scripts/peer-python.js';
-import { execFileSync } from 'node:child_process';
+import { spawn } from 'node:child_process';
+import * as readline from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import * as path from 'node:path';
 import { parseArgs } from 'node:util';
@@ -25,20 +26,24 @@ import {
 const here = path.dirname(fileURLToPath(import.meta.url));
 const { values } = parseArgs({
   options: {
+    rounds: { type: 'string', default: '3' },
     steps: { type: 'string', default: '5' },
     warmup: { type: 'string', default: '2' },
     size: { type: 'string', default: '224' },
     'rss-steps': { type: 'string', default: '50' },
   },
 });
+const rounds = Number(values.rounds);
 const steps = Number(values.steps);
 const warmup = Number(values.warmup);
 const size = Number(values.size);
 const threads = getNumThreads();
+const ips = (batch, times) => +(batch / median(times)).toFixed(2);
 const median = (a) => [...a].sort((x, y) => x - y)[Math.floor(a.length / 2)];
-const auto = resolvePrecision('auto', 'cpu');
+const auto = resolvePrecision('auto', 'cpu', { imageSize: size });
 
-async function torchline(depth, batch, mode, n = steps) {
+// A torchline model and optimizer, warmed up once, then timed in rounds.
+async function torchlineSide(depth, batch, mode) {
   manualSeed(0);
   const model = (depth === 50 ? resnet50 : resnet18)().train();
   if (mode === 'bf16') model.channelsLast(true);
@@ -48,49 +53,94 @@ async function torchline(depth, batch, mode, n = steps) {
     BigInt64Array.from({ length: batch }, (_, i) => BigInt((i * 37) % 1000)),
     [batch],
   );
-  const times = [];
-  let faults = 0;
+  const amp = mode === 'bf16' ? 'bf16' : false;
   let peakRss = 0;
-  for (let i = 0; i < warmup + n; i++) {
-    const f0 = process.resourceUsage().minorPageFault;
-    const t0 = performance.now();
-    await trainStep(model, opt, { images, labels }, { amp: mode === 'bf16' ? 'bf16' : false });
-    if (i >= warmup) {
+  const run = async (n) => {
+    const times = [];
+    let faults = 0;
+    for (let i = 0; i < n; i++) {
+      const f0 = process.resourceUsage().minorPageFault;
+      const t0 = performance.now();
+      await trainStep(model, opt, { images, labels }, { amp });
       times.push((performance.now() - t0) / 1000);
       faults += process.resourceUsage().minorPageFault - f0;
       peakRss = Math.max(peakRss, process.memoryUsage().rss);
     }
-  }
-  model.dispose?.();
-  return { times, faultsPerStep: faults / n, peakRss };
+    return { times, faults };
+  };
+  await run(warmup);
+  peakRss = 0;
+  return {
+    run,
+    peakRss: () => peakRss,
+    close() {
+      model.dispose?.();
+      images.dispose();
+      labels.dispose();
+    },
+  };
 }
 
-function peer(depth, batch, mode, fused) {
-  const out = execFileSync(
+// The Python peer as a live process (bench/train_step_peer.py): warmed up once, then asked for N steps a round.
+async function peerSide(depth, batch, mode, fused) {
+  const child = spawn(
     PYTHON,
-    [
-      path.join(here, 'train_step_peer.py'),
-      depth,
-      batch,
-      size,
-      warmup,
-      steps,
-      threads,
-      mode,
-      fused ? 'fused' : 'loop',
-    ].map(String),
-    {
-      encoding: 'utf8',
-      env: { ...process.env, OMP_NUM_THREADS: String(threads) },
-    },
+    [path.join(here, 'train_step_peer.py'), depth, batch, size, warmup, threads, mode, fused ? 'fused' : 'loop'].map(
+      String,
+    ),
+    { env: { ...process.env, OMP_NUM_THREADS: String(threads) }, stdio: ['pipe', 'pipe', 'inherit'] },
   );
-  return JSON.parse(out);
+  const lines = readline.createInterface({ input: child.stdout })[Symbol.asyncIterator]();
+  const next = async () => {
+    const { value, done } = await lines.next();
+    if (done) throw new Error(`train-step peer (resnet${depth} ${mode} ${fused ? 'fused' : 'loop'}) exited`);
+    return value;
+  };
+  if ((await next()) !== 'ready') throw new Error('train-step peer did not start');
+  let torchVersion = '';
+  return {
+    async run(n) {
+      child.stdin.write(`run ${n}\n`);
+      const r = JSON.parse(await next());
+      torchVersion = r.torch;
+      return r;
+    },
+    torch: () => torchVersion,
+    close() {
+      child.stdin.end();
+    },
+  };
+}
+
+// Steps of each side in turns (torchline, PyTorch, PyTorch fused; again), so a slow stretch of this shared
+// machine lands on every side alike; the figure of each side is the median over all its timed steps.
+async function measure(depth, batch, mode) {
+  const sides = [
+    await torchlineSide(depth, batch, mode),
+    await peerSide(depth, batch, mode, false),
+    await peerSide(depth, batch, mode, true),
+  ];
+  const all = sides.map(() => ({ times: [], faults: 0 }));
+  for (let r = 0; r < rounds; r++) {
+    for (const [i, side] of sides.entries()) {
+      const { times, faults } = await side.run(steps);
+      all[i].times.push(...times);
+      all[i].faults = faults; // the last round's: page faults in the steady state
+    }
+  }
+  for (const side of sides) side.close();
+  return {
+    torchline: ips(batch, all[0].times),
+    peer: ips(batch, all[1].times),
+    peerFused: ips(batch, all[2].times),
+    faultsPerStep: { torchline: Math.round(all[0].faults / steps), peer: Math.round(all[1].faults / steps) },
+    torch: sides[1].torch(),
+  };
 }
 
 const v = version();
-const ips = (batch, times) => +(batch / median(times)).toFixed(2);
 console.log(
-  `train-step: LibTorch ${v.libtorch}, ${threads} threads, ${size}px, ${warmup} warm-up + ${steps} timed steps (median); torchline default precision: ${auto.precision}${auto.channelsLast ? ' + channels_last' : ''}`,
+  `train-step: LibTorch ${v.libtorch}, ${threads} threads, ${size}px, ${warmup} warm-up + ${rounds} rounds of ${steps} timed steps per side, taken in turns (median); torchline default precision: ${auto.precision}${auto.channelsLast ? ' + channels_last' : ''}`,
 );
 const results = {};
 let peerTorch = '';
@@ -100,17 +150,9 @@ for (const [depth, batch] of [
 ]) {
   const r = {};
   for (const mode of ['fp32', 'bf16']) {
-    // Alternate the two sides so neither gets a warmer machine.
-    const ours = await torchline(depth, batch, mode);
-    const theirs = peer(depth, batch, mode, false);
-    const theirsFused = peer(depth, batch, mode, true);
-    peerTorch = theirs.torch;
-    r[mode] = {
-      torchline: ips(batch, ours.times),
-      peer: ips(batch, theirs.times),
-      peerFused: ips(batch, theirsFused.times),
-      faultsPerStep: { torchline: Math.round(ours.faultsPerStep), peer: Math.round(theirs.faultsPerStep) },
-    };
+    const { torch, ...m } = await measure(depth, batch, mode);
+    peerTorch = torch;
+    r[mode] = m;
     console.log(
       `resnet${depth} b${batch} ${mode === 'bf16' ? 'bf16 + channels_last' : 'fp32 NCHW'}: torchline ${r[mode].torchline} img/s   PyTorch ${r[mode].peer} (fused=True ${r[mode].peerFused})   page faults/step ${r[mode].faultsPerStep.torchline} vs ${r[mode].faultsPerStep.peer}`,
     );
@@ -119,7 +161,10 @@ for (const [depth, batch] of [
 }
 const d = auto.precision === 'bf16' ? 'bf16' : 'fp32';
 const main = results.resnet50;
-const rss = await torchline(50, 16, d, Number(values['rss-steps']));
+const rssSide = await torchlineSide(50, 16, d);
+await rssSide.run(Number(values['rss-steps']));
+const rss = { peakRss: rssSide.peakRss() };
+rssSide.close();
 const mem = memoryStats();
 console.log(
   `resnet50 ${values['rss-steps']} steps at the default precision: peak RSS ${(rss.peakRss / 2 ** 20).toFixed(0)} MiB; CPU cache held ${(mem.peakHeldBytes / 2 ** 20).toFixed(0)} MiB peak, ${mem.hits} hits / ${mem.misses} misses`,
