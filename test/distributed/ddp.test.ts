@@ -1,23 +1,14 @@
 import { describe, expect, it } from 'vitest';
 import { execFileSync, spawn } from 'node:child_process';
-import * as net from 'node:net';
 import * as path from 'node:path';
 import { Adam, Tensor, distributed, load, resnet18, trainStep } from '../../lib';
 import { PYTHON, tempDir } from '../support/peer';
+import { freePort, rankEnv } from '../support/ranks';
 
 const WORKER = path.join(__dirname, 'ddp_worker.js');
 
 function weights(file: string): Map<string, Tensor> {
   return load(file) as Map<string, Tensor>;
-}
-
-async function freePort(): Promise<number> {
-  return new Promise((resolve) => {
-    const s = net.createServer().listen(0, '127.0.0.1', () => {
-      const { port } = s.address() as net.AddressInfo;
-      s.close(() => resolve(port));
-    });
-  });
 }
 
 describe('distributed data parallel (Gloo, launched by torchrun)', () => {
@@ -73,16 +64,7 @@ describe('distributed data parallel (Gloo, launched by torchrun)', () => {
   it('a rank that dies makes the other fail with a clear error within the timeout', async () => {
     const dir = tempDir('ddp-kill');
     const port = await freePort();
-    const env = (rank: number) => ({
-      ...process.env,
-      RANK: String(rank),
-      WORLD_SIZE: '2',
-      LOCAL_RANK: String(rank),
-      MASTER_ADDR: '127.0.0.1',
-      MASTER_PORT: String(port),
-      TL_TIMEOUT_MS: '15000',
-      TORCHLINE_NUM_THREADS: '1',
-    });
+    const env = (rank: number) => rankEnv(rank, port, { TL_TIMEOUT_MS: '15000' });
     const t0 = Date.now();
     const procs = [0, 1].map((rank) => spawn(process.execPath, [WORKER, dir, '50', '2'], { env: env(rank) }));
     let err0 = '';

@@ -3,24 +3,15 @@
 // of one rank): skipped steps, parameter changes, attach rules.
 import { describe, expect, it } from 'vitest';
 import { execFileSync, spawn } from 'node:child_process';
-import * as net from 'node:net';
 import * as path from 'node:path';
 import { SGD, Tensor, distributed, load, manualSeed, resnet18, trainStep } from '../../lib';
 import type { Module } from '../../lib/models/module';
 import { tempDir } from '../support/peer';
+import { freePort, rankEnv } from '../support/ranks';
 
 const STATS_WORKER = path.join(__dirname, 'ddp_stats_worker.js');
 const DDP_WORKER = path.join(__dirname, 'ddp_worker.js');
 const GC_WORKER = path.join(__dirname, 'gc_worker.js');
-
-async function freePort(): Promise<number> {
-  return new Promise((resolve) => {
-    const s = net.createServer().listen(0, '127.0.0.1', () => {
-      const { port } = s.address() as net.AddressInfo;
-      s.close(() => resolve(port));
-    });
-  });
-}
 
 async function twoRanks(script: string, args: string[], extraEnv: Record<string, string> = {}): Promise<any[]> {
   const port = await freePort();
@@ -28,19 +19,7 @@ async function twoRanks(script: string, args: string[], extraEnv: Record<string,
     [0, 1].map(
       (rank) =>
         new Promise<any>((resolve, reject) => {
-          const p = spawn(process.execPath, [script, ...args], {
-            env: {
-              ...process.env,
-              RANK: String(rank),
-              WORLD_SIZE: '2',
-              LOCAL_RANK: String(rank),
-              MASTER_ADDR: '127.0.0.1',
-              MASTER_PORT: String(port),
-              TORCHLINE_NUM_THREADS: '1',
-              OMP_NUM_THREADS: '1',
-              ...extraEnv,
-            },
-          });
+          const p = spawn(process.execPath, [script, ...args], { env: rankEnv(rank, port, extraEnv) });
           let out = '';
           let err = '';
           p.stdout.on('data', (d) => (out += d));
