@@ -58,8 +58,9 @@ const photos = fs.existsSync(dir)
   let n = 0;
   for (const f of files)
     for (const target of [0, 2, 3]) {
-      const choices = Buffer.from([target, 24, 1, 0, 1, 1, 1, 1, 16, 7, 0, 0, 0, 0, 0, 0]);
-      choices[9] = n % 3;
+      // target, output 32 px square, float32, DCT scaling, EXIF on, transform kind (RandomResizedCrop,
+      // Resize + CenterCrop, Resize), then the resize margin, flip and seed bytes.
+      const choices = Buffer.from([target, 24, 1, 0, 1, 1, n % 3, 8, 1, 7, 0, 0, 0, 0, 0, 0]);
       fs.writeFileSync(path.join(out, `seed-${n++}`), Buffer.concat([choices, f]));
     }
 })();

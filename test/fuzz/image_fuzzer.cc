@@ -5,7 +5,6 @@
 // UBSan no input may read or write out of bounds, overflow, or throw anything
 // but ImageError. Built and run by scripts/libfuzzer.sh.
 #include <cstdint>
-#include <cstring>
 #include <vector>
 
 #include "../../native/data/image.h"
