@@ -1,7 +1,5 @@
 import { spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import * as fs from 'node:fs';
-import * as os from 'node:os';
 import * as path from 'node:path';
 import { Tensor } from '../../lib';
 import { isTuple } from '../../lib/checkpoint';
@@ -19,9 +17,8 @@ export function runPeer(cmd: string, dir: string): any {
   return JSON.parse(lines[lines.length - 1]);
 }
 
-export function tmpDir(tag: string): string {
-  return fs.mkdtempSync(path.join(os.tmpdir(), `torchline-${tag}-`));
-}
+// One temporary-folder helper for every test (test/support/peer.ts).
+export { tempDir as tmpDir } from '../support/peer';
 
 export interface TensorDesc {
   shape: number[];

@@ -1,7 +1,5 @@
 // Shared by test/data: the real photos, the Python peer, temp trees.
 import { execFileSync } from 'node:child_process';
-import * as fs from 'node:fs';
-import * as os from 'node:os';
 import * as path from 'node:path';
 import { Batch, DataLoader } from '../../lib';
 
@@ -23,9 +21,8 @@ export function peer(...args: string[]): string {
   return execFileSync(PY, [PEER, ...args], { encoding: 'utf8', maxBuffer: 1 << 28 });
 }
 
-export function tmpDir(name: string): string {
-  return fs.mkdtempSync(path.join(os.tmpdir(), `torchline-${name}-`));
-}
+// One temporary-folder helper for every test (test/support/peer.ts).
+export { tempDir as tmpDir } from '../support/peer';
 
 export async function collect(loader: DataLoader): Promise<Batch[]> {
   const out: Batch[] = [];

@@ -1,8 +1,6 @@
 // Spark-layout Parquet tables written by the Python peer (make_table.py), and
 // the images they are made of.
 import { execFileSync } from 'node:child_process';
-import * as fs from 'node:fs';
-import * as os from 'node:os';
 import * as path from 'node:path';
 import { PYTHON } from '../support/peer';
 
@@ -41,6 +39,5 @@ export function makeImages(dir: string, n: number, seed = 1): { file: string; mo
   return JSON.parse(execFileSync(PYTHON, [MAKE_IMAGES, dir, String(n), String(seed)], { encoding: 'utf8' }));
 }
 
-export function tmpDir(tag: string): string {
-  return fs.mkdtempSync(path.join(os.tmpdir(), `torchline-${tag}-`));
-}
+// One temporary-folder helper for every test (test/support/peer.ts).
+export { tempDir as tmpDir } from '../support/peer';

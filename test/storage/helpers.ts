@@ -1,6 +1,5 @@
 // Shared fixtures for the storage tests: the emulator, seeding objects fast.
 import * as fs from 'node:fs';
-import * as os from 'node:os';
 import * as path from 'node:path';
 import type { Storage } from '@google-cloud/storage';
 import { storage as st } from '../../lib';
@@ -24,9 +23,8 @@ export async function seedObjects(
   await Promise.all(Array.from({ length: concurrency }, worker));
 }
 
-export function tmpDir(tag: string): string {
-  return fs.mkdtempSync(path.join(os.tmpdir(), `torchline-${tag}-`));
-}
+// One temporary-folder helper for every test (test/support/peer.ts).
+export { tempDir as tmpDir } from '../support/peer';
 
 /** Every regular file below dir, relative, '/'-separated, sorted. */
 export function walk(dir: string, rel = ''): string[] {
