@@ -1,5 +1,6 @@
 // Shared by test/data: the real photos, the Python peer, temp trees.
 import { execFileSync } from 'node:child_process';
+import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { Batch, DataLoader } from '../../lib';
 

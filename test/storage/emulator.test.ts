@@ -1,6 +1,8 @@
 // The in-process GCS emulator used by tests, benches and the demo.
 import * as fs from 'node:fs';
 import * as net from 'node:net';
+import * as os from 'node:os';
+import * as path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { startGcsEmulator, storage as st } from '../../lib';
 
@@ -48,11 +50,12 @@ describe('startGcsEmulator', () => {
   });
 
   it('leaves no blob folder behind', async () => {
-    const before = new Set(fs.readdirSync('/tmp').filter((n) => n.startsWith('torchline-gcs-emu-')));
+    const tmp = os.tmpdir();
+    const before = new Set(fs.readdirSync(tmp).filter((n) => n.startsWith('torchline-gcs-emu-')));
     const e = await startGcsEmulator();
-    const mine = fs.readdirSync('/tmp').filter((n) => n.startsWith('torchline-gcs-emu-') && !before.has(n));
+    const mine = fs.readdirSync(tmp).filter((n) => n.startsWith('torchline-gcs-emu-') && !before.has(n));
     expect(mine.length).toBe(1);
     await e.stop();
-    expect(fs.existsSync(`/tmp/${mine[0]}`)).toBe(false);
+    expect(fs.existsSync(path.join(tmp, mine[0]))).toBe(false);
   });
 });
