@@ -155,11 +155,10 @@ describe('thread budget', () => {
   it('decode workers default to the cores this process may use, as the intra-op threads do', () => {
     const cores = version().threads.cores;
     expect(cores).toBeLessThanOrEqual(os.availableParallelism());
-    const want = cores;
-    expect(defaultNumWorkers()).toBe(want);
+    expect(defaultNumWorkers()).toBe(cores);
     const ds = { length: 1, getItem: () => ({ bytes: Buffer.alloc(0), label: 0 }) };
     const transform = [transforms.Resize([8, 8])];
-    expect(new DataLoader(ds as never, { transform }).numWorkers).toBe(want);
+    expect(new DataLoader(ds as never, { transform }).numWorkers).toBe(cores);
     expect(new DataLoader(ds as never, { transform, numWorkers: 3 }).numWorkers).toBe(3);
   });
 });
