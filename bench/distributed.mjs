@@ -1,7 +1,8 @@
 // Data-parallel cost on this machine: all-reduce of a ResNet50-sized gradient
-// over Gloo on localhost (torchline beside torch.distributed), and the step
-// overhead of 2 ranks (1 thread each, half the batch each) over 1 process
-// (2 threads, the whole batch), torchline's Reducer beside torch's DDP.
+// between 2 ranks of this host (torchline: shared memory, and its Gloo path
+// for reference, beside torch.distributed's Gloo), and the step overhead of 2
+// ranks (1 thread each, half the batch each) over 1 process (2 threads, the
+// whole batch), torchline's Reducer beside torch's DDP.
 // Each figure is the best of several runs (AR_ROUNDS all-reduce runs, ROUNDS step runs), the two sides alternating.
 import { PYTHON } from '../scripts/peer-python.js';
 import { spawn } from 'node:child_process';
@@ -32,7 +33,7 @@ async function freePort() {
 }
 
 // Runs `world` processes of cmd (1: a plain process with 2 threads); returns rank 0's JSON line.
-async function ranks(cmd, args, world, threads = world === 1 ? 2 : 1) {
+async function ranks(cmd, args, world, threads = world === 1 ? 2 : 1, extra = {}) {
   const port = await freePort();
   const outs = await Promise.all(
     Array.from(
@@ -44,6 +45,7 @@ async function ranks(cmd, args, world, threads = world === 1 ? 2 : 1) {
             OMP_NUM_THREADS: String(threads),
             TORCHLINE_NUM_THREADS: String(threads),
             WORLD_SIZE: String(world),
+            ...extra,
           };
           if (world > 1)
             Object.assign(env, {
@@ -64,30 +66,36 @@ async function ranks(cmd, args, world, threads = world === 1 ? 2 : 1) {
 
 const best = (runs) => runs.reduce((a, b) => (b.seconds < a.seconds ? b : a));
 const node = (args, world, threads) => ranks(process.execPath, [WORKER, ...args], world, threads);
+const nodeGloo = (args, world) => ranks(process.execPath, [WORKER, ...args], world, undefined, { TL_SHM: '0' });
 const py = (args, world) => ranks(PYTHON, [PEER, ...args], world);
 
 // Other jobs on this shared machine skew the step figures (a 2-thread process suffers most): say how busy it was.
 const load0 = os.loadavg()[0];
-const ar = { ours: [], peer: [] };
+const ar = { ours: [], gloo: [], peer: [] };
 for (let r = 0; r < AR_ROUNDS; r++) {
   ar.ours.push(await node(['allreduce', '16'], 2));
+  ar.gloo.push(await nodeGloo(['allreduce', '16'], 2));
   ar.peer.push(await py(['allreduce', '16'], 2));
 }
 const ours = best(ar.ours);
+const oursGloo = best(ar.gloo);
 const peer = best(ar.peer);
+if (!ours.sharedMemory) throw new Error('the ranks did not get shared memory');
 const gbps = (s) => +((2 * BYTES) / s / 1e9).toFixed(3); // ring all-reduce moves ~2x the data per rank
+const ms = (r) => `${(r.seconds * 1000).toFixed(1)} ms (${gbps(r.seconds)} GB/s bus bandwidth)`;
 console.log(
-  `all-reduce of 25.6M float32 (ResNet50 gradient, ${(BYTES / 1e6).toFixed(0)} MB), 2 ranks, Gloo, localhost, best of ${AR_ROUNDS}:`,
+  `all-reduce of 25.6M float32 (ResNet50 gradient, ${(BYTES / 1e6).toFixed(0)} MB), 2 ranks of this host, best of ${AR_ROUNDS}:`,
 );
 console.log(
-  `  torchline ${(ours.seconds * 1000).toFixed(1)} ms (${gbps(ours.seconds)} GB/s bus bandwidth)   torch.distributed ${(peer.seconds * 1000).toFixed(1)} ms (${gbps(peer.seconds)} GB/s)`,
+  `  torchline (shared memory) ${ms(ours)}   torchline (Gloo) ${ms(oursGloo)}   torch.distributed (Gloo) ${ms(peer)}`,
 );
 
 const stepArgs = (batch) => ['step', String(STEPS), String(batch), String(SIZE)];
-const st = { single: [], ddp: [], peerSingle: [], peerDdp: [] };
+const st = { single: [], ddp: [], ddpGloo: [], peerSingle: [], peerDdp: [] };
 for (let r = 0; r < ROUNDS; r++) {
   st.single.push(await node(stepArgs(BATCH), 1));
   st.ddp.push(await node(stepArgs(BATCH / 2), 2));
+  st.ddpGloo.push(await nodeGloo(stepArgs(BATCH / 2), 2));
   st.peerSingle.push(await py(stepArgs(BATCH), 1));
   st.peerDdp.push(await py(stepArgs(BATCH / 2), 2));
 }
@@ -96,13 +104,14 @@ for (let r = 0; r < ROUNDS; r++) {
 const oneThread = await node(stepArgs(BATCH), 1, 1);
 const single = best(st.single);
 const ddp = best(st.ddp);
+const ddpGloo = best(st.ddpGloo);
 const peerSingle = best(st.peerSingle);
 const peerDdp = best(st.peerDdp);
 const overhead = ddp.seconds / single.seconds - 1;
 const peerOverhead = peerDdp.seconds / peerSingle.seconds - 1;
 const pct = (x) => `${(x * 100).toFixed(1)}%`;
 console.log(
-  `ResNet50 train step, global batch ${BATCH} at ${SIZE} px, ${STEPS} steps, best of ${ROUNDS}: 1 process x 2 threads ${single.seconds.toFixed(3)} s, 2 ranks x 1 thread ${ddp.seconds.toFixed(3)} s (stepOverhead ${pct(overhead)}), 1 process x 1 thread ${oneThread.seconds.toFixed(3)} s; torch DDP ${peerSingle.seconds.toFixed(3)} s vs ${peerDdp.seconds.toFixed(3)} s (${pct(peerOverhead)})`,
+  `ResNet50 train step, global batch ${BATCH} at ${SIZE} px, ${STEPS} steps, best of ${ROUNDS}: 1 process x 2 threads ${single.seconds.toFixed(3)} s, 2 ranks x 1 thread ${ddp.seconds.toFixed(3)} s (stepOverhead ${pct(overhead)}; over Gloo ${ddpGloo.seconds.toFixed(3)} s, ${pct(ddpGloo.seconds / single.seconds - 1)}), 1 process x 1 thread ${oneThread.seconds.toFixed(3)} s; torch DDP ${peerSingle.seconds.toFixed(3)} s vs ${peerDdp.seconds.toFixed(3)} s (${pct(peerOverhead)})`,
 );
 const s = ddp.stats;
 console.log(
@@ -116,10 +125,12 @@ console.log(
     unit: 'ms per all-reduce (ResNet50 gradient, 2 ranks)',
     ratio: +(ours.seconds / peer.seconds).toFixed(3),
     busGBps: gbps(ours.seconds),
+    glooMs: +(oursGloo.seconds * 1000).toFixed(1),
     stepSeconds1: +single.seconds.toFixed(3),
     stepSeconds2ranks: +ddp.seconds.toFixed(3),
     stepSeconds1thread: +oneThread.seconds.toFixed(3),
     stepOverhead: +overhead.toFixed(3),
+    stepSeconds2ranksGloo: +ddpGloo.seconds.toFixed(3),
     peerStepSeconds1: +peerSingle.seconds.toFixed(3),
     peerStepSeconds2ranks: +peerDdp.seconds.toFixed(3),
     peerStepOverhead: +peerOverhead.toFixed(3),

@@ -1,12 +1,13 @@
-// One rank of bench/distributed.mjs. argv: mode (allreduce|step) iters batch size
+// One rank of bench/distributed.mjs. argv: mode (allreduce|step) iters batch size. TL_SHM=0: Gloo only.
 import { Adam, Tensor, distributed, resnet50, trainStep, manualSeed } from '../dist/index.js';
 
 const [mode, itersArg, batchArg, sizeArg] = process.argv.slice(2);
 const iters = Number(itersArg);
 const world = Number(process.env.WORLD_SIZE ?? 1);
-const group = world > 1 ? await distributed.initProcessGroup({ backend: 'gloo' }) : null;
+const group =
+  world > 1 ? await distributed.initProcessGroup({ backend: 'gloo', sharedMemory: process.env.TL_SHM !== '0' }) : null;
 const rank = group?.rank ?? 0;
-const out = {};
+const out = { sharedMemory: group?.sharedMemory ?? false };
 if (mode === 'allreduce') {
   const t = Tensor.ones([25_557_032]); // ResNet50's gradient, float32
   await group.allReduce(t);

@@ -20,6 +20,14 @@ export interface InitOptions {
   masterPort?: number;
   /** Milliseconds before a rendezvous or collective gives up (default 30 minutes, as torch). */
   timeout?: number;
+  /**
+   * When every rank runs on this host (default true): all-reduces of CPU tensors (allReduce, and the
+   * gradients of distributedDataParallel) go through one shared-memory segment instead of Gloo's TCP
+   * ring over loopback. float32/64, bfloat16, float16, int32 and int64; other types and every other
+   * collective still use Gloo. Ranks on several hosts, or where /dev/shm cannot be mapped by all of them,
+   * use Gloo throughout (see `sharedMemoryReason`).
+   */
+  sharedMemory?: boolean;
 }
 
 function envInt(name: string): number | undefined {
@@ -36,6 +44,10 @@ export class ProcessGroup {
   readonly rank: number;
   readonly worldSize: number;
   readonly backend: Backend;
+  /** Whether CPU all-reduces go through shared memory (see InitOptions.sharedMemory). */
+  readonly sharedMemory: boolean;
+  /** Why they do not ('' when they do): 'sharedMemory: false', 'rank 1: cannot open ...'. */
+  readonly sharedMemoryReason: string;
   /** @internal models attached with distributedDataParallel: the group keeps them alive until destroy(). */
   readonly attached = new Set<Module>();
 
@@ -45,9 +57,12 @@ export class ProcessGroup {
     this.rank = rank;
     this.worldSize = worldSize;
     this.backend = backend;
+    const shm = handle.sharedMemory();
+    this.sharedMemory = shm.used;
+    this.sharedMemoryReason = shm.reason;
   }
 
-  /** In place, across every rank. */
+  /** In place, across every rank. 'avg' needs a floating-point tensor. */
   allReduce(tensor: Tensor, op: ReduceOp = 'sum'): Promise<void> {
     return this.handle.allReduce(tensor.handle, op);
   }
@@ -114,6 +129,7 @@ export async function initProcessGroup(options: InitOptions = {}): Promise<Proce
     agentStore,
     // torchrun restarts workers with a new attempt number: keys of old attempts must not be reused.
     storePrefix: `/torchline/attempt_${process.env.TORCHELASTIC_RESTART_COUNT ?? 0}/`,
+    sharedMemory: options.sharedMemory ?? true,
   });
   await handle.connect();
   defaultGroup = new ProcessGroup(handle, rank!, worldSize!, backend);

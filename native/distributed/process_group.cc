@@ -13,6 +13,7 @@
 #endif
 
 #include "addon.h"
+#include "distributed/shared_memory.h"
 #include "distributed/sync_batchnorm.h"
 #include "executor.h"
 #include "models/module.h"
@@ -61,6 +62,86 @@ void broadcastCoalesced(const PG& pg, const std::vector<torch::Tensor>& tensors,
   flush();
 }
 
+// The shared-memory types of the tensors it can reduce; others go to Gloo.
+std::optional<ShmDtype> shmDtype(c10::ScalarType t) {
+  switch (t) {
+    case c10::kFloat: return ShmDtype::Float32;
+    case c10::kDouble: return ShmDtype::Float64;
+    case c10::kInt: return ShmDtype::Int32;
+    case c10::kLong: return ShmDtype::Int64;
+    case c10::kBFloat16: return ShmDtype::BFloat16;
+    case c10::kHalf: return ShmDtype::Float16;
+    default: return std::nullopt;
+  }
+}
+
+bool shmCanReduce(const std::shared_ptr<SharedMemoryGroup>& shm, const torch::Tensor& t) {
+  return shm && t.device().is_cpu() && t.layout() == c10::kStrided && t.is_contiguous() && shmDtype(t.scalar_type());
+}
+
+// Every rank learns whether every rank could map rank 0's segment, so all of
+// them use it or none does (then Gloo does everything, as before). Returns
+// null with the reason in `why` when not.
+std::shared_ptr<SharedMemoryGroup> joinSharedMemory(const c10::intrusive_ptr<c10d::Store>& base, int rank, int world,
+                                                    std::chrono::milliseconds timeout, std::string& why) {
+  auto store = c10::make_intrusive<c10d::PrefixStore>("shm", base);
+  auto bytes = [](const std::string& s) { return std::vector<uint8_t>(s.begin(), s.end()); };
+  std::unique_ptr<SharedMemoryGroup> group;
+  std::string mine;
+  try {
+    if (rank == 0) {
+      try {
+        group = SharedMemoryGroup::create(world, timeout);
+        store->set("name", bytes(group->name()));
+      } catch (...) {
+        store->set("name", bytes(""));  // the others must not wait for a name that never comes
+        throw;
+      }
+    } else {
+      auto name = store->get("name");
+      if (name.empty()) throw ShmError("rank 0 has no segment");
+      group = SharedMemoryGroup::open(std::string(name.begin(), name.end()), rank, world, timeout);
+    }
+  } catch (const ShmError& e) {
+    mine = e.what();
+  }
+  store->set("joined/" + std::to_string(rank), bytes(mine.empty() ? "ok" : mine));
+  why.clear();
+  for (int j = 0; j < world; j++) {
+    auto v = store->get("joined/" + std::to_string(j));
+    if (std::string s(v.begin(), v.end()); s != "ok" && why.empty()) why = "rank " + std::to_string(j) + ": " + s;
+  }
+  if (group) group->unlink();  // every rank has opened it (or given up)
+  if (!why.empty()) return nullptr;
+  group->startWatchingPeers();
+  return std::shared_ptr<SharedMemoryGroup>(std::move(group));
+}
+
+// DDP's comm hook for ranks of one host: each gradient bucket is averaged
+// through shared memory on the group's own thread (in bucket order, while
+// backward goes on), the 1/world factor applied in the same pass.
+class SharedMemoryHook : public c10d::CommHookInterface {
+ public:
+  SharedMemoryHook(std::shared_ptr<SharedMemoryGroup> shm, int world) : shm_(std::move(shm)), world_(world) {}
+  c10::intrusive_ptr<c10::ivalue::Future> runHook(c10d::GradBucket& bucket) override {
+    torch::Tensor buf = bucket.getBufferRef();
+    auto fut = c10::make_intrusive<c10::ivalue::Future>(c10::TensorType::get());
+    shm_->submit({buf.data_ptr(), buf.numel(), *shmDtype(buf.scalar_type()), ShmOp::Sum, 1.0 / world_},
+                 [fut, buf](std::exception_ptr err) {
+                   if (err) fut->setError(err);
+                   else fut->markCompleted(c10::IValue(buf));
+                 });
+    return fut;
+  }
+  torch::Tensor parseHookResult(const c10::IValue& result) override {
+    return c10d::detail::parseCppCommHookResult(result);
+  }
+
+ private:
+  std::shared_ptr<SharedMemoryGroup> shm_;
+  int world_;
+};
+
 struct DataParallelOptions {
   bool findUnusedParameters = false;
   bool gradientAsBucketView = true;
@@ -78,8 +159,9 @@ struct DataParallelOptions {
 // optimizer, clipping and GradScaler only read or scale them in place.
 class DataParallel : public GradSync {
  public:
-  DataParallel(PG pg, ModelHandle* model, DataParallelOptions o, std::chrono::milliseconds timeout)
-      : pg_(std::move(pg)), model_(model), opts_(o), timeout_(timeout) {}
+  DataParallel(PG pg, std::shared_ptr<SharedMemoryGroup> shm, ModelHandle* model, DataParallelOptions o,
+               std::chrono::milliseconds timeout)
+      : pg_(std::move(pg)), shm_(std::move(shm)), model_(model), opts_(o), timeout_(timeout) {}
   ~DataParallel() override { drop(); }
 
   // On the model's thread: every rank takes rank 0's weights and buffers and
@@ -130,6 +212,13 @@ class DataParallel : public GradSync {
                                                opts_.gradientAsBucketView, names, c10d::kDefaultFirstBucketBytes,
                                                /*skip_all_reduce_unused_params=*/false,
                                                /*use_python_reducer=*/false, std::vector<int64_t>{});
+    // Every rank decides alike: the group has shared memory on all or none,
+    // and the ranks' parameters were just checked to match.
+    // (Buckets are flat and contiguous whatever the parameters' layout.)
+    if (shm_ && std::all_of(params.begin(), params.end(), [](const torch::Tensor& p) {
+          return p.device().is_cpu() && shmDtype(p.scalar_type());
+        }))
+      reducer_->register_comm_hook(std::make_unique<SharedMemoryHook>(shm_, pg_->getSize()));
     logger_ = std::make_shared<c10d::Logger>(reducer_);
     reducer_->set_logger(logger_);
     signature_ = signature();
@@ -250,6 +339,7 @@ class DataParallel : public GradSync {
   }
 
   PG pg_;
+  std::shared_ptr<SharedMemoryGroup> shm_;  // null: Gloo reduces the gradients
   ModelHandle* model_;  // owns this (gradSync)
   DataParallelOptions opts_;
   std::chrono::milliseconds timeout_;
@@ -296,6 +386,7 @@ class ProcessGroupHandle : public Napi::ObjectWrap<ProcessGroupHandle> {
                                        InstanceMethod<&ProcessGroupHandle::AttachModel>("attachModel"),
                                        InstanceMethod<&ProcessGroupHandle::Destroy>("destroy"),
                                        InstanceMethod<&ProcessGroupHandle::Backend>("backend"),
+                                       InstanceMethod<&ProcessGroupHandle::SharedMemory>("sharedMemory"),
                                    });
     exports.Set("ProcessGroupHandle", f);
   }
@@ -314,6 +405,7 @@ class ProcessGroupHandle : public Napi::ObjectWrap<ProcessGroupHandle> {
     timeout_ = std::chrono::milliseconds(o.Get("timeoutMs").ToNumber().Int64Value());
     agentStore_ = o.Get("agentStore").ToBoolean().Value();
     prefix_ = o.Get("storePrefix").ToString().Utf8Value();
+    wantShm_ = o.Get("sharedMemory").ToBoolean().Value();
     if (backend_ != "gloo" && backend_ != "nccl")
       throw std::invalid_argument("unknown backend '" + backend_ + "': expected 'gloo' or 'nccl'");
 #ifndef USE_C10D_NCCL
@@ -354,6 +446,9 @@ class ProcessGroupHandle : public Napi::ObjectWrap<ProcessGroupHandle> {
           c10::make_intrusive<c10d::PrefixStore>("gloo", store), rank_, world_, gopts);
       pg->setBackend(c10::DeviceType::CPU, c10d::ProcessGroup::BackendType::GLOO, gloo);
       pg->setDefaultBackend(c10d::ProcessGroup::BackendType::GLOO);
+      std::shared_ptr<SharedMemoryGroup> shm;
+      std::string shmWhy = wantShm_ ? "a group of one rank" : "sharedMemory: false";
+      if (wantShm_ && world_ > 1) shm = joinSharedMemory(store, rank_, world_, timeout_, shmWhy);
       if (backend_ == "nccl") {
 #ifdef USE_C10D_NCCL
         auto nopts = c10d::ProcessGroupNCCL::Options::create();
@@ -364,8 +459,10 @@ class ProcessGroupHandle : public Napi::ObjectWrap<ProcessGroupHandle> {
         pg->setDefaultBackend(c10d::ProcessGroup::BackendType::NCCL);
 #endif
       }
-      return [this, pg](Napi::Env env) -> Napi::Value {
+      return [this, pg, shm, shmWhy](Napi::Env env) -> Napi::Value {
         pg_ = pg;
+        shm_ = shm;
+        shmWhy_ = shm ? "" : shmWhy;
         return env.Undefined();
       };
     });
@@ -379,6 +476,15 @@ class ProcessGroupHandle : public Napi::ObjectWrap<ProcessGroupHandle> {
 
   Napi::Value Backend(const Napi::CallbackInfo& info) { return Napi::String::New(info.Env(), backend_); }
 
+  // sharedMemory() -> { used, reason }: whether CPU all-reduces go through
+  // shared memory, and why not when they do not.
+  Napi::Value SharedMemory(const Napi::CallbackInfo& info) {
+    auto o = Napi::Object::New(info.Env());
+    o.Set("used", bool(shm_));
+    o.Set("reason", shmWhy_);
+    return o;
+  }
+
   Napi::Promise run(const Napi::CallbackInfo& info, Job job) {
     auto* keep = new Napi::ObjectReference(Napi::Persistent(info.This().As<Napi::Object>()));
     return executor_->submit(info.Env(), std::move(job), [keep] { delete keep; });
@@ -390,16 +496,31 @@ class ProcessGroupHandle : public Napi::ObjectWrap<ProcessGroupHandle> {
     auto t = TensorHandle::From(info[0], "tensor");
     std::string op = info.Length() > 1 ? argString(info, 1, "op") : "sum";
     c10d::AllreduceOptions ao;
+    ShmOp sop = ShmOp::Sum;
     bool average = false;
     if (op == "sum") ao.reduceOp = c10d::ReduceOp::SUM;
     else if (op == "avg") average = true;
-    else if (op == "max") ao.reduceOp = c10d::ReduceOp::MAX;
-    else if (op == "min") ao.reduceOp = c10d::ReduceOp::MIN;
-    else if (op == "product") ao.reduceOp = c10d::ReduceOp::PRODUCT;
+    else if (op == "max") ao.reduceOp = c10d::ReduceOp::MAX, sop = ShmOp::Max;
+    else if (op == "min") ao.reduceOp = c10d::ReduceOp::MIN, sop = ShmOp::Min;
+    else if (op == "product") ao.reduceOp = c10d::ReduceOp::PRODUCT, sop = ShmOp::Product;
     else throw std::invalid_argument("unknown reduce op '" + op + "': expected sum, avg, max, min or product");
     if (!t.is_contiguous()) throw std::invalid_argument("allReduce needs a contiguous tensor");
+    // Checked before any rank sends a byte: after the sum it would be too late.
+    if (average && !at::isFloatingType(t.scalar_type()))
+      throw std::invalid_argument("allReduce 'avg' needs a floating-point tensor, not " +
+                                  std::string(c10::toString(t.scalar_type())) + "; use 'sum'");
     auto pg = live();
     auto timeout = timeout_;
+    if (shmCanReduce(shm_, t)) {
+      // avg: the sum scaled by 1/world in the same pass.
+      SharedMemoryGroup::Job job{nullptr, t.numel(), *shmDtype(t.scalar_type()), sop,
+                                 average ? 1.0 / pg->getSize() : 1.0};
+      return run(info, [shm = shm_, t, job]() mutable -> Finisher {
+        job.data = t.data_ptr();
+        shm->run(job);
+        return [](Napi::Env env) -> Napi::Value { return env.Undefined(); };
+      });
+    }
     return run(info, [pg, t, ao, average, timeout]() -> Finisher {
       c10::DeviceGuard deviceGuard(t.device());
       std::vector<torch::Tensor> v{t};
@@ -466,7 +587,7 @@ class ProcessGroupHandle : public Napi::ObjectWrap<ProcessGroupHandle> {
       throw std::runtime_error(
           "this model is already data parallel (attached to a process group); attach each model once");
     auto pg = live();
-    auto sync = std::make_shared<DataParallel>(pg, m, dp, timeout_);
+    auto sync = std::make_shared<DataParallel>(pg, shm_, m, dp, timeout_);
     sync->syncBuffers = flag("broadcastBuffers", true);
     attached_.push_back({std::make_unique<Napi::ObjectReference>(Napi::Persistent(info[0].As<Napi::Object>())), sync});
     return m->runStep(info, [m, sync]() -> Finisher {
@@ -484,6 +605,10 @@ class ProcessGroupHandle : public Napi::ObjectWrap<ProcessGroupHandle> {
       if (auto s = a.sync.lock()) s->close();
     attached_.clear();
     pg_.reset();
+    // Whatever waits for another rank in shared memory fails now; the
+    // segment goes when the last attached model lets it go.
+    if (shm_) shm_->abort("the process group was destroyed");
+    shm_.reset();
     return info.Env().Undefined();
   }
 
@@ -494,9 +619,11 @@ class ProcessGroupHandle : public Napi::ObjectWrap<ProcessGroupHandle> {
   std::vector<Attached> attached_;
   std::string backend_, addr_, prefix_;
   int rank_ = 0, world_ = 1, port_ = 0;
-  bool agentStore_ = false;
+  bool agentStore_ = false, wantShm_ = true;
   std::chrono::milliseconds timeout_{1800000};
   PG pg_;
+  std::shared_ptr<SharedMemoryGroup> shm_;
+  std::string shmWhy_;
   std::unique_ptr<Executor> executor_;
 };
 

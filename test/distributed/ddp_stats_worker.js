@@ -22,7 +22,7 @@ const [steps, batch, size] = process.argv.slice(2).map(Number);
   await tl.trainStep(model, opt, { images, labels });
   const stats = await tl.distributed.dataParallelStats(model);
   const params = model.parameters().reduce((n, p) => n + p.numel, 0);
-  process.stdout.write(`${JSON.stringify({ rank: group.rank, params, stats })}\n`);
+  process.stdout.write(`${JSON.stringify({ rank: group.rank, params, stats, sharedMemory: group.sharedMemory })}\n`);
   await group.barrier();
   group.destroy();
 })().catch((err) => {

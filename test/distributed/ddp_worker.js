@@ -2,7 +2,8 @@
 // or alone (the single-process reference on the union of both ranks' batches).
 // argv: outDir steps [dieAfterStep]. TL_SYNC_BN=1: training-mode BatchNorm,
 // synchronised across ranks (SyncBatchNorm); TL_SYNC_BN=0: training-mode,
-// not synchronised. TL_LR: learning rate (0.05).
+// not synchronised. TL_LR: learning rate (0.05). TL_SHM=0: gradients over
+// Gloo instead of shared memory (TL_SHM=1 requires shared memory).
 const path = require('node:path');
 const tl = require(path.resolve(__dirname, '../../dist'));
 
@@ -15,8 +16,15 @@ const trainBN = process.env.TL_SYNC_BN !== undefined;
 (async () => {
   const distributed = Boolean(process.env.WORLD_SIZE);
   const group = distributed
-    ? await tl.distributed.initProcessGroup({ timeout: Number(process.env.TL_TIMEOUT_MS ?? 60000) })
+    ? await tl.distributed.initProcessGroup({
+        timeout: Number(process.env.TL_TIMEOUT_MS ?? 60000),
+        sharedMemory: process.env.TL_SHM !== '0',
+      })
     : null;
+  if (group && process.env.TL_SHM && group.sharedMemory !== (process.env.TL_SHM === '1'))
+    throw new Error(
+      `sharedMemory is ${group.sharedMemory} (${group.sharedMemoryReason}), TL_SHM=${process.env.TL_SHM}`,
+    );
   const rank = group ? group.rank : 0;
   const world = group ? group.worldSize : 1;
   // Different init per rank on purpose: DDP must broadcast rank 0's weights.

@@ -1,38 +1,17 @@
 // Data parallel on c10d's Reducer: overlap of all-reduce with backward (two
-// real ranks over Gloo), and the Reducer's life cycle in one process (a group
+// real ranks, through shared memory), and the Reducer's life cycle in one process (a group
 // of one rank): skipped steps, parameter changes, attach rules.
 import { describe, expect, it } from 'vitest';
-import { execFileSync, spawn } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import * as path from 'node:path';
 import { SGD, Tensor, distributed, load, manualSeed, resnet18, trainStep } from '../../lib';
 import type { Module } from '../../lib/models/module';
 import { tempDir } from '../support/peer';
-import { freePort, rankEnv } from '../support/ranks';
+import { freePort, runRanks } from '../support/ranks';
 
 const STATS_WORKER = path.join(__dirname, 'ddp_stats_worker.js');
 const DDP_WORKER = path.join(__dirname, 'ddp_worker.js');
 const GC_WORKER = path.join(__dirname, 'gc_worker.js');
-
-async function twoRanks(script: string, args: string[], extraEnv: Record<string, string> = {}): Promise<any[]> {
-  const port = await freePort();
-  return Promise.all(
-    [0, 1].map(
-      (rank) =>
-        new Promise<any>((resolve, reject) => {
-          const p = spawn(process.execPath, [script, ...args], { env: rankEnv(rank, port, extraEnv) });
-          let out = '';
-          let err = '';
-          p.stdout.on('data', (d) => (out += d));
-          p.stderr.on('data', (d) => (err += d));
-          p.on('exit', (code) =>
-            code === 0
-              ? resolve(out.trim() ? JSON.parse(out.trim()) : null)
-              : reject(new Error(`rank ${rank} exited ${code}: ${err}`)),
-          );
-        }),
-    ),
-  );
-}
 
 function batch(n: number, size = 32, seed = 11) {
   manualSeed(seed);
@@ -70,8 +49,10 @@ async function oneRankGroup() {
 
 describe('data parallel on c10d Reducer', () => {
   it('all-reduces gradient buckets while backward still runs (DDP statistics of two ranks)', async () => {
-    const results = await twoRanks(STATS_WORKER, ['3', '8', '64']);
-    for (const { params, stats } of results) {
+    const results = await runRanks(STATS_WORKER, ['3', '8', '64']);
+    for (const { params, stats, sharedMemory } of results) {
+      // Ranks of one host: the buckets go through the shared-memory comm hook.
+      expect(sharedMemory).toBe(true);
       // After the first step the Reducer regroups buckets in gradient-ready order: 1 MiB first, then 25 MiB.
       expect(stats.rebuiltBuckets).toBe(true);
       expect(stats.bucketBytes.reduce((a: number, b: number) => a + b, 0)).toBe(params * 4);
@@ -90,7 +71,7 @@ describe('data parallel on c10d Reducer', () => {
     const dir = tempDir('syncbn');
     // lr 0.02, 2 steps: see ddp_worker.js (a max-pool tie flipped by rounding moves conv1's gradient).
     const env = { TL_SYNC_BN: '1', TL_LR: '0.02' };
-    await twoRanks(DDP_WORKER, [dir, '2'], env);
+    await runRanks(DDP_WORKER, [dir, '2'], 2, env);
     execFileSync(process.execPath, [DDP_WORKER, dir, '2'], {
       stdio: 'pipe',
       env: { ...process.env, ...env, WORLD_SIZE: '', TORCHLINE_NUM_THREADS: '1' },

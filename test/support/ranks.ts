@@ -1,4 +1,5 @@
 // What a test needs to launch ranks of a process group on this host.
+import { spawn } from 'node:child_process';
 import * as net from 'node:net';
 
 export async function freePort(): Promise<number> {
@@ -24,4 +25,33 @@ export function rankEnv(rank: number, port: number, extra: Record<string, string
     OMP_NUM_THREADS: '1',
     ...extra,
   };
+}
+
+// Runs `world` ranks of a Node script; resolves with each rank's JSON line (null when it printed none), rejects
+// with the stderr of a rank that exits non-zero.
+export async function runRanks(
+  script: string,
+  args: string[],
+  world = 2,
+  extra: Record<string, string> = {},
+): Promise<any[]> {
+  const port = await freePort();
+  return Promise.all(
+    Array.from(
+      { length: world },
+      (_, rank) =>
+        new Promise<any>((resolve, reject) => {
+          const p = spawn(process.execPath, [script, ...args], { env: rankEnv(rank, port, extra, world) });
+          let out = '';
+          let err = '';
+          p.stdout.on('data', (d) => (out += d));
+          p.stderr.on('data', (d) => (err += d));
+          p.on('exit', (code) =>
+            code === 0
+              ? resolve(out.trim() ? JSON.parse(out.trim()) : null)
+              : reject(new Error(`rank ${rank} exited ${code}: ${err}`)),
+          );
+        }),
+    ),
+  );
 }
