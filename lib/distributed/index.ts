@@ -94,6 +94,9 @@ export class ProcessGroup {
 }
 
 let defaultGroup: ProcessGroup | null = null;
+// Groups this process has joined: every rank counts alike, so each group gets keys of its own in a store that
+// outlives it (torchrun's agent store), instead of reading the last group's.
+let groupsJoined = 0;
 
 /**
  * Joins the default process group (torch.distributed.init_process_group with env://).
@@ -128,7 +131,7 @@ export async function initProcessGroup(options: InitOptions = {}): Promise<Proce
     timeoutMs: options.timeout ?? 30 * 60 * 1000,
     agentStore,
     // torchrun restarts workers with a new attempt number: keys of old attempts must not be reused.
-    storePrefix: `/torchline/attempt_${process.env.TORCHELASTIC_RESTART_COUNT ?? 0}/`,
+    storePrefix: `/torchline/attempt_${process.env.TORCHELASTIC_RESTART_COUNT ?? 0}/group_${groupsJoined++}/`,
     sharedMemory: options.sharedMemory ?? true,
   });
   await handle.connect();

@@ -2,8 +2,8 @@ import { describe, expect, it } from 'vitest';
 import { execFileSync, spawn } from 'node:child_process';
 import * as path from 'node:path';
 import { Adam, Tensor, distributed, load, resnet18, trainStep } from '../../lib';
-import { PYTHON, tempDir } from '../support/peer';
-import { freePort, rankEnv } from '../support/ranks';
+import { tempDir } from '../support/peer';
+import { freePort, rankEnv, torchrun } from '../support/ranks';
 
 const WORKER = path.join(__dirname, 'ddp_worker.js');
 
@@ -14,32 +14,7 @@ function weights(file: string): Map<string, Tensor> {
 describe('distributed data parallel (Gloo, launched by torchrun)', () => {
   it('two ranks end identical and equal to one process on the union of their batches', () => {
     const dir = tempDir('ddp');
-    // Debian's torchrun 1.13 on Python 3.11 cannot parse its own default '--redirects 0' (Std(0) is not
-    // "in Std" on 3.11): per-rank values avoid that bug.
-    execFileSync(
-      PYTHON,
-      [
-        '-m',
-        'torch.distributed.run',
-        '--standalone',
-        '--nproc_per_node',
-        '2',
-        '--redirects',
-        '0:2,1:2',
-        '--tee',
-        '0:2,1:2',
-        '--no_python',
-        process.execPath,
-        WORKER,
-        dir,
-        '3',
-      ],
-      {
-        stdio: 'pipe',
-        timeout: 240_000,
-        env: { ...process.env, TORCHLINE_NUM_THREADS: '1', OMP_NUM_THREADS: '1' },
-      },
-    );
+    torchrun(WORKER, [dir, '3']);
     execFileSync(process.execPath, [WORKER, dir, '3'], {
       stdio: 'pipe',
       env: { ...process.env, WORLD_SIZE: '', TORCHLINE_NUM_THREADS: '1' },

@@ -6,7 +6,7 @@ import { describe, expect, it } from 'vitest';
 import * as path from 'node:path';
 import { Tensor, distributed, load } from '../../lib';
 import { tempDir } from '../support/peer';
-import { freePort, runRanks } from '../support/ranks';
+import { freePort, runRanks, torchrun } from '../support/ranks';
 import { testSeed } from '../support/seed';
 
 const WORKER = path.join(__dirname, 'shm_worker.js');
@@ -75,6 +75,16 @@ describe('shared-memory all-reduce (ranks of one host)', () => {
     expect(r0.ms).toBeLessThan(2_000);
     expect(r0.afterDestroy).toMatch(/the process group was destroyed/);
   }, 60_000);
+
+  it('a second group in one torchrun job gets keys of its own in the agent store that outlives the first', () => {
+    const out = torchrun(WORKER, ['reinit'], 120_000);
+    const line = out.split('\n').find((l) => l.includes('"groups"'))!;
+    const { groups } = JSON.parse(line.slice(line.indexOf('{')));
+    expect(groups).toEqual([
+      { sum: 2, sharedMemory: true, reason: '' },
+      { sum: 2, sharedMemory: true, reason: '' },
+    ]);
+  }, 120_000);
 
   it("a group of one rank has nothing to share; 'avg' of integers is refused before any rank sends", async () => {
     const group = await distributed.initProcessGroup({

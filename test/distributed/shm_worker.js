@@ -4,7 +4,8 @@
 //               rank's inputs (each rank can generate them all from the seed);
 //   mismatch    rank r reduces 10 + r elements;
 //   exit        rank 1 leaves right after a barrier, rank 0 then all-reduces;
-//   destroy     rank 0 destroys its group while its all-reduce waits for rank 1.
+//   destroy     rank 0 destroys its group while its all-reduce waits for rank 1;
+//   reinit      two groups one after the other (under torchrun: one store for both).
 // TL_SHM=0 joins without shared memory. Prints one JSON line.
 const fs = require('node:fs');
 const path = require('node:path');
@@ -187,7 +188,24 @@ async function cases(group, seed) {
   return report;
 }
 
+async function twoGroups() {
+  const sums = [];
+  for (let g = 0; g < 2; g++) {
+    const group = await tl.distributed.initProcessGroup({ timeout: 60000 });
+    const t = tl.Tensor.ones([1000]);
+    await group.allReduce(t);
+    sums.push({ sum: t.toArray()[0], sharedMemory: group.sharedMemory, reason: group.sharedMemoryReason });
+    await group.barrier();
+    group.destroy();
+  }
+  return sums;
+}
+
 (async () => {
+  if (mode === 'reinit') {
+    process.stdout.write(`${JSON.stringify({ groups: await twoGroups() })}\n`);
+    process.exit(0);
+  }
   const before = segments();
   const group = await tl.distributed.initProcessGroup({
     backend: 'gloo',

@@ -1,6 +1,7 @@
 // What a test needs to launch ranks of a process group on this host.
-import { spawn } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import * as net from 'node:net';
+import { PYTHON } from './peer';
 
 export async function freePort(): Promise<number> {
   return new Promise((resolve) => {
@@ -53,5 +54,17 @@ export async function runRanks(
           );
         }),
     ),
+  );
+}
+
+// torchrun --standalone with 2 ranks of a Node script, one intra-op thread each; returns what the ranks printed
+// (tee'd to torchrun's stdout and stderr). Per-rank --redirects values: Debian's torchrun 1.13 on Python 3.11
+// cannot parse its own default '--redirects 0' (Std(0) is not "in Std" on 3.11).
+export function torchrun(script: string, args: string[], timeout = 240_000): string {
+  const launcher = ['-m', 'torch.distributed.run', '--standalone', '--nproc_per_node', '2'];
+  return execFileSync(
+    PYTHON,
+    [...launcher, '--redirects', '0:2,1:2', '--tee', '0:3,1:3', '--no_python', process.execPath, script, ...args],
+    { encoding: 'utf8', timeout, env: { ...process.env, TORCHLINE_NUM_THREADS: '1', OMP_NUM_THREADS: '1' } },
   );
 }
