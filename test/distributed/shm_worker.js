@@ -10,6 +10,7 @@
 const fs = require('node:fs');
 const path = require('node:path');
 const tl = require(path.resolve(__dirname, '../../dist'));
+const { mulberry32: rng } = require('../support/mulberry32.js');
 
 const [mode, seedArg] = process.argv.slice(2);
 const segments = () =>
@@ -17,17 +18,6 @@ const segments = () =>
     .readdirSync('/dev/shm')
     .filter((f) => f.startsWith('torchline-'))
     .sort();
-
-function rng(seed) {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 // Nearest value with `mant` stored mantissa bits and exponents down to `emin` (ties to even): float16 (10, -14)
 // and bfloat16 (7, -126), computed on doubles, independently of the C++ bit tricks.

@@ -5,6 +5,7 @@
 import * as http from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
 import { Transform } from 'node:stream';
+import { rng } from '../support/seed';
 
 export type FaultKind = 'reset' | 'status503' | 'status429' | 'truncate' | 'stall';
 
@@ -33,17 +34,8 @@ export interface FaultProxy {
   close(): Promise<void>;
 }
 
-/** mulberry32: small, fast, seeded. */
-export function seededRandom(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+/** mulberry32: small, fast, seeded (the tests' one generator). */
+export const seededRandom: (seed: number) => () => number = rng;
 
 function throttle(bytesPerSecond: number): Transform {
   const piece = 16 * 1024;

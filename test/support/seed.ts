@@ -3,7 +3,9 @@
 // replays a run, TORCHLINE_TEST_SEED=random explores. A failure names the
 // seed, so any red run can be replayed exactly.
 
-/** A small, fast PRNG (mulberry32): uniform [0, 1). */
+import { mulberry32 } from './mulberry32.js';
+
+/** A small, fast PRNG (mulberry32, support/mulberry32.js): uniform [0, 1). */
 export interface Rng {
   readonly seed: number;
   (): number;
@@ -12,14 +14,7 @@ export interface Rng {
 }
 
 export function rng(seed: number): Rng {
-  let a = seed >>> 0;
-  const next = (() => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  }) as Rng;
+  const next = mulberry32(seed) as Rng;
   Object.defineProperty(next, 'seed', { value: seed });
   next.int = (n: number) => Math.floor(next() * n);
   return next;
