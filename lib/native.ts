@@ -2,7 +2,8 @@
 // The addon is not API (lib/index.ts is): some exports exist only for tests and
 // benches and nothing public re-exports them: data.decodeJpeg, data.sniffJpeg
 // and data.planGeometry (decoder and crop-geometry checks against PIL and
-// torchvision), data.decodeBench (bench/dataloader.mjs).
+// torchvision), data.decodeBench (bench/dataloader.mjs), batchNormActForTest,
+// setFusedNorm and fusedNormEnabled (the fused BatchNorm kernels against ATen's).
 import { packageRoot } from './paths';
 
 function load(): any {

@@ -1,5 +1,7 @@
 #include "models/module.h"
 
+#include "models/fused_norm.h"
+
 #include "addon.h"
 #include "tensor.h"
 
@@ -324,6 +326,9 @@ Napi::Value ModelHandle::Forward(const Napi::CallbackInfo& info) {
   TL_GUARD_END(info.Env())
 }
 
-void InitModels(Napi::Env env, Napi::Object exports) { ModelHandle::Init(env, exports); }
+void InitModels(Napi::Env env, Napi::Object exports) {
+  ModelHandle::Init(env, exports);
+  InitFusedNorm(env, exports);
+}
 
 }  // namespace tl

@@ -1,5 +1,7 @@
 #include "models/resnet.h"
 
+#include "models/fused_norm.h"
+
 #include <stdexcept>
 
 namespace tl {
@@ -35,6 +37,15 @@ Layout layoutFor(int depth) {
 
 }  // namespace
 
+torch::Tensor Norm2dImpl::forwardWith(const torch::Tensor& x, const torch::Tensor& residual, bool relu) {
+  const bool synced = sync && is_training();
+  if (!synced && fusedNormApplies(*this, x, residual)) return fusedNorm(*this, x, residual, relu);
+  auto y = synced ? sync(*this, x) : torch::nn::BatchNorm2dImpl::forward(x);
+  if (residual.defined()) y += residual;
+  if (relu) y.relu_();
+  return y;
+}
+
 BasicBlockImpl::BasicBlockImpl(int64_t inplanes, int64_t planes, int64_t stride, torch::nn::Sequential ds) {
   conv1 = register_module("conv1", conv3x3(inplanes, planes, stride));
   bn1 = register_module("bn1", Norm2d(planes));
@@ -43,14 +54,10 @@ BasicBlockImpl::BasicBlockImpl(int64_t inplanes, int64_t planes, int64_t stride,
   if (ds) downsample = register_module("downsample", ds);
 }
 
-// In-place ReLU and residual add where torchvision uses them (ReLU(inplace=True),
-// `out += identity`): fewer allocations per step, same values.
 torch::Tensor BasicBlockImpl::forward(torch::Tensor x) {
   auto identity = downsample ? downsample->forward(x) : x;
-  auto out = bn1(conv1(x)).relu_();
-  out = bn2(conv2(out));
-  out += identity;
-  return torch::relu_(out);
+  auto out = bn1->forwardWith(conv1(x), {}, true);
+  return bn2->forwardWith(conv2(out), identity, true);
 }
 
 BottleneckImpl::BottleneckImpl(int64_t inplanes, int64_t planes, int64_t stride, torch::nn::Sequential ds) {
@@ -65,11 +72,9 @@ BottleneckImpl::BottleneckImpl(int64_t inplanes, int64_t planes, int64_t stride,
 
 torch::Tensor BottleneckImpl::forward(torch::Tensor x) {
   auto identity = downsample ? downsample->forward(x) : x;
-  auto out = bn1(conv1(x)).relu_();
-  out = bn2(conv2(out)).relu_();
-  out = bn3(conv3(out));
-  out += identity;
-  return torch::relu_(out);
+  auto out = bn1->forwardWith(conv1(x), {}, true);
+  out = bn2->forwardWith(conv2(out), {}, true);
+  return bn3->forwardWith(conv3(out), identity, true);
 }
 
 ResNetImpl::ResNetImpl(const ResNetOptions& opts) : options(opts) {
@@ -123,7 +128,7 @@ ResNetImpl::ResNetImpl(const ResNetOptions& opts) : options(opts) {
 }
 
 torch::Tensor ResNetImpl::forward(torch::Tensor x) {
-  x = bn1(conv1(x)).relu_();
+  x = bn1->forwardWith(conv1(x), {}, true);
   x = F::max_pool2d(x, F::MaxPool2dFuncOptions(3).stride(2).padding(1));
   x = layer4->forward(layer3->forward(layer2->forward(layer1->forward(x))));
   x = F::adaptive_avg_pool2d(x, F::AdaptiveAvgPool2dFuncOptions(1));

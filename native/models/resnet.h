@@ -11,10 +11,12 @@ namespace tl {
 // batch). Same parameters, buffers and names as torch::nn::BatchNorm2d.
 struct Norm2dImpl : torch::nn::BatchNorm2dImpl {
   using torch::nn::BatchNorm2dImpl::BatchNorm2dImpl;
-  torch::Tensor forward(const torch::Tensor& x) {
-    if (sync && is_training()) return sync(*this, x);
-    return torch::nn::BatchNorm2dImpl::forward(x);
-  }
+  torch::Tensor forward(const torch::Tensor& x) { return forwardWith(x, torch::Tensor(), false); }
+  // relu(bn(x) + residual), with the add only when residual is defined and the
+  // ReLU only when `relu`. Training on CPU in channels-last takes the fused
+  // kernels (models/fused_norm.h); otherwise ATen's ops, the add and ReLU in
+  // place on BN's output as torchvision's `out += identity; relu(inplace)`.
+  torch::Tensor forwardWith(const torch::Tensor& x, const torch::Tensor& residual, bool relu);
   std::function<torch::Tensor(torch::nn::BatchNorm2dImpl&, const torch::Tensor&)> sync;
 };
 TORCH_MODULE(Norm2d);

@@ -63,10 +63,14 @@ def train(path, config_json):
     else:
         opt = cls(m.parameters(), **opts)
     loss_fn = torch.nn.CrossEntropyLoss(label_smoothing=cfg.get("labelSmoothing", 0.0))
+    channels_last = cfg.get("channelsLast", False)
+    if channels_last:
+        m = m.to(memory_format=torch.channels_last)
     losses = []
     for i in range(cfg["steps"]):
         opt.zero_grad()
-        loss = loss_fn(m(x[i]), y[i])
+        xi = x[i].contiguous(memory_format=torch.channels_last) if channels_last else x[i]
+        loss = loss_fn(m(xi), y[i])
         loss.backward()
         if cfg.get("clip"):
             torch.nn.utils.clip_grad_norm_(m.parameters(), cfg["clip"])

@@ -53,6 +53,8 @@ type Config = {
   clip?: number;
   fused?: boolean;
   steps?: number;
+  channelsLast?: boolean;
+  weightTol?: number;
 };
 
 const configs: [string, Config][] = [
@@ -80,6 +82,13 @@ const configs: [string, Config][] = [
   [
     'SGD unfused (fused: false)',
     { kind: 'sgd', options: { lr: 0.05, momentum: 0.9, nesterov: true, weight_decay: 1e-4 }, fused: false },
+  ],
+  // Channels-last takes torchline's fused BatchNorm (float32 sums in another order than ATen's). This small net
+  // at batch 8 is chaotic (its loss differs by 1e-5 after 3 steps from last-bit differences), so 3 steps at a small
+  // lr, weights to 2e-4. bf16 is compared with float32 in test/models/fused-norm.test.ts.
+  [
+    'SGD momentum, channels-last float32 (fused BatchNorm + add + ReLU)',
+    { kind: 'sgd', options: { lr: 0.01, momentum: 0.9 }, channelsLast: true, steps: 3, weightTol: 2e-4 },
   ],
 ];
 
@@ -115,6 +124,7 @@ describe('20 training steps match torch.optim', () => {
     const model = resnet18({ numClasses: 10 });
     model.loadStateDict(readTensorDir(path.join(dir, 'init')));
     model.train();
+    if (cfg.channelsLast) model.channelsLast(true);
     const data = readTensorDir(path.join(dir, 'data'));
     const opt = makeOptimizer(cfg, model);
     const lossFn = new CrossEntropyLoss({ labelSmoothing: cfg.labelSmoothing ?? 0 });
@@ -132,7 +142,7 @@ describe('20 training steps match torch.optim', () => {
     }
     for (let i = 0; i < steps; i++) expect(Math.abs(losses[i] - peerLosses[i])).toBeLessThan(1e-4);
     const worst = maxDiff(model.stateDict(), readTensorDir(path.join(dir, 'final')));
-    expect(worst.diff, `worst: ${worst.key}`).toBeLessThan(1e-5);
+    expect(worst.diff, `worst: ${worst.key}`).toBeLessThan(cfg.weightTol ?? 1e-5);
   });
 });
 
