@@ -2,7 +2,8 @@
 // in Python PyTorch eager, on the same LibTorch and thread count, at equal settings both ways:
 //   fp32 NCHW (the setting of the pipeline torchline replaces) and bf16 autocast + channels_last,
 // plus each side's default (torchline: precision 'auto', fused Adam; PyTorch: fp32, Adam's default loop) and
-// PyTorch with fused=True. Also minor page faults per step in the last round, and peak RSS over 50 steps.
+// PyTorch with fused=True, and at bf16 torchline with its fused BatchNorm kernels off. Also minor page faults
+// per step in the last round, and peak RSS over 50 steps.
 // Usage: npm run bench -- train-step [--rounds R] [--steps N] [--warmup N] [--size PX] [--rss-steps N]
 import { PYTHON } from '../scripts/peer-python.js';
 import { spawn } from 'node:child_process';
@@ -22,12 +23,13 @@ import {
   resolvePrecision,
   memoryStats,
 } from '../dist/index.js';
+import { binding } from '../dist/native.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const { values } = parseArgs({
   options: {
-    rounds: { type: 'string', default: '3' },
-    steps: { type: 'string', default: '5' },
+    rounds: { type: 'string', default: '6' },
+    steps: { type: 'string', default: '3' },
     warmup: { type: 'string', default: '2' },
     size: { type: 'string', default: '224' },
     'rss-steps': { type: 'string', default: '50' },
@@ -42,8 +44,9 @@ const ips = (batch, times) => +(batch / median(times)).toFixed(2);
 const median = (a) => [...a].sort((x, y) => x - y)[Math.floor(a.length / 2)];
 const auto = resolvePrecision('auto', 'cpu', { imageSize: size });
 
-// A torchline model and optimizer, warmed up once, then timed in rounds.
-async function torchlineSide(depth, batch, mode) {
+// A torchline model and optimizer, warmed up once, then timed in rounds. `atenNorm`: the same with the fused
+// BatchNorm kernels switched off (ATen's batch_norm, add_ and relu_), to show what they are worth.
+async function torchlineSide(depth, batch, mode, atenNorm = false) {
   manualSeed(0);
   const model = (depth === 50 ? resnet50 : resnet18)().train();
   if (mode === 'bf16') model.channelsLast(true);
@@ -58,6 +61,7 @@ async function torchlineSide(depth, batch, mode) {
   const run = async (n) => {
     const times = [];
     let faults = 0;
+    binding.setFusedNorm(!atenNorm);
     for (let i = 0; i < n; i++) {
       const f0 = process.resourceUsage().minorPageFault;
       const t0 = performance.now();
@@ -66,6 +70,7 @@ async function torchlineSide(depth, batch, mode) {
       faults += process.resourceUsage().minorPageFault - f0;
       peakRss = Math.max(peakRss, process.memoryUsage().rss);
     }
+    binding.setFusedNorm(true);
     return { times, faults };
   };
   await run(warmup);
@@ -112,14 +117,17 @@ async function peerSide(depth, batch, mode, fused) {
   };
 }
 
-// Steps of each side in turns (torchline, PyTorch, PyTorch fused; again), so a slow stretch of this shared
-// machine lands on every side alike; the figure of each side is the median over all its timed steps.
+// Steps of each side in turns (torchline, PyTorch, PyTorch fused[, torchline on ATen's BatchNorm]; again), a
+// few steps at a time, so a slow stretch of this shared machine lands on every side alike; the figure of each
+// side is the median over all its timed steps.
 async function measure(depth, batch, mode) {
   const sides = [
     await torchlineSide(depth, batch, mode),
     await peerSide(depth, batch, mode, false),
     await peerSide(depth, batch, mode, true),
   ];
+  // Channels-last is where the fused kernels apply.
+  if (mode === 'bf16') sides.push(await torchlineSide(depth, batch, mode, true));
   const all = sides.map(() => ({ times: [], faults: 0 }));
   for (let r = 0; r < rounds; r++) {
     for (const [i, side] of sides.entries()) {
@@ -133,6 +141,7 @@ async function measure(depth, batch, mode) {
     torchline: ips(batch, all[0].times),
     peer: ips(batch, all[1].times),
     peerFused: ips(batch, all[2].times),
+    atenNorm: sides.length > 3 ? ips(batch, all[3].times) : undefined,
     faultsPerStep: { torchline: Math.round(all[0].faults / steps), peer: Math.round(all[1].faults / steps) },
     torch: sides[1].torch(),
   };
@@ -154,7 +163,7 @@ for (const [depth, batch] of [
     peerTorch = torch;
     r[mode] = m;
     console.log(
-      `resnet${depth} b${batch} ${mode === 'bf16' ? 'bf16 + channels_last' : 'fp32 NCHW'}: torchline ${r[mode].torchline} img/s   PyTorch ${r[mode].peer} (fused=True ${r[mode].peerFused})   page faults/step ${r[mode].faultsPerStep.torchline} vs ${r[mode].faultsPerStep.peer}`,
+      `resnet${depth} b${batch} ${mode === 'bf16' ? 'bf16 + channels_last' : 'fp32 NCHW'}: torchline ${r[mode].torchline} img/s${r[mode].atenNorm ? ` (${r[mode].atenNorm} on ATen's BatchNorm + add + ReLU)` : ''}   PyTorch ${r[mode].peer} (fused=True ${r[mode].peerFused})   page faults/step ${r[mode].faultsPerStep.torchline} vs ${r[mode].faultsPerStep.peer}`,
     );
   }
   results[`resnet${depth}`] = r;
@@ -189,6 +198,8 @@ const out = {
     peer: results.resnet18[d].peer,
     ratio: +(results.resnet18[d].torchline / results.resnet18[d].peer).toFixed(3),
   },
+  // torchline with its fused BatchNorm kernels off, same run (bf16 + channels_last only).
+  atenNorm: { resnet50: results.resnet50.bf16.atenNorm, resnet18: results.resnet18.bf16.atenNorm },
   pageFaultsPerStep: main[d].faultsPerStep,
   peakRssMiB: Math.round(rss.peakRss / 2 ** 20),
   peerTorch,
