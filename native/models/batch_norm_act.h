@@ -1,18 +1,18 @@
 // Training-mode BatchNorm fused with what follows it in a ResNet block: the
-// ReLU, or the residual add and the ReLU. Eager PyTorch runs these as 3-4
-// kernels that each read and write the whole activation (plus two passes for
-// the statistics); here the forward reads x once for the statistics and once
-// to write the output, and the backward reads the incoming gradient and x
-// twice, recomputing the ReLU mask from x instead of reading the output.
-// On a memory-bound CPU step that is most of the time these layers take.
+// ReLU, or the residual add and the ReLU. Eager PyTorch runs these as
+// separate kernels that each read and write the whole activation; here the
+// forward reads x once for the statistics and once to write the output, and
+// the backward reads the incoming gradient and x twice, recomputing the ReLU
+// mask from x instead of reading the output where it can. On a memory-bound
+// CPU step that is most of the time these layers take.
 //
 // Channels-last (NHWC) contiguous activations only: a tensor is `rows`
 // (N*H*W) rows of C channels. Arithmetic is float32 whatever the storage
 // type; sums over rows go through float32 blocks into float64.
 //
 // This header and batch_norm_act.plain.cc are torch-free (the kernels work
-// on row ranges; batch_norm_act.cc splits rows over LibTorch's threads and
-// wires them into autograd).
+// on row ranges; fused_norm.cc splits rows over LibTorch's threads and wires
+// them into autograd).
 #pragma once
 #include <cstdint>
 

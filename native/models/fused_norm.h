@@ -11,8 +11,9 @@ namespace tl {
 // Whether fusedNorm can take this call: bn in training mode with affine
 // parameters and running statistics (float32), x a CPU float32 or bfloat16
 // tensor [N, C, H, W] in channels-last layout (and not also NCHW-contiguous,
-// as when H*W == 1) with more than one value per channel, residual undefined or of x's shape, dtype and layout, and the fast
-// path not switched off (setFusedNorm). Otherwise callers use ATen's ops.
+// as when H*W == 1) with more than one value per channel, residual undefined
+// or of x's shape, dtype and layout, and the fast path not switched off
+// (setFusedNorm). Otherwise callers use ATen's ops.
 bool fusedNormApplies(const torch::nn::BatchNorm2dImpl& bn, const torch::Tensor& x, const torch::Tensor& residual);
 
 // relu(bn(x) + residual), with `+ residual` when it is defined and the ReLU
