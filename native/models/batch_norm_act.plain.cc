@@ -48,27 +48,34 @@ float* blockScratch(int64_t C) {
   return scratch.data();
 }
 
+// Per-channel sums of two quantities over `rows` rows, added to a[C] and b[C]:
+// rowFn(r, blockA, blockB) adds row r's terms into the float32 block sums.
+template <class RowFn>
+TL_INLINE void blockSums(int64_t rows, int64_t C, double* __restrict a, double* __restrict b, RowFn rowFn) {
+  float* __restrict ba = blockScratch(C);
+  float* __restrict bb = ba + C;
+  for (int64_t r0 = 0; r0 < rows; r0 += kBlock) {
+    const int64_t r1 = std::min(rows, r0 + kBlock);
+    for (int64_t c = 0; c < C; c++) ba[c] = bb[c] = 0.f;
+    for (int64_t r = r0; r < r1; r++) rowFn(r, ba, bb);
+    for (int64_t c = 0; c < C; c++) {
+      a[c] += ba[c];
+      b[c] += bb[c];
+    }
+  }
+}
+
 template <class T>
 TL_INLINE void statsRows(const T* __restrict x, int64_t rows, int64_t C, const float* __restrict center,
                          double* __restrict sum, double* __restrict sumSq) {
-  float* __restrict bs = blockScratch(C);
-  float* __restrict bq = bs + C;
-  for (int64_t r0 = 0; r0 < rows; r0 += kBlock) {
-    const int64_t r1 = std::min(rows, r0 + kBlock);
-    for (int64_t c = 0; c < C; c++) bs[c] = bq[c] = 0.f;
-    for (int64_t r = r0; r < r1; r++) {
-      const T* __restrict row = x + r * C;
-      for (int64_t c = 0; c < C; c++) {
-        const float d = load(row, c) - center[c];
-        bs[c] += d;
-        bq[c] += d * d;
-      }
-    }
+  blockSums(rows, C, sum, sumSq, [&](int64_t r, float* __restrict bs, float* __restrict bq) {
+    const T* __restrict row = x + r * C;
     for (int64_t c = 0; c < C; c++) {
-      sum[c] += bs[c];
-      sumSq[c] += bq[c];
+      const float d = load(row, c) - center[c];
+      bs[c] += d;
+      bq[c] += d * d;
     }
-  }
+  });
 }
 
 template <class T, bool Residual, bool Relu>
@@ -100,30 +107,20 @@ template <class T, Mask M, bool WriteG>
 TL_INLINE void reduceRows(const T* __restrict dy, const T* __restrict x, const T* __restrict out, T* __restrict gOut,
                           int64_t rows, int64_t C, const BackwardParams& p, double* __restrict sumG,
                           double* __restrict sumGX) {
-  float* __restrict bs = blockScratch(C);
-  float* __restrict bq = bs + C;
   const float* __restrict mean = p.mean;
-  for (int64_t r0 = 0; r0 < rows; r0 += kBlock) {
-    const int64_t r1 = std::min(rows, r0 + kBlock);
-    for (int64_t c = 0; c < C; c++) bs[c] = bq[c] = 0.f;
-    for (int64_t r = r0; r < r1; r++) {
-      const T* __restrict dyr = dy + r * C;
-      const T* __restrict xr = x + r * C;
-      const T* __restrict outr = M == Mask::Output ? out + r * C : nullptr;
-      T* __restrict gr = WriteG ? gOut + r * C : nullptr;
-      for (int64_t c = 0; c < C; c++) {
-        const float xv = load(xr, c);
-        const float g = masked<M>(load(dyr, c), xv, outr, c, p);
-        if constexpr (WriteG) store(gr, c, g);
-        bs[c] += g;
-        bq[c] += g * (xv - mean[c]);
-      }
-    }
+  blockSums(rows, C, sumG, sumGX, [&](int64_t r, float* __restrict bs, float* __restrict bq) {
+    const T* __restrict dyr = dy + r * C;
+    const T* __restrict xr = x + r * C;
+    const T* __restrict outr = M == Mask::Output ? out + r * C : nullptr;
+    T* __restrict gr = WriteG ? gOut + r * C : nullptr;
     for (int64_t c = 0; c < C; c++) {
-      sumG[c] += bs[c];
-      sumGX[c] += bq[c];
+      const float xv = load(xr, c);
+      const float g = masked<M>(load(dyr, c), xv, outr, c, p);
+      if constexpr (WriteG) store(gr, c, g);
+      bs[c] += g;
+      bq[c] += g * (xv - mean[c]);
     }
-  }
+  });
 }
 
 template <class T, Mask M>

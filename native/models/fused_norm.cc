@@ -55,11 +55,6 @@ std::vector<double> reduceOverRows(int64_t rows, int64_t C, F f) {
   return total;
 }
 
-float firstElement(const torch::Tensor& x, int64_t c) {
-  return x.scalar_type() == at::kBFloat16 ? static_cast<float>(x.data_ptr<at::BFloat16>()[c])
-                                          : x.data_ptr<float>()[c];
-}
-
 // Saved per-channel float32 rows of `stats` [4, C].
 enum StatRow { kMean = 0, kInvstd = 1, kScale = 2, kShift = 3 };
 
@@ -76,7 +71,8 @@ struct Fused {
 
     // Statistics, centred on the first row (a sample of each channel).
     std::vector<float> center(C);
-    for (int64_t c = 0; c < C; c++) center[c] = firstElement(x, c);
+    if (type == bnact::Type::BF16) std::copy_n(x.data_ptr<at::BFloat16>(), C, center.begin());
+    else std::copy_n(x.data_ptr<float>(), C, center.begin());
     auto sums = reduceOverRows(rows, C, [&](int64_t b, int64_t e, double* s, double* q) {
       bnact::accumulateStats(type, xr.at(b), e - b, C, center.data(), s, q);
     });
@@ -86,7 +82,8 @@ struct Fused {
     float* st = stats.data_ptr<float>();
     const float* w = weight.data_ptr<float>();
     const float* bi = bias.data_ptr<float>();
-    auto batchMean = torch::empty({C}, torch::kFloat), unbiasedVar = torch::empty({C}, torch::kFloat);
+    auto unbiasedVar = torch::empty({C}, torch::kFloat);
+    float* uv = unbiasedVar.data_ptr<float>();
     for (int64_t c = 0; c < C; c++) {
       // Clamp rounding below zero, but let a NaN through (std::max would drop it).
       const double d = sums[c] / n, v = sums[C + c] / n - d * d, var = v < 0 ? 0 : v;
@@ -95,8 +92,7 @@ struct Fused {
       st[kInvstd * C + c] = float(invstd);
       st[kScale * C + c] = float(w[c] * invstd);
       st[kShift * C + c] = float(bi[c] - mean * w[c] * invstd);
-      batchMean.data_ptr<float>()[c] = float(mean);
-      unbiasedVar.data_ptr<float>()[c] = float(var * n / (n - 1));
+      uv[c] = float(var * n / (n - 1));
     }
     {
       // What BatchNorm2d's forward does before calling batch_norm.
@@ -104,7 +100,7 @@ struct Fused {
       bn->num_batches_tracked += 1;
       const auto& m = bn->options.momentum();
       const double factor = m ? *m : 1.0 / bn->num_batches_tracked.item<double>();
-      bn->running_mean.mul_(1 - factor).add_(batchMean, factor);
+      bn->running_mean.mul_(1 - factor).add_(stats[kMean], factor);
       bn->running_var.mul_(1 - factor).add_(unbiasedVar, factor);
     }
 
@@ -143,11 +139,12 @@ struct Fused {
     });
 
     auto gradWeight = torch::empty({C}, torch::kFloat), gradBias = torch::empty({C}, torch::kFloat);
+    float *gw = gradWeight.data_ptr<float>(), *gb = gradBias.data_ptr<float>();
     const double n = double(rows);
     for (int64_t c = 0; c < C; c++) {
       const double invstd = st[kInvstd * C + c];
-      gradWeight.data_ptr<float>()[c] = float(sums[C + c] * invstd);
-      gradBias.data_ptr<float>()[c] = float(sums[c]);
+      gw[c] = float(sums[C + c] * invstd);
+      gb[c] = float(sums[c]);
       gradMean[c] = float(sums[c] / n);
       gradProj[c] = float(sums[C + c] * invstd * invstd / n);
     }

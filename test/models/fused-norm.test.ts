@@ -120,7 +120,7 @@ function run(c: Case, inp: Inputs, fused: boolean): Result {
     t(inp.runningMean, [C]).handle,
     t(inp.runningVar, [C]).handle,
     t(inp.dy, c.shape).handle,
-    { relu: c.relu, residual: c.residual, dtype: c.dtype, momentum: MOMENTUM, eps: EPS, fused },
+    { relu: c.relu, dtype: c.dtype, momentum: MOMENTUM, eps: EPS, fused },
   );
   const r = {} as Result;
   for (const k of KEYS) r[k] = out[k] ? Float64Array.from(new Tensor(out[k]).toTypedArray() as Float32Array) : null;
@@ -216,7 +216,6 @@ describe('fused BatchNorm + add + ReLU (training, channels-last)', () => {
       const inp = inputs(() => 0.5, c);
       expect(() => run(c, inp, true), shape.join('x')).toThrow(/does not apply/);
     }
-    // In a model, one value per channel gets ATen's error, not a crash.
   });
 
   it('a channels-last ResNet at batch 1 and 32 px reaches ATen’s one-value-per-channel error', async () => {
